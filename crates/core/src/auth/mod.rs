@@ -1,0 +1,179 @@
+//! Credentials for the target: one [`TokenProvider`] trait, several kinds.
+//!
+//! The pipeline asks the provider for a [`Credential`] before each call and,
+//! when the target answers 401, calls [`TokenProvider::invalidate`] with the
+//! credential that was refused, then asks again: one refresh, one retry.
+//!
+//! Every secret is a [`SecretString`]: `Debug` prints `[REDACTED]`, and the
+//! value leaves its box only where a header is written.
+
+pub mod client_credentials;
+pub mod fixed;
+
+pub use client_credentials::{ClientCredentials, ClientCredentialsConfig};
+pub use fixed::Fixed;
+
+use crate::error::{ConnectorError, ErrorClass};
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::fmt;
+use std::sync::Arc;
+
+/// A header to put on a request: name and secret value.
+#[derive(Clone)]
+pub struct Credential {
+    header: http::HeaderName,
+    value: SecretString,
+    generation: u64,
+}
+
+impl Credential {
+    /// A credential for `header`. `generation` tells refreshed credentials apart.
+    pub fn new(header: http::HeaderName, value: SecretString, generation: u64) -> Self {
+        Self { header, value, generation }
+    }
+
+    /// The header name (`authorization`, or an API-key header).
+    pub fn header_name(&self) -> &http::HeaderName {
+        &self.header
+    }
+
+    /// The header value, marked sensitive so that HTTP logs leave it out.
+    pub fn header_value(&self) -> Result<http::HeaderValue, ConnectorError> {
+        let mut v = http::HeaderValue::from_str(self.value.expose_secret())
+            .map_err(|_| ConnectorError::permanent("credential contains characters not allowed in an HTTP header"))?;
+        v.set_sensitive(true);
+        Ok(v)
+    }
+
+    /// Which refresh produced this credential.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("header", &self.header)
+            .field("value", &"[REDACTED]")
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// Getting a credential failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct AuthError {
+    transient: bool,
+    message: String,
+}
+
+impl AuthError {
+    /// A failure that may pass (token endpoint down, network, 5xx, 429).
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self { transient: true, message: message.into() }
+    }
+
+    /// A failure that needs a human (wrong client id or secret, revoked grant).
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { transient: false, message: message.into() }
+    }
+
+    /// True when trying again later may work.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
+impl From<AuthError> for ConnectorError {
+    fn from(e: AuthError) -> Self {
+        let class = if e.transient { ErrorClass::Transient } else { ErrorClass::Permanent };
+        let msg = format!("getting a credential: {}", e.message);
+        match class {
+            ErrorClass::Transient => ConnectorError::transient(msg),
+            _ => ConnectorError::permanent(msg),
+        }
+    }
+}
+
+/// Gives credentials, caching and refreshing them as needed.
+#[async_trait]
+pub trait TokenProvider: Send + Sync + fmt::Debug {
+    /// A credential valid now.
+    async fn credential(&self) -> Result<Credential, AuthError>;
+    /// The target refused `stale`; the next [`credential`](Self::credential)
+    /// must not return it. A newer credential is left alone, so N callers
+    /// refused at once cause one refresh, not N.
+    fn invalidate(&self, stale: &Credential);
+}
+
+/// `[auth]` in a connector's config.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum AuthConfig {
+    /// OAuth 2.0 client credentials grant.
+    Oauth2ClientCredentials(ClientCredentialsConfig),
+    /// A fixed bearer token.
+    Bearer {
+        /// The token.
+        token: SecretString,
+    },
+    /// HTTP Basic.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: SecretString,
+    },
+    /// An API key in a header.
+    ApiKey {
+        /// Header name (default `x-api-key`).
+        #[serde(default = "default_api_key_header")]
+        header: String,
+        /// The key.
+        key: SecretString,
+    },
+}
+
+fn default_api_key_header() -> String {
+    "x-api-key".into()
+}
+
+impl AuthConfig {
+    /// Builds the provider this config describes.
+    pub fn provider(&self, http: reqwest::Client) -> Result<Arc<dyn TokenProvider>, String> {
+        Ok(match self {
+            AuthConfig::Oauth2ClientCredentials(c) => Arc::new(ClientCredentials::new(c.clone(), http)?),
+            AuthConfig::Bearer { token } => Arc::new(Fixed::bearer(token)),
+            AuthConfig::Basic { username, password } => Arc::new(Fixed::basic(username, password)),
+            AuthConfig::ApiKey { header, key } => Arc::new(Fixed::api_key(header, key.clone())?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_or_display() {
+        let raw = r#"
+            kind = "basic"
+            username = "svc"
+            password = "hunter2-very-secret"
+        "#;
+        let cfg: AuthConfig = toml::from_str(raw).expect("valid auth config");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let cred = Credential::new(http::header::AUTHORIZATION, SecretString::from("Bearer tok-123"), 1);
+        let shown = format!("{cred:?}");
+        assert!(!shown.contains("tok-123") && shown.contains("REDACTED"), "{shown}");
+        let value = cred.header_value().expect("valid header");
+        assert!(value.is_sensitive());
+        assert!(!format!("{value:?}").contains("tok-123"));
+    }
+}

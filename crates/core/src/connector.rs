@@ -1,0 +1,56 @@
+//! The contract between the core and a connector.
+//!
+//! A connector knows its vendor: how to turn one event and one route's action
+//! into one call, and how to classify the answer. It knows nothing of Pub/Sub,
+//! retries, rate limits, idempotency or credentials caching: the
+//! [`Pipeline`](crate::pipeline::Pipeline) does those around [`Connector::call`].
+
+use crate::auth::Credential;
+use crate::error::ConnectorError;
+use crate::event::Event;
+use crate::route::Route;
+use std::future::Future;
+use std::time::Duration;
+
+/// One call the pipeline asks a connector to make.
+#[derive(Debug)]
+pub struct Request<'a, A> {
+    /// The event.
+    pub event: &'a Event,
+    /// The route it matched, with the connector's action.
+    pub route: &'a Route<A>,
+    /// The idempotency key; pass it to the target where it takes one.
+    pub idempotency_key: &'a str,
+    /// The credential to send, when the connector has auth configured.
+    pub credential: Option<&'a Credential>,
+    /// How long this attempt may take.
+    pub timeout: Duration,
+    /// 1 for the first attempt of this delivery.
+    pub attempt: u32,
+}
+
+/// A successful call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Delivered {
+    /// The target applied the event now.
+    Applied,
+    /// The target already had it (a 409 on an idempotent create, say).
+    AlreadyDone,
+}
+
+/// A vendor connector.
+pub trait Connector: Send + Sync + 'static {
+    /// A route's action, checked when the config loads.
+    type Action: Send + Sync + std::fmt::Debug + 'static;
+
+    /// The connector's name, as in `gluefleet-<name>`.
+    fn name(&self) -> &'static str;
+
+    /// Makes one call for one event. Classify every failure once, here.
+    fn call(&self, request: Request<'_, Self::Action>) -> impl Future<Output = Result<Delivered, ConnectorError>> + Send;
+
+    /// Reaches the target without changing anything (for `check` and
+    /// readiness); returns a line describing what answered.
+    fn check(&self, credential: Option<&Credential>) -> impl Future<Output = Result<String, ConnectorError>> + Send;
+}

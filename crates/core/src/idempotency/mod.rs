@@ -1,0 +1,49 @@
+//! Idempotency: one effect per event, however often Pub/Sub delivers it.
+//!
+//! Before calling the target the pipeline *claims* the event's key. A claim
+//! is either taken (go ahead), already held by another delivery that is still
+//! working (its lease has not run out: nack with a delay and let it finish), or
+//! done (the effect happened: ack without calling the target). After success
+//! the key is marked done for a TTL; after a failure it is released so the
+//! redelivery can claim it again.
+//!
+//! The store sits outside the rate limiter and retries, so duplicates never
+//! spend vendor quota.
+
+pub mod memory;
+
+pub use memory::MemoryStore;
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// The state of a key when a delivery tries to claim it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Claim {
+    /// The caller now holds the key for the lease.
+    Acquired,
+    /// Another delivery holds it; its lease ends in this long.
+    InFlight {
+        /// Time left on the other delivery's lease.
+        remaining: Duration,
+    },
+    /// The effect already happened.
+    Done,
+}
+
+/// A store failed; the message is nacked and tried again later.
+#[derive(Debug, thiserror::Error)]
+#[error("idempotency store: {0}")]
+pub struct StoreError(pub String);
+
+/// Where claims live. In memory for one process; Firestore for a fleet.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
+    /// Claims `key` for `lease`, unless it is held or done.
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError>;
+    /// Marks `key` done for `ttl`.
+    async fn complete(&self, key: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Gives `key` up after a failure, so a redelivery may claim it.
+    async fn release(&self, key: &str) -> Result<(), StoreError>;
+}

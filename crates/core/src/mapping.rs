@@ -1,0 +1,119 @@
+//! Mappings: a jq filter (via `jaq`) from the event to what the target gets.
+//!
+//! The filter's input is [`Event::to_json`](crate::event::Event::to_json):
+//! `{id, source, type, subject, time, data, attributes, message_id}`. It must
+//! give exactly one value. Filters are compiled once when the config loads, so
+//! a typo stops the worker at start instead of dead-lettering every event.
+
+use crate::error::ConnectorError;
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
+use jaq_json::Val;
+use serde_json::Value;
+use std::fmt;
+
+type Filter = jaq_core::compile::Filter<jaq_core::Native<data::JustLut<Val>>>;
+
+/// A compiled jq filter.
+pub struct Mapping {
+    code: String,
+    filter: Filter,
+}
+
+impl fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Mapping").field(&self.code).finish()
+    }
+}
+
+impl Mapping {
+    /// Compiles `code`; the error lists what jq could not read.
+    pub fn compile(code: &str) -> Result<Self, String> {
+        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+        let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
+        let loader = Loader::new(defs);
+        let arena = Arena::default();
+        let modules = loader
+            .load(&arena, File { code, path: () })
+            .map_err(|errs| format!("jq filter {code:?} does not parse ({} error(s))", errs.len()))?;
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .compile(modules)
+            .map_err(|errs| {
+                let names: Vec<String> = errs
+                    .into_iter()
+                    .flat_map(|(_, es)| es.into_iter().map(|(name, _)| name.to_string()))
+                    .collect();
+                format!("jq filter {code:?} does not compile: unknown {}", names.join(", "))
+            })?;
+        Ok(Self { code: code.to_owned(), filter })
+    }
+
+    /// The filter as written.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// Runs the filter on `input`. No output, more than one output, or a jq
+    /// error is a permanent error: the same event would fail the same way.
+    pub fn apply(&self, input: &Value) -> Result<Value, ConnectorError> {
+        let text = serde_json::to_string(input)
+            .map_err(|e| ConnectorError::permanent(format!("mapping input: {e}")))?;
+        let val = jaq_json::read::parse_single(text.as_bytes())
+            .map_err(|e| ConnectorError::permanent(format!("mapping input: {e}")))?;
+        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
+        let mut out = self.filter.id.run((ctx, val)).map(unwrap_valr);
+        let first = match out.next() {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
+                return Err(ConnectorError::permanent(format!("mapping {:?} failed: {e}", self.code)));
+            }
+            None => {
+                return Err(ConnectorError::permanent(format!("mapping {:?} gave no value", self.code)));
+            }
+        };
+        if out.next().is_some() {
+            return Err(ConnectorError::permanent(format!(
+                "mapping {:?} gave more than one value; wrap it in [...] to send an array",
+                self.code
+            )));
+        }
+        serde_json::from_str(&first.to_string())
+            .map_err(|e| ConnectorError::permanent(format!("mapping {:?} gave a value that is not JSON: {e}", self.code)))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Mapping {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(d)?;
+        Mapping::compile(&code).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn maps_an_event() -> Result<(), ConnectorError> {
+        let m = Mapping::compile("{orderId: .data.id, total: (.data.lines | map(.price) | add), source}")
+            .map_err(ConnectorError::permanent)?;
+        let input = json!({"source": "/erp", "data": {"id": "A1", "lines": [{"price": 2}, {"price": 3.5}]}});
+        assert_eq!(m.apply(&input)?, json!({"orderId": "A1", "total": 5.5, "source": "/erp"}));
+        Ok(())
+    }
+
+    #[test]
+    fn errors_are_permanent_and_say_why() {
+        assert!(Mapping::compile("{a: .b").is_err());
+        assert!(Mapping::compile("nosuchfn(1)").is_err());
+        let many = Mapping::compile(".data[]").expect("compiles");
+        let err = many.apply(&json!({"data": [1, 2]})).expect_err("two outputs");
+        assert!(err.is_permanent() && err.message().contains("more than one"), "{err}");
+        let none = Mapping::compile("empty").expect("compiles");
+        assert!(none.apply(&json!({})).expect_err("no output").message().contains("no value"));
+        let fails = Mapping::compile(r#"error("bad total")"#).expect("compiles");
+        assert!(fails.apply(&json!({})).expect_err("jq error").message().contains("bad total"));
+    }
+}

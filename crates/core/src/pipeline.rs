@@ -1,0 +1,333 @@
+//! The per-message path, and the order of its layers.
+//!
+//! ```text
+//! decode → route → idempotency → deadline → retry → rate limit → auth → connector.call
+//! ```
+//!
+//! - Idempotency is outermost so a duplicate costs no quota and no retries.
+//! - The deadline (the retry budget) bounds everything inside it, so a message
+//!   never outlives its lease in process.
+//! - Retry is outside the rate limiter: every attempt takes a cell, because
+//!   vendors count retries against quota.
+//! - Auth is innermost: a refreshed credential is picked up by the next attempt.
+//!
+//! [`Pipeline::process`] turns one message into one [`Outcome`]; the runtime
+//! carries it out.
+
+use crate::auth::TokenProvider;
+use crate::connector::{Connector, Delivered, Request};
+use crate::error::ConnectorError;
+use crate::event::{Event, RawMessage, decode};
+use crate::idempotency::{Claim, IdempotencyStore};
+use crate::outcome::{AckReason, NackReason, Outcome};
+use crate::rate_limit::{MustWait, RateLimits};
+use crate::retry::{Decision, RetryPolicy, RetrySettings};
+use crate::route::{Route, RouteTable};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What to do with an event whose type matches no route.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unroutable {
+    /// Publish to the dead-letter topic with class `unroutable` (default).
+    #[default]
+    DeadLetter,
+    /// Ack and log a warning.
+    Drop,
+}
+
+/// `[delivery]`: how messages are handled, whatever the connector.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySettings {
+    /// Unmatched event types: `dead-letter` (default) or `drop`.
+    pub unroutable: Unroutable,
+    /// On this delivery attempt a message that still fails is dead-lettered
+    /// instead of nacked (default 10). Needs a dead-letter policy on the
+    /// subscription for Pub/Sub to count attempts.
+    pub max_delivery_attempts: u32,
+    /// Default retry settings for routes.
+    pub retry: RetrySettings,
+    /// Idempotency settings.
+    pub idempotency: IdempotencySettings,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            unroutable: Unroutable::DeadLetter,
+            max_delivery_attempts: 10,
+            retry: RetrySettings::default(),
+            idempotency: IdempotencySettings::default(),
+        }
+    }
+}
+
+/// `[delivery.idempotency]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencySettings {
+    /// Turn the store off (default on).
+    pub enabled: bool,
+    /// How long a claim holds before another delivery may take over
+    /// (default 2 min: more than the retry budget plus one call timeout).
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How long a done key is remembered (default 24 h).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            lease: Duration::from_secs(120),
+            ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The delay used when the idempotency store cannot be reached.
+const STORE_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// One connector's message path.
+#[derive(Debug)]
+pub struct Pipeline<C: Connector> {
+    connector: C,
+    routes: RouteTable<C::Action>,
+    store: Option<Arc<dyn IdempotencyStore>>,
+    limits: RateLimits,
+    auth: Option<Arc<dyn TokenProvider>>,
+    settings: DeliverySettings,
+}
+
+/// Why a delivery did not succeed, after the retry loop.
+struct Failure {
+    error: ConnectorError,
+    decision: Decision,
+    nack_reason: NackReason,
+    attempts: u32,
+}
+
+impl<C: Connector> Pipeline<C> {
+    /// Puts the parts together. Checks that every route's rate-limit bucket
+    /// exists.
+    pub fn new(
+        connector: C,
+        routes: RouteTable<C::Action>,
+        store: Option<Arc<dyn IdempotencyStore>>,
+        limits: RateLimits,
+        auth: Option<Arc<dyn TokenProvider>>,
+        settings: DeliverySettings,
+    ) -> Result<Self, String> {
+        for r in routes.iter() {
+            if let Some(rl) = &r.rate_limit {
+                limits.check_ref(rl).map_err(|e| format!("route {}: {e}", r.name))?;
+            }
+        }
+        let store = if settings.idempotency.enabled { store } else { None };
+        Ok(Self { connector, routes, store, limits, auth, settings })
+    }
+
+    /// The connector.
+    pub fn connector(&self) -> &C {
+        &self.connector
+    }
+
+    /// The credential provider, if any.
+    pub fn auth(&self) -> Option<&Arc<dyn TokenProvider>> {
+        self.auth.as_ref()
+    }
+
+    /// The routes.
+    pub fn routes(&self) -> &RouteTable<C::Action> {
+        &self.routes
+    }
+
+    /// Processes one message into one outcome. Never panics on bad input.
+    pub async fn process(&self, raw: &RawMessage) -> Outcome {
+        let event = match decode(raw) {
+            Ok(e) => e,
+            Err(e) => return Outcome::dead_letter("poison", e.to_string(), None, "", 0),
+        };
+        let Some(route) = self.routes.find(&event.event_type) else {
+            return match self.settings.unroutable {
+                Unroutable::Drop => {
+                    tracing::warn!(event_type = %event.event_type, message_id = %event.message_id, "No route for this event type; dropped.");
+                    Outcome::Ack(AckReason::Dropped)
+                }
+                Unroutable::DeadLetter => Outcome::dead_letter(
+                    "unroutable",
+                    format!("no route matches event type {:?}", event.event_type),
+                    None,
+                    "",
+                    0,
+                ),
+            };
+        };
+        let key = idempotency_key(&event, route);
+        let idem = &self.settings.idempotency;
+        if let Some(store) = &self.store {
+            match store.claim(&key, idem.lease).await {
+                Ok(Claim::Acquired) => {}
+                Ok(Claim::Done) => return Outcome::Ack(AckReason::Duplicate),
+                Ok(Claim::InFlight { remaining }) => {
+                    return Outcome::Nack { delay: remaining, reason: NackReason::InFlight };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Idempotency store unavailable; message handed back.");
+                    return Outcome::Nack { delay: STORE_RETRY_DELAY, reason: NackReason::StoreUnavailable };
+                }
+            }
+        }
+        let result = self.deliver(&event, route, &key).await;
+        if let Some(store) = &self.store {
+            let stored = match &result {
+                Ok(_) => store.complete(&key, idem.ttl).await,
+                Err(_) => store.release(&key).await,
+            };
+            if let Err(e) = stored {
+                // The effect (or failure) stands; the lease runs out by itself.
+                tracing::warn!(error = %e, key = %key, "Could not record the idempotency state.");
+            }
+        }
+        match result {
+            Ok(Delivered::Applied) => Outcome::Ack(AckReason::Delivered),
+            Ok(Delivered::AlreadyDone) => Outcome::Ack(AckReason::AlreadyDone),
+            Err(f) => self.failure_outcome(f, &event, route),
+        }
+    }
+
+    fn failure_outcome(&self, f: Failure, event: &Event, route: &Route<C::Action>) -> Outcome {
+        let status = f.error.http_status();
+        match f.decision {
+            Decision::Nack(delay) => {
+                let last = event
+                    .delivery_attempt
+                    .is_some_and(|a| u32::try_from(a).unwrap_or(0) >= self.settings.max_delivery_attempts);
+                if last {
+                    Outcome::dead_letter(
+                        "max-attempts",
+                        format!(
+                            "still failing on delivery attempt {} of {} ({}): {}",
+                            event.delivery_attempt.unwrap_or_default(),
+                            self.settings.max_delivery_attempts,
+                            f.error.class(),
+                            f.error
+                        ),
+                        status,
+                        &route.name,
+                        f.attempts,
+                    )
+                } else {
+                    Outcome::Nack { delay, reason: f.nack_reason }
+                }
+            }
+            _ => Outcome::dead_letter(f.error.class().as_str(), f.error.to_string(), status, &route.name, f.attempts),
+        }
+    }
+
+    /// deadline → retry → rate limit → auth → call.
+    async fn deliver(&self, event: &Event, route: &Route<C::Action>, key: &str) -> Result<Delivered, Failure> {
+        let policy = RetryPolicy::new(route.retry.clone());
+        let mut state = policy.start();
+        let deadline = Instant::now() + route.retry.budget;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if let Some(rl) = &route.rate_limit
+                && let Err(MustWait(wait)) = self.limits.acquire(rl, event, remaining).await
+            {
+                return Err(Failure {
+                    error: ConnectorError::rate_limited(
+                        format!("local rate limit {:?} needs {wait:?}, more than the retry budget left", rl.bucket),
+                        Some(wait),
+                    ),
+                    decision: Decision::Nack(wait),
+                    nack_reason: NackReason::RateLimited,
+                    attempts: state.attempts(),
+                });
+            }
+            policy.on_attempt(&mut state);
+            let result = self.attempt(event, route, key, state.attempts(), deadline).await;
+            let (error, credential) = match result {
+                Ok(done) => return Ok(done),
+                Err(e) => e,
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let decision = policy.decide(&mut state, &error, remaining);
+            tracing::debug!(route = %route.name, attempt = state.attempts(), class = %error.class(), ?decision, error = %error, "Attempt failed.");
+            match decision {
+                Decision::RetryAfter(wait) => tokio::time::sleep(wait).await,
+                Decision::RefreshAndRetry => {
+                    if let (Some(auth), Some(c)) = (&self.auth, &credential) {
+                        auth.invalidate(c);
+                    }
+                }
+                Decision::Nack(_) | Decision::DeadLetter => {
+                    let nack_reason = if error.is_rate_limited() { NackReason::RateLimited } else { NackReason::Retryable };
+                    let error = if matches!(decision, Decision::DeadLetter) && error.is_unauthorized() {
+                        error.into_permanent()
+                    } else {
+                        error
+                    };
+                    return Err(Failure { error, decision, nack_reason, attempts: state.attempts() });
+                }
+            }
+        }
+    }
+
+    /// auth → call, with the attempt's timeout.
+    async fn attempt(
+        &self,
+        event: &Event,
+        route: &Route<C::Action>,
+        key: &str,
+        attempt: u32,
+        deadline: Instant,
+    ) -> Result<Delivered, (ConnectorError, Option<crate::auth::Credential>)> {
+        let credential = match &self.auth {
+            Some(auth) => Some(auth.credential().await.map_err(|e| (ConnectorError::from(e), None))?),
+            None => None,
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let timeout = route.timeout.min(remaining).max(Duration::from_millis(100));
+        let request = Request {
+            event,
+            route,
+            idempotency_key: key,
+            credential: credential.as_ref(),
+            timeout,
+            attempt,
+        };
+        match tokio::time::timeout(timeout, self.connector.call(request)).await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(e)) => Err((e, credential)),
+            Err(_) => Err((ConnectorError::transient(format!("no answer within {timeout:?}")), credential)),
+        }
+    }
+}
+
+/// The idempotency key of an event on a route: the configured field, else
+/// CloudEvents `source` + `id`, else the Pub/Sub message id.
+pub fn idempotency_key<A>(event: &Event, route: &Route<A>) -> String {
+    if let Some(field) = &route.idempotency_key
+        && let Some(v) = event.lookup(field)
+    {
+        let text = match v.as_ref() {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        return format!("key:{text}");
+    }
+    if event.format.is_cloudevents() {
+        return format!("ce:{}/{}", event.source, event.id);
+    }
+    if !event.id.is_empty() && event.id != event.message_id {
+        return format!("ev:{}/{}", event.source, event.id);
+    }
+    format!("msg:{}", event.message_id)
+}

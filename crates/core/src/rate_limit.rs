@@ -1,0 +1,186 @@
+//! Rate limits per target, shared by every task of the process.
+//!
+//! A bucket is a `governor` GCRA limiter; with a `key` template it is keyed
+//! (one quota per tenant or user, for vendors that meter that way). Callers
+//! wait, never drop. The limiter sits inside the retry loop, so retries spend
+//! quota too: a vendor counts them, so must we.
+//!
+//! Limits are per process. With N Cloud Run instances, give each bucket the
+//! vendor's quota divided by N (`max-instances`); see deploy/README.md.
+
+use crate::event::Event;
+use crate::template::Template;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A bucket as configured in `[rate_limits.NAME]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests allowed per `per`.
+    pub requests: u32,
+    /// The period (default 1 s).
+    #[serde(default = "one_second", with = "humantime_serde")]
+    pub per: Duration,
+    /// Requests that may go at once after a quiet spell (default 1: smooth).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+fn one_second() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// A route's use of a bucket: `rate_limit = { bucket = "crm", key = "{data.tenant}" }`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitRef {
+    /// Name of a `[rate_limits.NAME]` bucket.
+    pub bucket: String,
+    /// Template of the key within the bucket (default: one shared key).
+    #[serde(default)]
+    pub key: Option<Template>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    limiter: DefaultKeyedRateLimiter<String>,
+}
+
+/// All buckets of a connector.
+#[derive(Clone, Debug, Default)]
+pub struct RateLimits {
+    buckets: Arc<BTreeMap<String, Bucket>>,
+    clock: DefaultClock,
+}
+
+/// The limiter says: not before this long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MustWait(pub Duration);
+
+impl RateLimits {
+    /// Builds the buckets; errors name the bucket.
+    pub fn new(config: &BTreeMap<String, RateLimitConfig>) -> Result<Self, String> {
+        let mut buckets = BTreeMap::new();
+        for (name, c) in config {
+            let requests = NonZeroU32::new(c.requests)
+                .ok_or_else(|| format!("rate_limits.{name}.requests must be at least 1"))?;
+            let burst = NonZeroU32::new(c.burst.unwrap_or(1))
+                .ok_or_else(|| format!("rate_limits.{name}.burst must be at least 1"))?;
+            let quota = Quota::with_period(c.per / requests.get())
+                .ok_or_else(|| format!("rate_limits.{name}.per must be more than zero"))?
+                .allow_burst(burst);
+            buckets.insert(
+                name.clone(),
+                Bucket {
+                    limiter: DefaultKeyedRateLimiter::keyed(quota),
+                },
+            );
+        }
+        Ok(Self {
+            buckets: Arc::new(buckets),
+            clock: DefaultClock::default(),
+        })
+    }
+
+    /// Checks that a route's reference names a configured bucket.
+    pub fn check_ref(&self, r: &RateLimitRef) -> Result<(), String> {
+        if !self.buckets.contains_key(&r.bucket) {
+            return Err(format!("rate_limit.bucket {:?} is not a [rate_limits.*] entry", r.bucket));
+        }
+        Ok(())
+    }
+
+    /// Takes one cell from the bucket, or says how long to wait for it.
+    /// An unknown bucket (checked at load) or an unrenderable key never blocks.
+    pub fn try_acquire(&self, r: &RateLimitRef, event: &Event) -> Result<(), MustWait> {
+        let Some(bucket) = self.buckets.get(&r.bucket) else {
+            return Ok(());
+        };
+        let key = r
+            .key
+            .as_ref()
+            .and_then(|t| t.render(event).ok())
+            .unwrap_or_default();
+        match bucket.limiter.check_key(&key) {
+            Ok(()) => Ok(()),
+            Err(not_until) => Err(MustWait(not_until.wait_time_from(self.clock.now()))),
+        }
+    }
+
+    /// Waits for a cell as long as it takes, up to `max_wait`; beyond that
+    /// returns how long the caller would have had to wait.
+    pub async fn acquire(&self, r: &RateLimitRef, event: &Event, max_wait: Duration) -> Result<(), MustWait> {
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.try_acquire(r, event) {
+                Ok(()) => return Ok(()),
+                Err(MustWait(w)) if waited + w > max_wait => return Err(MustWait(w)),
+                Err(MustWait(w)) => {
+                    // A little jitter, so that many waiters do not wake as one.
+                    let w = w + crate::retry::backoff::full_jitter(w / 8);
+                    tokio::time::sleep(w).await;
+                    waited += w;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{RawMessage, decode};
+
+    fn event(tenant: &str) -> Event {
+        let raw = RawMessage {
+            data: format!(r#"{{"type":"t","data":{{"tenant":"{tenant}"}}}}"#).into_bytes(),
+            ..RawMessage::default()
+        };
+        decode(&raw).expect("decodes")
+    }
+
+    fn limits(requests: u32, per: Duration) -> RateLimits {
+        let cfg = BTreeMap::from([("crm".to_owned(), RateLimitConfig { requests, per, burst: None })]);
+        RateLimits::new(&cfg).expect("valid")
+    }
+
+    #[test]
+    fn keyed_buckets_are_independent() {
+        let l = limits(1, Duration::from_secs(60));
+        let r = RateLimitRef { bucket: "crm".into(), key: Some(Template::parse("{data.tenant}").expect("valid")) };
+        assert_eq!(l.try_acquire(&r, &event("a")), Ok(()));
+        assert_eq!(l.try_acquire(&r, &event("b")), Ok(()));
+        let again = l.try_acquire(&r, &event("a"));
+        assert!(matches!(again, Err(MustWait(w)) if w > Duration::from_secs(50)), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn acquire_waits_then_gives_up_past_max_wait() {
+        let l = limits(20, Duration::from_secs(1)); // one every 50 ms
+        let r = RateLimitRef { bucket: "crm".into(), key: None };
+        let e = event("a");
+        let start = std::time::Instant::now();
+        for _ in 0..3 {
+            assert_eq!(l.acquire(&r, &e, Duration::from_secs(1)).await, Ok(()));
+        }
+        assert!(start.elapsed() >= Duration::from_millis(90), "two waits of ~50 ms");
+        let l = limits(1, Duration::from_secs(60));
+        assert_eq!(l.acquire(&r, &e, Duration::ZERO).await, Ok(()));
+        assert!(l.acquire(&r, &e, Duration::from_millis(10)).await.is_err());
+    }
+
+    #[test]
+    fn config_errors_name_the_bucket() {
+        let cfg = BTreeMap::from([("erp".to_owned(), RateLimitConfig { requests: 0, per: one_second(), burst: None })]);
+        let err = RateLimits::new(&cfg).expect_err("zero requests");
+        assert!(err.contains("rate_limits.erp.requests"), "{err}");
+        let l = limits(1, one_second());
+        assert!(l.check_ref(&RateLimitRef { bucket: "nope".into(), key: None }).is_err());
+    }
+}

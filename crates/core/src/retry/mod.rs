@@ -1,0 +1,66 @@
+//! Retries: the decision ([`policy`]) apart from the schedule ([`backoff`]).
+//!
+//! The loop that sleeps and calls again lives in [`crate::pipeline`]; this
+//! module only answers "what now?" for a failed attempt, so it is tested
+//! without any I/O and on paused time.
+
+pub mod backoff;
+pub mod policy;
+
+pub use policy::{Decision, RetryPolicy, RetryState};
+
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Retry settings: global in `[delivery.retry]`, overridable per route.
+///
+/// Defaults: 5 attempts, 200 ms first backoff doubling up to 10 s, 30 s
+/// in-process budget, `Retry-After` honoured up to 60 s.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Attempts in process, the first included (default 5).
+    pub max_attempts: u32,
+    /// First backoff step (default 200 ms).
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Largest backoff step (default 10 s).
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Total time one message may spend retrying in process (default 30 s).
+    /// Keep it well inside the subscription's ack deadline extension: past it
+    /// the message is nacked with a delay instead of holding a worker.
+    #[serde(with = "humantime_serde")]
+    pub budget: Duration,
+    /// Cap on a target's `Retry-After` (default 60 s).
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            budget: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetrySettings {
+    /// Checks the settings make sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_attempts == 0 {
+            return Err("max_attempts must be at least 1".into());
+        }
+        if self.initial_backoff.is_zero() || self.initial_backoff > self.max_backoff {
+            return Err("initial_backoff must be more than zero and at most max_backoff".into());
+        }
+        if self.budget.is_zero() {
+            return Err("budget must be more than zero".into());
+        }
+        Ok(())
+    }
+}
