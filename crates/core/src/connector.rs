@@ -48,9 +48,15 @@ pub trait Connector: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Makes one call for one event. Classify every failure once, here.
-    fn call(&self, request: Request<'_, Self::Action>) -> impl Future<Output = Result<Delivered, ConnectorError>> + Send;
+    fn call(
+        &self,
+        request: Request<'_, Self::Action>,
+    ) -> impl Future<Output = Result<Delivered, ConnectorError>> + Send;
 
     /// Reaches the target without changing anything (for `check` and
     /// readiness); returns a line describing what answered.
-    fn check(&self, credential: Option<&Credential>) -> impl Future<Output = Result<String, ConnectorError>> + Send;
+    fn check(
+        &self,
+        credential: Option<&Credential>,
+    ) -> impl Future<Output = Result<String, ConnectorError>> + Send;
 }

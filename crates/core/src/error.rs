@@ -97,7 +97,11 @@ impl ConnectorError {
 
     /// Classifies an HTTP response status with the shared table
     /// ([`crate::classify::class_of_status`]).
-    pub fn from_status(status: u16, message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+    pub fn from_status(
+        status: u16,
+        message: impl Into<String>,
+        retry_after: Option<Duration>,
+    ) -> Self {
         Self {
             http_status: Some(status),
             retry_after,
@@ -200,7 +204,11 @@ mod tests {
         let e = ConnectorError::rate_limited("x", Some(Duration::from_secs(2)));
         assert!(e.is_rate_limited());
         assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
-        assert!(ConnectorError::unauthorized("x").into_permanent().is_permanent());
+        assert!(
+            ConnectorError::unauthorized("x")
+                .into_permanent()
+                .is_permanent()
+        );
     }
 
     #[test]

@@ -48,7 +48,10 @@ pub enum Format {
 impl Format {
     /// True for both CloudEvents modes, whose `source` + `id` identify an event.
     pub fn is_cloudevents(self) -> bool {
-        matches!(self, Format::CloudEventsBinary | Format::CloudEventsStructured)
+        matches!(
+            self,
+            Format::CloudEventsBinary | Format::CloudEventsStructured
+        )
     }
 }
 
@@ -186,7 +189,9 @@ fn decode_structured(msg: &RawMessage, mut obj: Map<String, Value>) -> Result<Ev
             use base64::Engine as _;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
-                .map_err(|e| DecodeError::new(format!("CloudEvent data_base64 is not base64: {e}")))?;
+                .map_err(|e| {
+                    DecodeError::new(format!("CloudEvent data_base64 is not base64: {e}"))
+                })?;
             binary_data(&bytes, obj.get("datacontenttype").and_then(Value::as_str))?
         }
         (None, Some(other)) => {
@@ -335,7 +340,10 @@ mod tests {
     fn msg(data: &[u8], attrs: &[(&str, &str)]) -> RawMessage {
         RawMessage {
             data: data.to_vec(),
-            attributes: attrs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
             message_id: "m-1".into(),
             ..RawMessage::default()
         }
@@ -364,9 +372,21 @@ mod tests {
 
     #[test]
     fn cloudevents_binary_text_data_and_missing_source() {
-        let m = msg(b"hello", &[("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t"), ("content-type", "text/plain")]);
+        let m = msg(
+            b"hello",
+            &[
+                ("ce-specversion", "1.0"),
+                ("ce-id", "1"),
+                ("ce-source", "s"),
+                ("ce-type", "t"),
+                ("content-type", "text/plain"),
+            ],
+        );
         assert_eq!(decode(&m).map(|e| e.data), Ok(json!("hello")));
-        let m = msg(b"{}", &[("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-type", "t")]);
+        let m = msg(
+            b"{}",
+            &[("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-type", "t")],
+        );
         let err = decode(&m).expect_err("missing ce-source is poison");
         assert!(err.to_string().contains("ce-source"), "{err}");
     }
@@ -386,7 +406,10 @@ mod tests {
     fn structured_data_base64() {
         let body = json!({"specversion": "1.0", "id": "e", "source": "s", "type": "t",
                           "datacontenttype": "application/json", "data_base64": "eyJhIjoxfQ=="});
-        assert_eq!(decode(&msg(body.to_string().as_bytes(), &[])).map(|e| e.data), Ok(json!({"a": 1})));
+        assert_eq!(
+            decode(&msg(body.to_string().as_bytes(), &[])).map(|e| e.data),
+            Ok(json!({"a": 1}))
+        );
     }
 
     #[test]
@@ -410,13 +433,20 @@ mod tests {
             (br#"{"type":7,"data":{}}"#, "non-empty string"),
         ] {
             let err = decode(&msg(body, &[])).expect_err("poison");
-            assert!(err.to_string().contains(needle), "{err} should mention {needle}");
+            assert!(
+                err.to_string().contains(needle),
+                "{err} should mention {needle}"
+            );
         }
     }
 
     #[test]
     fn lookup_paths() {
-        let e = decode(&msg(br#"{"type":"t","id":"i","data":{"a":{"b":[10,{"c":"x"}]}}}"#, &[("k", "v")])).expect("decodes");
+        let e = decode(&msg(
+            br#"{"type":"t","id":"i","data":{"a":{"b":[10,{"c":"x"}]}}}"#,
+            &[("k", "v")],
+        ))
+        .expect("decodes");
         assert_eq!(e.lookup("data.a.b.1.c").as_deref(), Some(&json!("x")));
         assert_eq!(e.lookup("data.a.b.0").as_deref(), Some(&json!(10)));
         assert_eq!(e.lookup("attributes.k").as_deref(), Some(&json!("v")));

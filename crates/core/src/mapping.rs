@@ -29,13 +29,22 @@ impl fmt::Debug for Mapping {
 impl Mapping {
     /// Compiles `code`; the error lists what jq could not read.
     pub fn compile(code: &str) -> Result<Self, String> {
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-        let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs());
         let loader = Loader::new(defs);
         let arena = Arena::default();
         let modules = loader
             .load(&arena, File { code, path: () })
-            .map_err(|errs| format!("jq filter {code:?} does not parse ({} error(s))", errs.len()))?;
+            .map_err(|errs| {
+                format!(
+                    "jq filter {code:?} does not parse ({} error(s))",
+                    errs.len()
+                )
+            })?;
         let filter = Compiler::default()
             .with_funs(funs)
             .compile(modules)
@@ -44,9 +53,15 @@ impl Mapping {
                     .into_iter()
                     .flat_map(|(_, es)| es.into_iter().map(|(name, _)| name.to_string()))
                     .collect();
-                format!("jq filter {code:?} does not compile: unknown {}", names.join(", "))
+                format!(
+                    "jq filter {code:?} does not compile: unknown {}",
+                    names.join(", ")
+                )
             })?;
-        Ok(Self { code: code.to_owned(), filter })
+        Ok(Self {
+            code: code.to_owned(),
+            filter,
+        })
     }
 
     /// The filter as written.
@@ -66,10 +81,16 @@ impl Mapping {
         let first = match out.next() {
             Some(Ok(v)) => v,
             Some(Err(e)) => {
-                return Err(ConnectorError::permanent(format!("mapping {:?} failed: {e}", self.code)));
+                return Err(ConnectorError::permanent(format!(
+                    "mapping {:?} failed: {e}",
+                    self.code
+                )));
             }
             None => {
-                return Err(ConnectorError::permanent(format!("mapping {:?} gave no value", self.code)));
+                return Err(ConnectorError::permanent(format!(
+                    "mapping {:?} gave no value",
+                    self.code
+                )));
             }
         };
         if out.next().is_some() {
@@ -78,8 +99,12 @@ impl Mapping {
                 self.code
             )));
         }
-        serde_json::from_str(&first.to_string())
-            .map_err(|e| ConnectorError::permanent(format!("mapping {:?} gave a value that is not JSON: {e}", self.code)))
+        serde_json::from_str(&first.to_string()).map_err(|e| {
+            ConnectorError::permanent(format!(
+                "mapping {:?} gave a value that is not JSON: {e}",
+                self.code
+            ))
+        })
     }
 }
 
@@ -97,10 +122,15 @@ mod tests {
 
     #[test]
     fn maps_an_event() -> Result<(), ConnectorError> {
-        let m = Mapping::compile("{orderId: .data.id, total: (.data.lines | map(.price) | add), source}")
-            .map_err(ConnectorError::permanent)?;
+        let m = Mapping::compile(
+            "{orderId: .data.id, total: (.data.lines | map(.price) | add), source}",
+        )
+        .map_err(ConnectorError::permanent)?;
         let input = json!({"source": "/erp", "data": {"id": "A1", "lines": [{"price": 2}, {"price": 3.5}]}});
-        assert_eq!(m.apply(&input)?, json!({"orderId": "A1", "total": 5.5, "source": "/erp"}));
+        assert_eq!(
+            m.apply(&input)?,
+            json!({"orderId": "A1", "total": 5.5, "source": "/erp"})
+        );
         Ok(())
     }
 
@@ -109,11 +139,27 @@ mod tests {
         assert!(Mapping::compile("{a: .b").is_err());
         assert!(Mapping::compile("nosuchfn(1)").is_err());
         let many = Mapping::compile(".data[]").expect("compiles");
-        let err = many.apply(&json!({"data": [1, 2]})).expect_err("two outputs");
-        assert!(err.is_permanent() && err.message().contains("more than one"), "{err}");
+        let err = many
+            .apply(&json!({"data": [1, 2]}))
+            .expect_err("two outputs");
+        assert!(
+            err.is_permanent() && err.message().contains("more than one"),
+            "{err}"
+        );
         let none = Mapping::compile("empty").expect("compiles");
-        assert!(none.apply(&json!({})).expect_err("no output").message().contains("no value"));
+        assert!(
+            none.apply(&json!({}))
+                .expect_err("no output")
+                .message()
+                .contains("no value")
+        );
         let fails = Mapping::compile(r#"error("bad total")"#).expect("compiles");
-        assert!(fails.apply(&json!({})).expect_err("jq error").message().contains("bad total"));
+        assert!(
+            fails
+                .apply(&json!({}))
+                .expect_err("jq error")
+                .message()
+                .contains("bad total")
+        );
     }
 }

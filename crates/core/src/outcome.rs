@@ -76,7 +76,13 @@ pub enum Outcome {
 
 impl Outcome {
     /// A dead-letter outcome for an error of `class`.
-    pub fn dead_letter(class: impl Into<String>, error: impl Into<String>, http_status: Option<u16>, route: &str, attempts: u32) -> Self {
+    pub fn dead_letter(
+        class: impl Into<String>,
+        error: impl Into<String>,
+        http_status: Option<u16>,
+        route: &str,
+        attempts: u32,
+    ) -> Self {
         Outcome::DeadLetter(DeadLetter {
             class: class.into(),
             error: error.into(),

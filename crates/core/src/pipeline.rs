@@ -126,11 +126,24 @@ impl<C: Connector> Pipeline<C> {
     ) -> Result<Self, String> {
         for r in routes.iter() {
             if let Some(rl) = &r.rate_limit {
-                limits.check_ref(rl).map_err(|e| format!("route {}: {e}", r.name))?;
+                limits
+                    .check_ref(rl)
+                    .map_err(|e| format!("route {}: {e}", r.name))?;
             }
         }
-        let store = if settings.idempotency.enabled { store } else { None };
-        Ok(Self { connector, routes, store, limits, auth, settings })
+        let store = if settings.idempotency.enabled {
+            store
+        } else {
+            None
+        };
+        Ok(Self {
+            connector,
+            routes,
+            store,
+            limits,
+            auth,
+            settings,
+        })
     }
 
     /// The connector.
@@ -176,11 +189,17 @@ impl<C: Connector> Pipeline<C> {
                 Ok(Claim::Acquired) => {}
                 Ok(Claim::Done) => return Outcome::Ack(AckReason::Duplicate),
                 Ok(Claim::InFlight { remaining }) => {
-                    return Outcome::Nack { delay: remaining, reason: NackReason::InFlight };
+                    return Outcome::Nack {
+                        delay: remaining,
+                        reason: NackReason::InFlight,
+                    };
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "Idempotency store unavailable; message handed back.");
-                    return Outcome::Nack { delay: STORE_RETRY_DELAY, reason: NackReason::StoreUnavailable };
+                    return Outcome::Nack {
+                        delay: STORE_RETRY_DELAY,
+                        reason: NackReason::StoreUnavailable,
+                    };
                 }
             }
         }
@@ -206,9 +225,9 @@ impl<C: Connector> Pipeline<C> {
         let status = f.error.http_status();
         match f.decision {
             Decision::Nack(delay) => {
-                let last = event
-                    .delivery_attempt
-                    .is_some_and(|a| u32::try_from(a).unwrap_or(0) >= self.settings.max_delivery_attempts);
+                let last = event.delivery_attempt.is_some_and(|a| {
+                    u32::try_from(a).unwrap_or(0) >= self.settings.max_delivery_attempts
+                });
                 if last {
                     Outcome::dead_letter(
                         "max-attempts",
@@ -224,15 +243,29 @@ impl<C: Connector> Pipeline<C> {
                         f.attempts,
                     )
                 } else {
-                    Outcome::Nack { delay, reason: f.nack_reason }
+                    Outcome::Nack {
+                        delay,
+                        reason: f.nack_reason,
+                    }
                 }
             }
-            _ => Outcome::dead_letter(f.error.class().as_str(), f.error.to_string(), status, &route.name, f.attempts),
+            _ => Outcome::dead_letter(
+                f.error.class().as_str(),
+                f.error.to_string(),
+                status,
+                &route.name,
+                f.attempts,
+            ),
         }
     }
 
     /// deadline → retry → rate limit → auth → call.
-    async fn deliver(&self, event: &Event, route: &Route<C::Action>, key: &str) -> Result<Delivered, Failure> {
+    async fn deliver(
+        &self,
+        event: &Event,
+        route: &Route<C::Action>,
+        key: &str,
+    ) -> Result<Delivered, Failure> {
         let policy = RetryPolicy::new(route.retry.clone());
         let mut state = policy.start();
         let deadline = Instant::now() + route.retry.budget;
@@ -243,7 +276,10 @@ impl<C: Connector> Pipeline<C> {
             {
                 return Err(Failure {
                     error: ConnectorError::rate_limited(
-                        format!("local rate limit {:?} needs {wait:?}, more than the retry budget left", rl.bucket),
+                        format!(
+                            "local rate limit {:?} needs {wait:?}, more than the retry budget left",
+                            rl.bucket
+                        ),
                         Some(wait),
                     ),
                     decision: Decision::Nack(wait),
@@ -252,7 +288,9 @@ impl<C: Connector> Pipeline<C> {
                 });
             }
             policy.on_attempt(&mut state);
-            let result = self.attempt(event, route, key, state.attempts(), deadline).await;
+            let result = self
+                .attempt(event, route, key, state.attempts(), deadline)
+                .await;
             let (error, credential) = match result {
                 Ok(done) => return Ok(done),
                 Err(e) => e,
@@ -268,13 +306,23 @@ impl<C: Connector> Pipeline<C> {
                     }
                 }
                 Decision::Nack(_) | Decision::DeadLetter => {
-                    let nack_reason = if error.is_rate_limited() { NackReason::RateLimited } else { NackReason::Retryable };
-                    let error = if matches!(decision, Decision::DeadLetter) && error.is_unauthorized() {
-                        error.into_permanent()
+                    let nack_reason = if error.is_rate_limited() {
+                        NackReason::RateLimited
                     } else {
-                        error
+                        NackReason::Retryable
                     };
-                    return Err(Failure { error, decision, nack_reason, attempts: state.attempts() });
+                    let error =
+                        if matches!(decision, Decision::DeadLetter) && error.is_unauthorized() {
+                            error.into_permanent()
+                        } else {
+                            error
+                        };
+                    return Err(Failure {
+                        error,
+                        decision,
+                        nack_reason,
+                        attempts: state.attempts(),
+                    });
                 }
             }
         }
@@ -290,7 +338,11 @@ impl<C: Connector> Pipeline<C> {
         deadline: Instant,
     ) -> Result<Delivered, (ConnectorError, Option<crate::auth::Credential>)> {
         let credential = match &self.auth {
-            Some(auth) => Some(auth.credential().await.map_err(|e| (ConnectorError::from(e), None))?),
+            Some(auth) => Some(
+                auth.credential()
+                    .await
+                    .map_err(|e| (ConnectorError::from(e), None))?,
+            ),
             None => None,
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -306,7 +358,10 @@ impl<C: Connector> Pipeline<C> {
         match tokio::time::timeout(timeout, self.connector.call(request)).await {
             Ok(Ok(done)) => Ok(done),
             Ok(Err(e)) => Err((e, credential)),
-            Err(_) => Err((ConnectorError::transient(format!("no answer within {timeout:?}")), credential)),
+            Err(_) => Err((
+                ConnectorError::transient(format!("no answer within {timeout:?}")),
+                credential,
+            )),
         }
     }
 }

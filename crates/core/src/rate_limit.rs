@@ -91,7 +91,10 @@ impl RateLimits {
     /// Checks that a route's reference names a configured bucket.
     pub fn check_ref(&self, r: &RateLimitRef) -> Result<(), String> {
         if !self.buckets.contains_key(&r.bucket) {
-            return Err(format!("rate_limit.bucket {:?} is not a [rate_limits.*] entry", r.bucket));
+            return Err(format!(
+                "rate_limit.bucket {:?} is not a [rate_limits.*] entry",
+                r.bucket
+            ));
         }
         Ok(())
     }
@@ -115,7 +118,12 @@ impl RateLimits {
 
     /// Waits for a cell as long as it takes, up to `max_wait`; beyond that
     /// returns how long the caller would have had to wait.
-    pub async fn acquire(&self, r: &RateLimitRef, event: &Event, max_wait: Duration) -> Result<(), MustWait> {
+    pub async fn acquire(
+        &self,
+        r: &RateLimitRef,
+        event: &Event,
+        max_wait: Duration,
+    ) -> Result<(), MustWait> {
         let mut waited = Duration::ZERO;
         loop {
             match self.try_acquire(r, event) {
@@ -146,30 +154,49 @@ mod tests {
     }
 
     fn limits(requests: u32, per: Duration) -> RateLimits {
-        let cfg = BTreeMap::from([("crm".to_owned(), RateLimitConfig { requests, per, burst: None })]);
+        let cfg = BTreeMap::from([(
+            "crm".to_owned(),
+            RateLimitConfig {
+                requests,
+                per,
+                burst: None,
+            },
+        )]);
         RateLimits::new(&cfg).expect("valid")
     }
 
     #[test]
     fn keyed_buckets_are_independent() {
         let l = limits(1, Duration::from_secs(60));
-        let r = RateLimitRef { bucket: "crm".into(), key: Some(Template::parse("{data.tenant}").expect("valid")) };
+        let r = RateLimitRef {
+            bucket: "crm".into(),
+            key: Some(Template::parse("{data.tenant}").expect("valid")),
+        };
         assert_eq!(l.try_acquire(&r, &event("a")), Ok(()));
         assert_eq!(l.try_acquire(&r, &event("b")), Ok(()));
         let again = l.try_acquire(&r, &event("a"));
-        assert!(matches!(again, Err(MustWait(w)) if w > Duration::from_secs(50)), "{again:?}");
+        assert!(
+            matches!(again, Err(MustWait(w)) if w > Duration::from_secs(50)),
+            "{again:?}"
+        );
     }
 
     #[tokio::test]
     async fn acquire_waits_then_gives_up_past_max_wait() {
         let l = limits(20, Duration::from_secs(1)); // one every 50 ms
-        let r = RateLimitRef { bucket: "crm".into(), key: None };
+        let r = RateLimitRef {
+            bucket: "crm".into(),
+            key: None,
+        };
         let e = event("a");
         let start = std::time::Instant::now();
         for _ in 0..3 {
             assert_eq!(l.acquire(&r, &e, Duration::from_secs(1)).await, Ok(()));
         }
-        assert!(start.elapsed() >= Duration::from_millis(90), "two waits of ~50 ms");
+        assert!(
+            start.elapsed() >= Duration::from_millis(90),
+            "two waits of ~50 ms"
+        );
         let l = limits(1, Duration::from_secs(60));
         assert_eq!(l.acquire(&r, &e, Duration::ZERO).await, Ok(()));
         assert!(l.acquire(&r, &e, Duration::from_millis(10)).await.is_err());
@@ -177,10 +204,23 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_bucket() {
-        let cfg = BTreeMap::from([("erp".to_owned(), RateLimitConfig { requests: 0, per: one_second(), burst: None })]);
+        let cfg = BTreeMap::from([(
+            "erp".to_owned(),
+            RateLimitConfig {
+                requests: 0,
+                per: one_second(),
+                burst: None,
+            },
+        )]);
         let err = RateLimits::new(&cfg).expect_err("zero requests");
         assert!(err.contains("rate_limits.erp.requests"), "{err}");
         let l = limits(1, one_second());
-        assert!(l.check_ref(&RateLimitRef { bucket: "nope".into(), key: None }).is_err());
+        assert!(
+            l.check_ref(&RateLimitRef {
+                bucket: "nope".into(),
+                key: None
+            })
+            .is_err()
+        );
     }
 }

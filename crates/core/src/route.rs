@@ -33,8 +33,12 @@ impl TypePattern {
                     Ok(Self::Prefix(prefix.to_owned()))
                 }
             }
-            Some(_) => Err(format!("pattern {text:?}: a wildcard must follow a dot, as in order.*")),
-            None if text.contains('*') => Err(format!("pattern {text:?}: * may only end a pattern")),
+            Some(_) => Err(format!(
+                "pattern {text:?}: a wildcard must follow a dot, as in order.*"
+            )),
+            None if text.contains('*') => {
+                Err(format!("pattern {text:?}: * may only end a pattern"))
+            }
             None => Ok(Self::Exact(text.to_owned())),
         }
     }
@@ -129,7 +133,8 @@ impl<A> RouteTable<A> {
             retry.validate().map_err(|e| at(format!("retry: {e}")))?;
             let name = r.name.clone().unwrap_or_else(|| r.event_type.clone());
             let event_type = r.event_type.clone();
-            let action = compile(r.action).map_err(|e| format!("routes[{i}] ({event_type}): action: {e}"))?;
+            let action = compile(r.action)
+                .map_err(|e| format!("routes[{i}] ({event_type}): action: {e}"))?;
             routes.push(Route {
                 name,
                 pattern,
@@ -184,7 +189,11 @@ mod tests {
     }
 
     fn table(types: &[&str]) -> Result<RouteTable<String>, String> {
-        RouteTable::build(types.iter().map(|t| route(t)).collect(), &RetrySettings::default(), Ok)
+        RouteTable::build(
+            types.iter().map(|t| route(t)).collect(),
+            &RetrySettings::default(),
+            Ok,
+        )
     }
 
     #[test]

@@ -10,7 +10,11 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 /// Everything but RFC 3986 unreserved characters is encoded.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 #[derive(Clone, Debug, PartialEq)]
 enum Part {
@@ -138,7 +142,12 @@ mod tests {
     #[test]
     fn refuses_dot_segments_and_missing_fields() {
         let t = Template::parse("/x/{data.id}").expect("parses");
-        for bad in [r#"{"id":".."}"#, r#"{"id":""}"#, r#"{"id":{"a":1}}"#, r#"{}"#] {
+        for bad in [
+            r#"{"id":".."}"#,
+            r#"{"id":""}"#,
+            r#"{"id":{"a":1}}"#,
+            r#"{}"#,
+        ] {
             let err = t.render(&event(bad)).expect_err("refused");
             assert!(err.is_permanent());
             assert!(err.message().contains("data.id"), "{err}");

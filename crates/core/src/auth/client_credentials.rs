@@ -69,7 +69,10 @@ impl ClientCredentials {
         let token_url = TokenUrl::new(config.token_url.clone())
             .map_err(|e| format!("auth.token_url {:?}: {e}", config.token_url))?;
         if !config.token_url.starts_with("https://") && !config.token_url.starts_with("http://") {
-            return Err(format!("auth.token_url {:?} must be an http(s) URL", config.token_url));
+            return Err(format!(
+                "auth.token_url {:?} must be an http(s) URL",
+                config.token_url
+            ));
         }
         Ok(Self {
             config,
@@ -92,9 +95,12 @@ impl ClientCredentials {
     }
 
     async fn fetch(&self) -> Result<Cached, AuthError> {
-        self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut client = BasicClient::new(ClientId::new(self.config.client_id.clone()))
-            .set_client_secret(ClientSecret::new(self.config.client_secret.expose_secret().to_owned()))
+            .set_client_secret(ClientSecret::new(
+                self.config.client_secret.expose_secret().to_owned(),
+            ))
             .set_token_uri(self.token_url.clone());
         if self.config.credentials_in_body {
             client = client.set_auth_type(AuthType::RequestBody);
@@ -111,15 +117,20 @@ impl ClientCredentials {
             .request_async(&send)
             .await
             .map_err(classify)?;
-        let lifetime = token
-            .expires_in()
-            .unwrap_or(self.config.default_lifetime.unwrap_or(Duration::from_secs(300)));
+        let lifetime = token.expires_in().unwrap_or(
+            self.config
+                .default_lifetime
+                .unwrap_or(Duration::from_secs(300)),
+        );
         let ahead = self
             .config
             .refresh_ahead
             .unwrap_or(Duration::from_secs(60))
             .min(lifetime / 2);
-        let generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         let value = SecretString::from(format!("Bearer {}", token.access_token().secret()));
         Ok(Cached {
             credential: Credential::new(http::header::AUTHORIZATION, value, generation),
@@ -131,19 +142,32 @@ impl ClientCredentials {
 
 /// Sends the token request with the shared reqwest client. A 5xx or 429 from
 /// the token endpoint is returned as an error so it classifies as transient.
-async fn send(http: &reqwest::Client, req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, TokenHttpError> {
+async fn send(
+    http: &reqwest::Client,
+    req: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, TokenHttpError> {
     let req = reqwest::Request::try_from(req).map_err(|e| TokenHttpError(e.to_string()))?;
-    let resp = http.execute(req).await.map_err(|e| TokenHttpError(e.to_string()))?;
+    let resp = http
+        .execute(req)
+        .await
+        .map_err(|e| TokenHttpError(e.to_string()))?;
     let status = resp.status();
     if status.is_server_error() || status.as_u16() == 429 {
-        return Err(TokenHttpError(format!("token endpoint answered HTTP {status}")));
+        return Err(TokenHttpError(format!(
+            "token endpoint answered HTTP {status}"
+        )));
     }
     let mut builder = http::Response::builder().status(status);
     for (k, v) in resp.headers() {
         builder = builder.header(k, v);
     }
-    let body = resp.bytes().await.map_err(|e| TokenHttpError(e.to_string()))?;
-    builder.body(body.to_vec()).map_err(|e| TokenHttpError(e.to_string()))
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| TokenHttpError(e.to_string()))?;
+    builder
+        .body(body.to_vec())
+        .map_err(|e| TokenHttpError(e.to_string()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,11 +179,19 @@ fn classify<RE: std::error::Error + 'static>(
 ) -> AuthError {
     match e {
         RequestTokenError::ServerResponse(r) => {
-            let detail = r.error_description().map(|d| format!(": {d}")).unwrap_or_default();
-            AuthError::permanent(format!("token endpoint refused the client: {}{detail}", r.error()))
+            let detail = r
+                .error_description()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            AuthError::permanent(format!(
+                "token endpoint refused the client: {}{detail}",
+                r.error()
+            ))
         }
         RequestTokenError::Request(e) => AuthError::transient(format!("token request failed: {e}")),
-        RequestTokenError::Parse(e, _) => AuthError::permanent(format!("token endpoint answered something that is not a token response: {e}")),
+        RequestTokenError::Parse(e, _) => AuthError::permanent(format!(
+            "token endpoint answered something that is not a token response: {e}"
+        )),
         RequestTokenError::Other(e) => AuthError::transient(format!("token request failed: {e}")),
     }
 }
@@ -189,7 +221,9 @@ impl TokenProvider for ClientCredentials {
         // Someone may have refreshed while we queued.
         if let Some(c) = self.cached()
             && Instant::now() < c.expires_at
-            && cached.as_ref().is_none_or(|old| old.credential.generation() != c.credential.generation())
+            && cached
+                .as_ref()
+                .is_none_or(|old| old.credential.generation() != c.credential.generation())
         {
             return Ok(c.credential);
         }
@@ -199,7 +233,10 @@ impl TokenProvider for ClientCredentials {
 
     fn invalidate(&self, stale: &Credential) {
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        if cache.as_ref().is_some_and(|c| c.credential.generation() == stale.generation()) {
+        if cache
+            .as_ref()
+            .is_some_and(|c| c.credential.generation() == stale.generation())
+        {
             *cache = None;
         }
     }
@@ -242,7 +279,9 @@ mod tests {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, app).await });
         (format!("http://{addr}/token"), hits)
@@ -293,7 +332,9 @@ mod tests {
         let third = p.credential().await?;
         assert_eq!(second.generation(), third.generation());
         assert_eq!(hits.load(Ordering::SeqCst), 2);
-        let header = third.header_value().map_err(|e| AuthError::permanent(e.to_string()))?;
+        let header = third
+            .header_value()
+            .map_err(|e| AuthError::permanent(e.to_string()))?;
         assert_eq!(header.to_str().ok(), Some("Bearer tok-2"));
         Ok(())
     }

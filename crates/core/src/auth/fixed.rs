@@ -18,7 +18,9 @@ impl Fixed {
     /// `Authorization: Bearer <token>`.
     pub fn bearer(token: &SecretString) -> Self {
         let value = SecretString::from(format!("Bearer {}", token.expose_secret()));
-        Self { credential: Credential::new(http::header::AUTHORIZATION, value, 0) }
+        Self {
+            credential: Credential::new(http::header::AUTHORIZATION, value, 0),
+        }
     }
 
     /// `Authorization: Basic base64(user:password)`.
@@ -28,14 +30,18 @@ impl Fixed {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(pair)
         ));
-        Self { credential: Credential::new(http::header::AUTHORIZATION, value, 0) }
+        Self {
+            credential: Credential::new(http::header::AUTHORIZATION, value, 0),
+        }
     }
 
     /// `<header>: <key>`.
     pub fn api_key(header: &str, key: SecretString) -> Result<Self, String> {
         let header = http::HeaderName::try_from(header)
             .map_err(|_| format!("auth.header {header:?} is not a valid HTTP header name"))?;
-        Ok(Self { credential: Credential::new(header, key, 0) })
+        Ok(Self {
+            credential: Credential::new(header, key, 0),
+        })
     }
 }
 
@@ -57,8 +63,12 @@ mod tests {
         let b = Fixed::basic("svc", &SecretString::from("pw"));
         let c = b.credential().await?;
         assert_eq!(c.header_name(), http::header::AUTHORIZATION);
-        assert_eq!(c.header_value().ok(), http::HeaderValue::from_str("Basic c3ZjOnB3").ok());
-        let k = Fixed::api_key("X-Api-Key", SecretString::from("k1")).map_err(AuthError::permanent)?;
+        assert_eq!(
+            c.header_value().ok(),
+            http::HeaderValue::from_str("Basic c3ZjOnB3").ok()
+        );
+        let k =
+            Fixed::api_key("X-Api-Key", SecretString::from("k1")).map_err(AuthError::permanent)?;
         assert_eq!(k.credential().await?.header_name().as_str(), "x-api-key");
         assert!(Fixed::api_key("bad header", SecretString::from("k")).is_err());
         Ok(())

@@ -31,7 +31,11 @@ pub struct Credential {
 impl Credential {
     /// A credential for `header`. `generation` tells refreshed credentials apart.
     pub fn new(header: http::HeaderName, value: SecretString, generation: u64) -> Self {
-        Self { header, value, generation }
+        Self {
+            header,
+            value,
+            generation,
+        }
     }
 
     /// The header name (`authorization`, or an API-key header).
@@ -41,8 +45,11 @@ impl Credential {
 
     /// The header value, marked sensitive so that HTTP logs leave it out.
     pub fn header_value(&self) -> Result<http::HeaderValue, ConnectorError> {
-        let mut v = http::HeaderValue::from_str(self.value.expose_secret())
-            .map_err(|_| ConnectorError::permanent("credential contains characters not allowed in an HTTP header"))?;
+        let mut v = http::HeaderValue::from_str(self.value.expose_secret()).map_err(|_| {
+            ConnectorError::permanent(
+                "credential contains characters not allowed in an HTTP header",
+            )
+        })?;
         v.set_sensitive(true);
         Ok(v)
     }
@@ -74,12 +81,18 @@ pub struct AuthError {
 impl AuthError {
     /// A failure that may pass (token endpoint down, network, 5xx, 429).
     pub fn transient(message: impl Into<String>) -> Self {
-        Self { transient: true, message: message.into() }
+        Self {
+            transient: true,
+            message: message.into(),
+        }
     }
 
     /// A failure that needs a human (wrong client id or secret, revoked grant).
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { transient: false, message: message.into() }
+        Self {
+            transient: false,
+            message: message.into(),
+        }
     }
 
     /// True when trying again later may work.
@@ -90,7 +103,11 @@ impl AuthError {
 
 impl From<AuthError> for ConnectorError {
     fn from(e: AuthError) -> Self {
-        let class = if e.transient { ErrorClass::Transient } else { ErrorClass::Permanent };
+        let class = if e.transient {
+            ErrorClass::Transient
+        } else {
+            ErrorClass::Permanent
+        };
         let msg = format!("getting a credential: {}", e.message);
         match class {
             ErrorClass::Transient => ConnectorError::transient(msg),
@@ -147,7 +164,9 @@ impl AuthConfig {
     /// Builds the provider this config describes.
     pub fn provider(&self, http: reqwest::Client) -> Result<Arc<dyn TokenProvider>, String> {
         Ok(match self {
-            AuthConfig::Oauth2ClientCredentials(c) => Arc::new(ClientCredentials::new(c.clone(), http)?),
+            AuthConfig::Oauth2ClientCredentials(c) => {
+                Arc::new(ClientCredentials::new(c.clone(), http)?)
+            }
             AuthConfig::Bearer { token } => Arc::new(Fixed::bearer(token)),
             AuthConfig::Basic { username, password } => Arc::new(Fixed::basic(username, password)),
             AuthConfig::ApiKey { header, key } => Arc::new(Fixed::api_key(header, key.clone())?),
@@ -169,9 +188,16 @@ mod tests {
         let cfg: AuthConfig = toml::from_str(raw).expect("valid auth config");
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        let cred = Credential::new(http::header::AUTHORIZATION, SecretString::from("Bearer tok-123"), 1);
+        let cred = Credential::new(
+            http::header::AUTHORIZATION,
+            SecretString::from("Bearer tok-123"),
+            1,
+        );
         let shown = format!("{cred:?}");
-        assert!(!shown.contains("tok-123") && shown.contains("REDACTED"), "{shown}");
+        assert!(
+            !shown.contains("tok-123") && shown.contains("REDACTED"),
+            "{shown}"
+        );
         let value = cred.header_value().expect("valid header");
         assert!(value.is_sensitive());
         assert!(!format!("{value:?}").contains("tok-123"));

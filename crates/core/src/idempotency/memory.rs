@@ -87,13 +87,25 @@ impl IdempotencyStore for MemoryStore {
 
     async fn complete(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
         let until = Instant::now() + ttl;
-        self.lock().entries.insert(key.to_owned(), Entry { state: State::Done, until });
+        self.lock().entries.insert(
+            key.to_owned(),
+            Entry {
+                state: State::Done,
+                until,
+            },
+        );
         Ok(())
     }
 
     async fn release(&self, key: &str) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        if matches!(inner.entries.get(key), Some(Entry { state: State::InFlight, .. })) {
+        if matches!(
+            inner.entries.get(key),
+            Some(Entry {
+                state: State::InFlight,
+                ..
+            })
+        ) {
             inner.entries.remove(key);
         }
         Ok(())
@@ -111,11 +123,20 @@ mod tests {
         let s = MemoryStore::new();
         assert_eq!(s.claim("k", LEASE).await?, Claim::Acquired);
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(s.claim("k", LEASE).await?, Claim::InFlight { remaining: Duration::from_secs(20) });
+        assert_eq!(
+            s.claim("k", LEASE).await?,
+            Claim::InFlight {
+                remaining: Duration::from_secs(20)
+            }
+        );
         s.complete("k", Duration::from_secs(60)).await?;
         assert_eq!(s.claim("k", LEASE).await?, Claim::Done);
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(s.claim("k", LEASE).await?, Claim::Acquired, "done expires after its TTL");
+        assert_eq!(
+            s.claim("k", LEASE).await?,
+            Claim::Acquired,
+            "done expires after its TTL"
+        );
         Ok(())
     }
 
@@ -124,12 +145,20 @@ mod tests {
         let s = MemoryStore::new();
         assert_eq!(s.claim("k", LEASE).await?, Claim::Acquired);
         tokio::time::advance(LEASE + Duration::from_secs(1)).await;
-        assert_eq!(s.claim("k", LEASE).await?, Claim::Acquired, "a crashed holder's lease runs out");
+        assert_eq!(
+            s.claim("k", LEASE).await?,
+            Claim::Acquired,
+            "a crashed holder's lease runs out"
+        );
         s.release("k").await?;
         assert_eq!(s.claim("k", LEASE).await?, Claim::Acquired);
         s.complete("k", LEASE).await?;
         s.release("k").await?;
-        assert_eq!(s.claim("k", LEASE).await?, Claim::Done, "release never undoes done");
+        assert_eq!(
+            s.claim("k", LEASE).await?,
+            Claim::Done,
+            "release never undoes done"
+        );
         Ok(())
     }
 }

@@ -73,7 +73,12 @@ impl RetryPolicy {
     }
 
     /// Decides what follows `err`, given `remaining` in-process budget.
-    pub fn decide(&self, state: &mut RetryState, err: &ConnectorError, remaining: Duration) -> Decision {
+    pub fn decide(
+        &self,
+        state: &mut RetryState,
+        err: &ConnectorError,
+        remaining: Duration,
+    ) -> Decision {
         match err.class() {
             ErrorClass::Permanent => Decision::DeadLetter,
             ErrorClass::Unauthorized => {
@@ -134,10 +139,15 @@ mod tests {
         let err = ConnectorError::transient("503");
         for _ in 0..2 {
             p.on_attempt(&mut s);
-            assert!(matches!(p.decide(&mut s, &err, PLENTY), Decision::RetryAfter(w) if w <= Duration::from_secs(1)));
+            assert!(
+                matches!(p.decide(&mut s, &err, PLENTY), Decision::RetryAfter(w) if w <= Duration::from_secs(1))
+            );
         }
         p.on_attempt(&mut s);
-        assert_eq!(p.decide(&mut s, &err, PLENTY), Decision::Nack(Duration::from_millis(400)));
+        assert_eq!(
+            p.decide(&mut s, &err, PLENTY),
+            Decision::Nack(Duration::from_millis(400))
+        );
     }
 
     #[test]
@@ -145,7 +155,10 @@ mod tests {
         let p = policy(10);
         let mut s = p.start();
         p.on_attempt(&mut s);
-        assert_eq!(p.decide(&mut s, &ConnectorError::transient("x"), Duration::ZERO), Decision::Nack(Duration::from_millis(100)));
+        assert_eq!(
+            p.decide(&mut s, &ConnectorError::transient("x"), Duration::ZERO),
+            Decision::Nack(Duration::from_millis(100))
+        );
     }
 
     #[test]
@@ -154,10 +167,19 @@ mod tests {
         let mut s = p.start();
         p.on_attempt(&mut s);
         let two = ConnectorError::rate_limited("429", Some(Duration::from_secs(2)));
-        assert_eq!(p.decide(&mut s, &two, PLENTY), Decision::RetryAfter(Duration::from_secs(2)));
+        assert_eq!(
+            p.decide(&mut s, &two, PLENTY),
+            Decision::RetryAfter(Duration::from_secs(2))
+        );
         let huge = ConnectorError::rate_limited("429", Some(Duration::from_secs(3600)));
-        assert_eq!(p.decide(&mut s, &huge, Duration::from_secs(100)), Decision::RetryAfter(Duration::from_secs(60)));
-        assert_eq!(p.decide(&mut s, &huge, PLENTY), Decision::Nack(Duration::from_secs(60)));
+        assert_eq!(
+            p.decide(&mut s, &huge, Duration::from_secs(100)),
+            Decision::RetryAfter(Duration::from_secs(60))
+        );
+        assert_eq!(
+            p.decide(&mut s, &huge, PLENTY),
+            Decision::Nack(Duration::from_secs(60))
+        );
     }
 
     #[test]
@@ -173,6 +195,9 @@ mod tests {
     fn permanent_dead_letters_at_once() {
         let p = policy(5);
         let mut s = p.start();
-        assert_eq!(p.decide(&mut s, &ConnectorError::permanent("400"), PLENTY), Decision::DeadLetter);
+        assert_eq!(
+            p.decide(&mut s, &ConnectorError::permanent("400"), PLENTY),
+            Decision::DeadLetter
+        );
     }
 }
