@@ -1,1 +1,399 @@
+//! The worker host every gluefleet connector binary runs in.
+//!
+//! A connector describes itself with [`Spec`] and its `main.rs` is one line:
+//! `gluefleet_runtime::main::<MySpec>()`. The runtime gives it the CLI
+//!
+//! ```text
+//! gluefleet-<connector> [run|job|check] [--config PATH] [--source file:PATH|-]
+//! ```
+//!
+//! and does config loading, logging, sources, dead letters, health probes,
+//! job summaries and graceful shutdown.
 
+pub mod config;
+pub mod dead_letter;
+pub mod health;
+pub mod logging;
+pub mod pubsub;
+pub mod source;
+pub mod worker;
+
+use clap::{Parser, Subcommand};
+use config::{Config, ConfigError};
+use dead_letter::{DeadLetterSink, Origin};
+use gluefleet_core::auth::TokenProvider;
+use gluefleet_core::idempotency::{IdempotencyStore, MemoryStore};
+use gluefleet_core::rate_limit::RateLimits;
+use gluefleet_core::route::RouteTable;
+use gluefleet_core::{Connector, Pipeline};
+use serde::de::DeserializeOwned;
+use source::{Acker, Delivery};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use worker::Engine;
+
+/// Exit code for a bad config or bad arguments (EX_USAGE).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// What a connector tells the runtime about itself.
+pub trait Spec: 'static {
+    /// `legacy-rest`, `firestore`, ...
+    const NAME: &'static str;
+    /// The `[target]` table.
+    type Target: DeserializeOwned + std::fmt::Debug;
+    /// A route's `action` table, as written.
+    type RawAction: DeserializeOwned + std::fmt::Debug;
+    /// The connector.
+    type Connector: Connector;
+
+    /// Builds the connector from its config.
+    fn build(target: Self::Target, http: reqwest::Client) -> Result<Self::Connector, String>;
+
+    /// Checks one route's action and turns it into the connector's form.
+    fn compile_action(
+        connector: &Self::Connector,
+        raw: Self::RawAction,
+    ) -> Result<<Self::Connector as Connector>::Action, String>;
+}
+
+/// The command line shared by every connector.
+#[derive(Debug, Parser)]
+#[command(version, about = "A gluefleet connector: pulls events from Pub/Sub and applies them to one external system.")]
+pub struct Cli {
+    /// What to do (default: run).
+    #[command(subcommand)]
+    pub mode: Option<Mode>,
+    /// The TOML config file.
+    #[arg(long, env = "GLUEFLEET_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Read events from `file:PATH` (JSONL) or `-` (stdin) instead of Pub/Sub.
+    #[arg(long, global = true)]
+    pub source: Option<String>,
+    /// With a file source: write dead letters to this JSONL file (default stderr).
+    #[arg(long, global = true)]
+    pub dead_letters: Option<PathBuf>,
+    /// `job`: exit once no message arrived for this long.
+    #[arg(long, default_value = "10s", global = true)]
+    pub idle_exit: humantime::Duration,
+    /// `job`: exit after this long at most.
+    #[arg(long, global = true)]
+    pub max_duration: Option<humantime::Duration>,
+    /// On SIGTERM: how long in-flight work may take to finish (inside Cloud Run's 10 s).
+    #[arg(long, default_value = "8s", global = true)]
+    pub drain_timeout: humantime::Duration,
+}
+
+/// The modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Subcommand)]
+pub enum Mode {
+    /// Pull and deliver until SIGTERM; serves /healthz and /readyz on $PORT (a Cloud Run service).
+    Run,
+    /// Pull and deliver until the subscription is idle, print a summary, exit 0 (a Cloud Run job).
+    Job,
+    /// Validate the config, reach the target, obtain a credential; exit 0 or 1.
+    Check,
+}
+
+/// Runs the connector `S` with the process's arguments.
+pub fn main<S: Spec>() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gluefleet-{}: cannot start the async runtime: {e}", S::NAME);
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run_cli::<S>(cli))
+}
+
+/// Everything built from a config, ready to run.
+struct Built<S: Spec> {
+    config: Config<(), ()>,
+    pipeline: Arc<Pipeline<S::Connector>>,
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
+    let path = path.ok_or_else(|| ConfigError("no config: pass --config PATH or set GLUEFLEET_CONFIG".into()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("reading config {}: {e}", path.display())))?;
+    let config: Config<S::Target, S::RawAction> = Config::parse(&text, &env_var)?;
+    let Config { pubsub, server, delivery, rate_limits, auth, target, routes } = config;
+    let http = gluefleet_core::http::client().map_err(ConfigError)?;
+    let connector = S::build(target, http.clone()).map_err(|e| ConfigError(format!("target: {e}")))?;
+    let routes = RouteTable::build(routes, &delivery.retry, |raw| S::compile_action(&connector, raw)).map_err(ConfigError)?;
+    let limits = RateLimits::new(&rate_limits).map_err(ConfigError)?;
+    let auth: Option<Arc<dyn TokenProvider>> = match &auth {
+        Some(a) => Some(a.provider(http).map_err(|e| ConfigError(format!("auth: {e}")))?),
+        None => None,
+    };
+    let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new());
+    let pipeline = Pipeline::new(connector, routes, Some(store), limits, auth, delivery.clone()).map_err(ConfigError)?;
+    Ok(Built {
+        config: Config { pubsub, server, delivery, rate_limits, auth: None, target: (), routes: Vec::new() },
+        pipeline: Arc::new(pipeline),
+    })
+}
+
+async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
+    let mode = cli.mode.unwrap_or(Mode::Run);
+    let built = match build::<S>(cli.config.as_ref()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("gluefleet-{}: bad config: {e}", S::NAME);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    logging::init(S::NAME, built.config.pubsub.project.clone());
+    match mode {
+        Mode::Check => check::<S>(&built, cli.source.is_some()).await,
+        Mode::Run | Mode::Job => match deliver::<S>(built, &cli, mode).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "Worker stopped.");
+                eprintln!("gluefleet-{}: {}", S::NAME, e.0);
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+    }
+}
+
+async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
+    let mut ok = true;
+    let mut line = |good: bool, what: &str| {
+        ok &= good;
+        println!("{} {what}", if good { "ok  " } else { "FAIL" });
+    };
+    line(true, &format!("config: {} route(s)", built.pipeline.routes().len()));
+    let credential = match built.pipeline.auth() {
+        Some(auth) => match auth.credential().await {
+            Ok(c) => {
+                line(true, &format!("credential: obtained ({} header)", c.header_name()));
+                Some(c)
+            }
+            Err(e) => {
+                line(false, &format!("credential: {e}"));
+                None
+            }
+        },
+        None => {
+            line(true, "credential: none configured");
+            None
+        }
+    };
+    match built.pipeline.connector().check(credential.as_ref()).await {
+        Ok(what) => line(true, &format!("target: {what}")),
+        Err(e) => line(false, &format!("target: {e}")),
+    }
+    if !local {
+        let p = &built.config.pubsub;
+        let conn = pubsub::Connection::new(p);
+        match p.subscription_path() {
+            Ok(s) => match conn.check_subscription(&s).await {
+                Ok(what) => line(true, &what),
+                Err(e) => line(false, &e),
+            },
+            Err(e) => line(false, &e.0),
+        }
+        match p.dead_letter_topic_path() {
+            Ok(t) => match conn.check_topic(&t).await {
+                Ok(what) => line(true, &what),
+                Err(e) => line(false, &e),
+            },
+            Err(e) => line(false, &e.0),
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), ConfigError> {
+    let Built { config, pipeline } = built;
+    let p = config.pubsub.clone();
+    let drain = Duration::from(cli.drain_timeout);
+    let readiness = Arc::new(health::Readiness::default());
+    readiness.stream_ok.store(true, Ordering::Relaxed);
+    if mode == Mode::Run {
+        let r = readiness.clone();
+        let port = config.server.port;
+        tokio::spawn(async move {
+            if let Err(e) = health::serve(port, r).await {
+                tracing::error!(error = %e, "Health server stopped.");
+            }
+        });
+    }
+    let started = tokio::time::Instant::now();
+    if let Some(source) = &cli.source {
+        let path = source.strip_prefix("file:").unwrap_or(source);
+        let sink = match &cli.dead_letters {
+            Some(f) => DeadLetterSink::File(std::sync::Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(f)
+                    .map_err(|e| ConfigError(format!("--dead-letters {}: {e}", f.display())))?,
+            )),
+            None => DeadLetterSink::Stderr,
+        };
+        let origin = Origin { connector: S::NAME.into(), subscription: format!("file:{path}") };
+        let engine = Engine::new(pipeline, sink, origin, p.concurrency, p.max_nack_hold);
+        readiness.checked.store(true, Ordering::Relaxed);
+        let text = if path == "-" {
+            let mut s = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::stdin(), &mut s)
+                .await
+                .map_err(|e| ConfigError(format!("reading stdin: {e}")))?;
+            s
+        } else {
+            std::fs::read_to_string(path).map_err(|e| ConfigError(format!("--source {source}: {e}")))?
+        };
+        run_file(&engine, &text, cli, drain).await;
+        print_summary(&engine, started);
+        return Ok(());
+    }
+
+    let subscription = p.subscription_path()?;
+    let dl_topic = p.dead_letter_topic_path()?;
+    let conn = pubsub::Connection::new(&p);
+    let client = conn.subscriber().await.map_err(ConfigError)?;
+    let publisher = conn.publisher(&dl_topic).await.map_err(ConfigError)?;
+    let origin = Origin { connector: S::NAME.into(), subscription: subscription.clone() };
+    let engine = Engine::new(pipeline.clone(), DeadLetterSink::Pubsub(publisher), origin, p.concurrency, p.max_nack_hold);
+    tracing::info!(subscription = %subscription, dead_letter_topic = %dl_topic, streams = p.streams, concurrency = p.concurrency, emulator = p.emulator_host.is_some(), "Starting.");
+
+    // Readiness: the subscription is readable and a credential can be had.
+    {
+        let readiness = readiness.clone();
+        let conn = conn.clone();
+        let subscription = subscription.clone();
+        let pipeline = pipeline.clone();
+        tokio::spawn(async move {
+            loop {
+                let sub = conn.check_subscription(&subscription).await;
+                let cred = match pipeline.auth() {
+                    Some(a) => a.credential().await.map(|_| ()).map_err(|e| e.to_string()),
+                    None => Ok(()),
+                };
+                match (sub, cred) {
+                    (Ok(what), Ok(())) => {
+                        tracing::info!(check = %what, "Ready.");
+                        readiness.checked.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "Not ready yet; checking again in 5 s."),
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+    }
+
+    let mut loops = Vec::new();
+    for _ in 0..p.streams {
+        loops.push(tokio::spawn(pubsub::pull_loop(
+            engine.clone(),
+            client.clone(),
+            subscription.clone(),
+            p.clone(),
+            readiness.stream_ok.clone(),
+        )));
+    }
+
+    wait_for_stop(&engine, cli, mode).await;
+    let stop_started = tokio::time::Instant::now();
+    let drained = engine.drain(drain.saturating_sub(Duration::from_millis(500))).await;
+    let left = drain.saturating_sub(stop_started.elapsed()).max(Duration::from_millis(500));
+    let flushed = tokio::time::timeout(left, futures::future::join_all(loops)).await.is_ok();
+    tracing::info!(drained, flushed, elapsed_ms = u64::try_from(stop_started.elapsed().as_millis()).unwrap_or(u64::MAX), "Stopped.");
+    if mode == Mode::Job {
+        print_summary(&engine, started);
+    }
+    Ok(())
+}
+
+/// Waits for SIGTERM/SIGINT, or, for a job, idleness or the time limit.
+async fn wait_for_stop<C: Connector>(engine: &Arc<Engine<C>>, cli: &Cli, mode: Mode) {
+    let idle_exit = Duration::from(cli.idle_exit);
+    let deadline = cli.max_duration.map(|d| tokio::time::Instant::now() + Duration::from(d));
+    let job_done = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if mode != Mode::Job {
+                continue;
+            }
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                tracing::info!("Time limit reached.");
+                return;
+            }
+            if engine.in_flight() == 0 && engine.idle_for() >= idle_exit {
+                tracing::info!("Subscription idle; finishing.");
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("Stop signal received; draining."),
+        _ = job_done => {}
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Feeds a JSONL file through the engine until every message is settled.
+async fn run_file<C: Connector>(engine: &Arc<Engine<C>>, text: &str, cli: &Cli, drain: Duration) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for raw in source::parse_jsonl(text) {
+        let _ = tx.send(raw);
+    }
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let deadline = cli.max_duration.map(|d| tokio::time::Instant::now() + Duration::from(d));
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            m = rx.recv() => {
+                let Some(raw) = m else { break };
+                let acker = Acker::Local { requeue: tx.clone(), raw: Box::new(raw.clone()) };
+                engine.dispatch(Delivery { raw, acker }).await;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                if rx.is_empty() && engine.in_flight() == 0 {
+                    break;
+                }
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    break;
+                }
+            }
+        }
+    }
+    engine.drain(drain).await;
+}
+
+fn print_summary<C: Connector>(engine: &Engine<C>, started: tokio::time::Instant) {
+    let s = engine.stats.summary();
+    tracing::info!(received = s.received, acked = s.acked, duplicates = s.duplicates, retried = s.retried, dead_lettered = s.dead_lettered, "Summary.");
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("elapsed_ms".into(), u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX).into());
+    }
+    println!("{}", serde_json::json!({ "summary": v }));
+}

@@ -1,0 +1,302 @@
+//! Loading a connector's config: one TOML file, `${VAR}` interpolation for
+//! secrets, then env overrides for deploy-time settings.
+//!
+//! Precedence: the file, then `GOOGLE_CLOUD_PROJECT`, `GLUEFLEET_SUBSCRIPTION`,
+//! `GLUEFLEET_DEAD_LETTER_TOPIC`, `PORT`, `PUBSUB_EMULATOR_HOST`. Every error
+//! names the field and says what is wrong; `main` exits 64 on any of them.
+
+use gluefleet_core::DeliverySettings;
+use gluefleet_core::auth::AuthConfig;
+use gluefleet_core::rate_limit::RateLimitConfig;
+use gluefleet_core::route::RouteConfig;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A config problem; the text names the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The whole config file of a connector.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config<T, A> {
+    /// `[pubsub]`: where messages come from and dead letters go.
+    #[serde(default)]
+    pub pubsub: PubsubSettings,
+    /// `[server]`: the health port.
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// `[delivery]`: retries, idempotency, unroutable events.
+    #[serde(default)]
+    pub delivery: DeliverySettings,
+    /// `[rate_limits.NAME]`: buckets routes can spend.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, RateLimitConfig>,
+    /// `[auth]`: the target's credential.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// `[target]`: the connector's own settings.
+    pub target: T,
+    /// `[[routes]]`: event type → action.
+    #[serde(default = "Vec::new")]
+    pub routes: Vec<RouteConfig<A>>,
+}
+
+/// `[pubsub]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PubsubSettings {
+    /// Project id (env `GOOGLE_CLOUD_PROJECT`).
+    pub project: Option<String>,
+    /// Subscription id or `projects/P/subscriptions/S` (env `GLUEFLEET_SUBSCRIPTION`).
+    pub subscription: Option<String>,
+    /// Dead-letter topic id or `projects/P/topics/T` (env `GLUEFLEET_DEAD_LETTER_TOPIC`).
+    pub dead_letter_topic: Option<String>,
+    /// `host:port` of the Pub/Sub emulator (env `PUBSUB_EMULATOR_HOST`).
+    pub emulator_host: Option<String>,
+    /// Streaming pulls to open (default 1; one stream carries about 10 MB/s).
+    pub streams: usize,
+    /// Flow control: messages held at once per stream (default 1,000).
+    pub max_outstanding_messages: i64,
+    /// Flow control: bytes held at once per stream (default 100 MiB).
+    pub max_outstanding_bytes: i64,
+    /// Messages processed at once, all streams together (default 64).
+    pub concurrency: usize,
+    /// How long a delayed nack may hold a message before nacking (default
+    /// 600 s, the longest subscription retry backoff).
+    #[serde(with = "humantime_serde")]
+    pub max_nack_hold: Duration,
+}
+
+impl Default for PubsubSettings {
+    fn default() -> Self {
+        Self {
+            project: None,
+            subscription: None,
+            dead_letter_topic: None,
+            emulator_host: None,
+            streams: 1,
+            max_outstanding_messages: 1000,
+            max_outstanding_bytes: 100 * 1024 * 1024,
+            concurrency: 64,
+            max_nack_hold: Duration::from_secs(600),
+        }
+    }
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Port of `/healthz` and `/readyz` (env `PORT`, default 8080).
+    pub port: u16,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self { port: 8080 }
+    }
+}
+
+impl PubsubSettings {
+    fn full_name(&self, kind: &str, value: &str, field: &str) -> Result<String, ConfigError> {
+        if value.starts_with("projects/") {
+            let parts: Vec<&str> = value.split('/').collect();
+            if parts.len() != 4 || parts[2] != kind || parts.iter().any(|p| p.is_empty()) {
+                return Err(ConfigError(format!("pubsub.{field}: {value:?} is not projects/PROJECT/{kind}/NAME")));
+            }
+            return Ok(value.to_owned());
+        }
+        if value.len() < 3 || value.contains('/') {
+            return Err(ConfigError(format!(
+                "pubsub.{field}: {value:?} is not a valid id (3 or more characters, no slash)"
+            )));
+        }
+        let project = self.project.as_deref().ok_or_else(|| {
+            ConfigError(format!(
+                "pubsub.project is not set (needed for pubsub.{field} {value:?}; set it or GOOGLE_CLOUD_PROJECT)"
+            ))
+        })?;
+        Ok(format!("projects/{project}/{kind}/{value}"))
+    }
+
+    /// `projects/P/subscriptions/S`.
+    pub fn subscription_path(&self) -> Result<String, ConfigError> {
+        let s = self.subscription.as_deref().ok_or_else(|| {
+            ConfigError("pubsub.subscription is not set (set it in the config or GLUEFLEET_SUBSCRIPTION)".into())
+        })?;
+        self.full_name("subscriptions", s, "subscription")
+    }
+
+    /// `projects/P/topics/T`.
+    pub fn dead_letter_topic_path(&self) -> Result<String, ConfigError> {
+        let t = self.dead_letter_topic.as_deref().ok_or_else(|| {
+            ConfigError(
+                "pubsub.dead_letter_topic is not set (set it or GLUEFLEET_DEAD_LETTER_TOPIC); without it a bad message could only be retried forever"
+                    .into(),
+            )
+        })?;
+        self.full_name("topics", t, "dead_letter_topic")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.streams == 0 || self.streams > 32 {
+            return Err(ConfigError("pubsub.streams must be between 1 and 32".into()));
+        }
+        if self.concurrency == 0 {
+            return Err(ConfigError("pubsub.concurrency must be at least 1".into()));
+        }
+        if self.max_outstanding_messages < 1 || self.max_outstanding_bytes < 1024 {
+            return Err(ConfigError(
+                "pubsub.max_outstanding_messages must be at least 1 and max_outstanding_bytes at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Replaces `${NAME}` with the environment variable `NAME`; `$${` is a
+/// literal `${`. An unset variable is an error naming it, so a missing
+/// secret stops the worker at start instead of sending an empty credential.
+pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        if i > 0 && rest.as_bytes()[i - 1] == b'$' {
+            out.push_str(&rest[..i - 1]);
+            out.push_str("${");
+            rest = &rest[i + 2..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| ConfigError("config: ${ without a closing }".into()))?;
+        let name = &after[..end];
+        let value = env(name).ok_or_else(|| {
+            ConfigError(format!("config: environment variable {name} is not set (the config refers to ${{{name}}})"))
+        })?;
+        // Values go into TOML strings: escape what would break them.
+        out.push_str(&value.replace('\\', "\\\\").replace('"', "\\\""));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl<T: DeserializeOwned, A: DeserializeOwned> Config<T, A> {
+    /// Parses `text` (after interpolation) and applies env overrides.
+    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let text = interpolate(text, env)?;
+        let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError(format!("config: {e}")))?;
+        let p = &mut config.pubsub;
+        for (var, slot) in [
+            ("GOOGLE_CLOUD_PROJECT", &mut p.project),
+            ("GLUEFLEET_SUBSCRIPTION", &mut p.subscription),
+            ("GLUEFLEET_DEAD_LETTER_TOPIC", &mut p.dead_letter_topic),
+            ("PUBSUB_EMULATOR_HOST", &mut p.emulator_host),
+        ] {
+            if let Some(v) = env(var).filter(|v| !v.is_empty()) {
+                *slot = Some(v);
+            }
+        }
+        if let Some(port) = env("PORT").filter(|v| !v.is_empty()) {
+            config.server.port = port
+                .parse()
+                .map_err(|_| ConfigError(format!("PORT: {port:?} is not a port number")))?;
+        }
+        config.pubsub.validate()?;
+        config
+            .delivery
+            .retry
+            .validate()
+            .map_err(|e| ConfigError(format!("delivery.retry: {e}")))?;
+        if config.delivery.max_delivery_attempts < 1 {
+            return Err(ConfigError("delivery.max_delivery_attempts must be at least 1".into()));
+        }
+        if config.routes.is_empty() {
+            return Err(ConfigError("routes: no [[routes]] configured; nothing would be delivered".into()));
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Target {
+        base_url: String,
+        token: String,
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const BASE: &str = r#"
+        [pubsub]
+        project = "p1"
+        subscription = "orders-sub"
+        [target]
+        base_url = "https://erp.example"
+        token = "${ERP_TOKEN}"
+        [[routes]]
+        type = "order.*"
+        action = {}
+    "#;
+
+    #[test]
+    fn interpolates_and_overrides() -> Result<(), ConfigError> {
+        let c: Config<Target, toml::Value> = Config::parse(
+            BASE,
+            &env(&[("ERP_TOKEN", "t\"k"), ("GLUEFLEET_SUBSCRIPTION", "projects/p2/subscriptions/s9"), ("PORT", "9090")]),
+        )?;
+        assert_eq!(c.target.token, "t\"k");
+        assert_eq!(c.target.base_url, "https://erp.example");
+        assert_eq!(c.pubsub.subscription_path()?, "projects/p2/subscriptions/s9");
+        assert_eq!(c.server.port, 9090);
+        assert_eq!(c.pubsub.streams, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = |text: &str, vars: &[(&str, &str)]| {
+            Config::<Target, toml::Value>::parse(text, &env(vars)).expect_err("invalid").to_string()
+        };
+        assert!(e(BASE, &[]).contains("ERP_TOKEN"));
+        let typo = BASE.replace("[pubsub]", "[pubsub]\nstreems = 2");
+        assert!(e(&typo, &[("ERP_TOKEN", "x")]).contains("streems"));
+        let bad = BASE.replace("[pubsub]", "[pubsub]\nstreams = 0");
+        assert!(e(&bad, &[("ERP_TOKEN", "x")]).contains("pubsub.streams"));
+        let no_routes = BASE.split("[[routes]]").next().unwrap_or_default().to_owned();
+        assert!(e(&no_routes, &[("ERP_TOKEN", "x")]).contains("routes"));
+        assert!(e(BASE, &[("ERP_TOKEN", "x"), ("PORT", "http")]).contains("PORT"));
+    }
+
+    #[test]
+    fn names_resolve_against_the_project() -> Result<(), ConfigError> {
+        let mut p = PubsubSettings { project: Some("p".into()), subscription: Some("sub".into()), ..Default::default() };
+        assert_eq!(p.subscription_path()?, "projects/p/subscriptions/sub");
+        p.dead_letter_topic = Some("projects/p/subscriptions/x".into());
+        assert!(p.dead_letter_topic_path().is_err());
+        p.dead_letter_topic = None;
+        assert!(p.dead_letter_topic_path().expect_err("unset").to_string().contains("GLUEFLEET_DEAD_LETTER_TOPIC"));
+        Ok(())
+    }
+
+    #[test]
+    fn dollar_escape() -> Result<(), ConfigError> {
+        assert_eq!(interpolate("a $${X} b", &env(&[]))?, "a ${X} b");
+        Ok(())
+    }
+}

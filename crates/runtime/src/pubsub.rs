@@ -1,0 +1,142 @@
+//! Pub/Sub through the official `google-cloud-pubsub` client: clients for
+//! production (Application Default Credentials) or the emulator (plain
+//! HTTP/2, anonymous), and the streaming-pull loops.
+
+use crate::config::PubsubSettings;
+use crate::source::{Acker, Delivery, STREAM_RETRY, from_pubsub};
+use crate::worker::Engine;
+use gluefleet_core::Connector;
+use google_cloud_pubsub::client::{Publisher, Subscriber, SubscriptionAdmin, TopicAdmin};
+use google_cloud_pubsub::subscriber::ShutdownBehavior;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Endpoint and credentials: the emulator when `emulator_host` is set.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    emulator: Option<String>,
+}
+
+impl Connection {
+    /// From the settings.
+    pub fn new(settings: &PubsubSettings) -> Self {
+        Self { emulator: settings.emulator_host.as_ref().map(|h| format!("http://{h}")) }
+    }
+
+    fn anonymous() -> google_cloud_auth::credentials::Credentials {
+        google_cloud_auth::credentials::anonymous::Builder::new().build()
+    }
+
+    /// The streaming-pull client.
+    pub async fn subscriber(&self) -> Result<Subscriber, String> {
+        let mut b = Subscriber::builder();
+        if let Some(e) = &self.emulator {
+            b = b.with_endpoint(e).with_credentials(Self::anonymous());
+        }
+        b.build().await.map_err(|e| format!("Pub/Sub subscriber client: {e}"))
+    }
+
+    /// A publisher for `topic` (the dead-letter topic).
+    pub async fn publisher(&self, topic: &str) -> Result<Publisher, String> {
+        let mut b = Publisher::builder(topic);
+        if let Some(e) = &self.emulator {
+            b = b.with_endpoint(e).with_credentials(Self::anonymous());
+        }
+        // Dead letters are rare and each one holds an ack: send at once.
+        b.set_delay_threshold(Duration::from_millis(1))
+            .build()
+            .await
+            .map_err(|e| format!("Pub/Sub publisher for {topic}: {e}"))
+    }
+
+    /// Checks that the subscription exists and can be read.
+    pub async fn check_subscription(&self, subscription: &str) -> Result<String, String> {
+        let mut b = SubscriptionAdmin::builder();
+        if let Some(e) = &self.emulator {
+            b = b.with_endpoint(e).with_credentials(Self::anonymous());
+        }
+        let admin = b.build().await.map_err(|e| format!("Pub/Sub admin client: {e}"))?;
+        let s = admin
+            .get_subscription()
+            .set_subscription(subscription)
+            .send()
+            .await
+            .map_err(|e| format!("reading subscription {subscription}: {e}"))?;
+        let dl = s
+            .dead_letter_policy
+            .as_ref()
+            .map(|p| format!(", dead-letter policy after {} attempts", p.max_delivery_attempts))
+            .unwrap_or_else(|| ", no dead-letter policy (delivery attempts are not counted)".into());
+        Ok(format!("subscription {subscription} on {}{dl}", s.topic))
+    }
+
+    /// Checks that the dead-letter topic exists.
+    pub async fn check_topic(&self, topic: &str) -> Result<String, String> {
+        let mut b = TopicAdmin::builder();
+        if let Some(e) = &self.emulator {
+            b = b.with_endpoint(e).with_credentials(Self::anonymous());
+        }
+        let admin = b.build().await.map_err(|e| format!("Pub/Sub admin client: {e}"))?;
+        admin
+            .get_topic()
+            .set_topic(topic)
+            .send()
+            .await
+            .map_err(|e| format!("reading dead-letter topic {topic}: {e}"))?;
+        Ok(format!("dead-letter topic {topic}"))
+    }
+}
+
+/// Runs one streaming pull until the engine stops, reopening it when it ends
+/// or fails. `connected` reports stream health to `/readyz`.
+pub async fn pull_loop<C: Connector>(
+    engine: Arc<Engine<C>>,
+    client: Subscriber,
+    subscription: String,
+    settings: PubsubSettings,
+    connected: Arc<AtomicBool>,
+) {
+    while !engine.stopping.is_cancelled() {
+        let mut stream = client
+            .subscribe(subscription.clone())
+            .set_max_outstanding_messages(settings.max_outstanding_messages)
+            .set_max_outstanding_bytes(settings.max_outstanding_bytes)
+            .set_shutdown_behavior(ShutdownBehavior::WaitForProcessing)
+            .build();
+        let token = stream.shutdown_token();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = engine.stopping.cancelled() => break,
+                n = stream.next() => n,
+            };
+            match next {
+                Some(Ok((m, h))) => {
+                    connected.store(true, Ordering::Relaxed);
+                    let raw = from_pubsub(m, h.delivery_attempt());
+                    engine.dispatch(Delivery { raw, acker: Acker::Pubsub(h) }).await;
+                }
+                Some(Err(e)) => {
+                    connected.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %e, subscription = %subscription, "Streaming pull failed; reopening.");
+                    break;
+                }
+                None => {
+                    tracing::info!(subscription = %subscription, "Streaming pull ended; reopening.");
+                    break;
+                }
+            }
+        }
+        if engine.stopping.is_cancelled() {
+            // Flush acks and nacks of this stream before returning; the
+            // caller bounds the wait with the drain timeout.
+            tokio::spawn(async move { token.shutdown().await });
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(STREAM_RETRY) => {}
+            _ = engine.stopping.cancelled() => {}
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Where messages come from: Pub/Sub (the official streaming-pull client) or
+//! a JSONL file for local work. Both hand out [`Delivery`]s whose [`Acker`]
+//! is the only way to settle a message.
+
+use gluefleet_core::RawMessage;
+use google_cloud_pubsub::subscriber::handler::Handler;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// One message and the means to settle it.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The message.
+    pub raw: RawMessage,
+    /// Settles it; dropping it unsettled nacks.
+    pub acker: Acker,
+}
+
+/// Settles one message exactly once (the methods consume it).
+#[derive(Debug)]
+pub enum Acker {
+    /// A Pub/Sub lease.
+    Pubsub(Handler),
+    /// A line of a local file; a nack puts the message back after its delay,
+    /// as Pub/Sub would redeliver it.
+    Local {
+        /// Where redeliveries go.
+        requeue: mpsc::UnboundedSender<RawMessage>,
+        /// The message, for the redelivery.
+        raw: Box<RawMessage>,
+    },
+}
+
+impl Acker {
+    /// The effect is done: Pub/Sub forgets the message.
+    pub fn ack(self) {
+        match self {
+            Acker::Pubsub(h) => h.ack(),
+            Acker::Local { .. } => {}
+        }
+    }
+
+    /// Hand the message back for redelivery now.
+    pub fn nack(self) {
+        match self {
+            Acker::Pubsub(h) => h.nack(),
+            Acker::Local { requeue, mut raw } => {
+                raw.delivery_attempt = Some(raw.delivery_attempt.unwrap_or(1) + 1);
+                // The receiver is gone only when the worker is stopping.
+                let _ = requeue.send(*raw);
+            }
+        }
+    }
+}
+
+/// Converts a message of the official client.
+pub fn from_pubsub(m: google_cloud_pubsub::model::Message, delivery_attempt: Option<i32>) -> RawMessage {
+    RawMessage {
+        data: m.data.to_vec(),
+        attributes: m.attributes.into_iter().collect(),
+        message_id: m.message_id,
+        publish_time: m.publish_time.and_then(|t| std::time::SystemTime::try_from(t).ok()),
+        ordering_key: m.ordering_key,
+        delivery_attempt,
+    }
+}
+
+/// Reads a JSONL file (or stdin) into messages.
+///
+/// Each line is a message body (a CloudEvent or an envelope). A line that is
+/// an object with an `attributes` object and a base64 `data` string, and no
+/// `type` or `specversion`, is read as Pub/Sub's REST shape instead, so a
+/// captured message can be replayed as it was. Blank lines are skipped.
+pub fn parse_jsonl(text: &str) -> Vec<RawMessage> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            let mut raw = RawMessage {
+                data: line.as_bytes().to_vec(),
+                message_id: format!("line-{}", i + 1),
+                delivery_attempt: Some(1),
+                ..RawMessage::default()
+            };
+            if let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(line)
+                && !obj.contains_key("type")
+                && !obj.contains_key("specversion")
+                && let Some(serde_json::Value::Object(attrs)) = obj.get("attributes")
+            {
+                use base64::Engine as _;
+                let data = obj.get("data").and_then(|d| d.as_str()).unwrap_or_default();
+                if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data) {
+                    raw.data = bytes;
+                    raw.attributes = attrs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                        .collect::<BTreeMap<_, _>>();
+                    if let Some(id) = obj.get("messageId").and_then(|v| v.as_str()) {
+                        raw.message_id = id.to_owned();
+                    }
+                }
+            }
+            raw
+        })
+        .collect()
+}
+
+/// How long to wait before reopening a Pub/Sub stream that ended.
+pub const STREAM_RETRY: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_bodies_and_rest_shape() {
+        let text = "{\"type\":\"a\",\"data\":{}}\n\n{\"attributes\":{\"ce-id\":\"1\"},\"data\":\"e30=\",\"messageId\":\"77\"}\nnot json\n";
+        let msgs = parse_jsonl(text);
+        assert_eq!(msgs.len(), 3);
+        assert_eq!(msgs[0].message_id, "line-1");
+        assert_eq!(msgs[1].data, b"{}");
+        assert_eq!(msgs[1].attributes.get("ce-id").map(String::as_str), Some("1"));
+        assert_eq!(msgs[1].message_id, "77");
+        assert_eq!(msgs[2].data, b"not json", "garbage stays garbage, to be dead-lettered");
+    }
+
+    #[tokio::test]
+    async fn local_nack_requeues_with_the_next_attempt() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let raw = RawMessage { message_id: "m".into(), delivery_attempt: Some(1), ..RawMessage::default() };
+        Acker::Local { requeue: tx, raw: Box::new(raw) }.nack();
+        assert_eq!(rx.recv().await.and_then(|m| m.delivery_attempt), Some(2));
+    }
+}

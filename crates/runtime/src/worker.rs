@@ -1,0 +1,219 @@
+//! Carrying out outcomes: one task per message, bounded by a semaphore.
+//!
+//! - Ack: after the pipeline says the effect is done.
+//! - Dead letter: publish, then ack; if the publish fails, nack (never lose).
+//! - Delayed nack: the official client's handler can only ack or nack, and
+//!   the ack-deadline RPC is not exposed for a leased message. So a delayed
+//!   nack keeps the lease (the client extends it) for the delay, without a
+//!   concurrency permit, then nacks. This behaves the same on the emulator
+//!   and in production; the subscription's retry policy (deploy/) adds a
+//!   floor for nacks we could not hold (shutdown, crash).
+//! - Shutdown: held messages are nacked at once; in-flight work finishes
+//!   within the drain timeout or is nacked.
+
+use crate::dead_letter::{DeadLetterSink, Origin};
+use crate::source::{Acker, Delivery};
+use gluefleet_core::outcome::{AckReason, Outcome};
+use gluefleet_core::{Connector, Pipeline};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Counters for the job summary and logs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Messages received.
+    pub received: AtomicU64,
+    /// Acked after delivery (or the target said already done).
+    pub acked: AtomicU64,
+    /// Acked as duplicates without a call.
+    pub duplicates: AtomicU64,
+    /// Nacked for redelivery (retries that did not fit, in-flight duplicates, shutdown).
+    pub nacked: AtomicU64,
+    /// Published to the dead-letter topic and acked.
+    pub dead_lettered: AtomicU64,
+    /// Dead-letter publishes that failed (the message was nacked instead).
+    pub dead_letter_failed: AtomicU64,
+    /// Messages being processed or held right now.
+    pub in_flight: AtomicU64,
+}
+
+/// A snapshot of [`Stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Messages received.
+    pub received: u64,
+    /// Acked after delivery.
+    pub acked: u64,
+    /// Acked as duplicates.
+    pub duplicates: u64,
+    /// Nacked (will be retried by redelivery).
+    pub retried: u64,
+    /// Dead-lettered.
+    pub dead_lettered: u64,
+    /// Dead-letter publishes that failed.
+    pub dead_letter_failed: u64,
+}
+
+impl Stats {
+    fn add(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn summary(&self) -> Summary {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Summary {
+            received: g(&self.received),
+            acked: g(&self.acked),
+            duplicates: g(&self.duplicates),
+            retried: g(&self.nacked),
+            dead_lettered: g(&self.dead_lettered),
+            dead_letter_failed: g(&self.dead_letter_failed),
+        }
+    }
+}
+
+/// The message engine shared by every source task.
+#[derive(Debug)]
+pub struct Engine<C: Connector> {
+    pipeline: Arc<Pipeline<C>>,
+    dead_letters: DeadLetterSink,
+    origin: Origin,
+    max_nack_hold: Duration,
+    permits: Arc<Semaphore>,
+    tasks: TaskTracker,
+    /// SIGTERM: stop taking messages, nack held ones.
+    pub stopping: CancellationToken,
+    /// Drain timeout passed: nack what is still in flight.
+    pub hard_stop: CancellationToken,
+    /// Counters.
+    pub stats: Stats,
+    last_received: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl<C: Connector> Engine<C> {
+    /// An engine running `pipeline` with `concurrency` messages at once.
+    pub fn new(pipeline: Arc<Pipeline<C>>, dead_letters: DeadLetterSink, origin: Origin, concurrency: usize, max_nack_hold: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            pipeline,
+            dead_letters,
+            origin,
+            max_nack_hold,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            stats: Stats::default(),
+            last_received: std::sync::Mutex::new(tokio::time::Instant::now()),
+        })
+    }
+
+    /// How long since the last message arrived.
+    pub fn idle_for(&self) -> Duration {
+        self.last_received.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    }
+
+    /// Messages being processed or held.
+    pub fn in_flight(&self) -> u64 {
+        self.stats.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Takes one message: waits for a permit (or nacks it at once if the
+    /// worker is stopping), then processes it on its own task.
+    pub async fn dispatch(self: &Arc<Self>, delivery: Delivery) {
+        Stats::add(&self.stats.received);
+        *self.last_received.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        let permit = tokio::select! {
+            biased;
+            _ = self.stopping.cancelled() => None,
+            p = self.permits.clone().acquire_owned() => p.ok(),
+        };
+        let Some(permit) = permit else {
+            // Not started: release it for another worker right away.
+            Stats::add(&self.stats.nacked);
+            delivery.acker.nack();
+            return;
+        };
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let engine = self.clone();
+        self.tasks.spawn(async move {
+            engine.run_one(delivery, permit).await;
+            engine.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    async fn run_one(&self, delivery: Delivery, permit: OwnedSemaphorePermit) {
+        let Delivery { raw, acker } = delivery;
+        let outcome = tokio::select! {
+            o = self.pipeline.process(&raw) => o,
+            _ = self.hard_stop.cancelled() => {
+                Stats::add(&self.stats.nacked);
+                acker.nack();
+                return;
+            }
+        };
+        drop(permit);
+        let trace = raw.attributes.get("traceparent").and_then(|t| t.split('-').nth(1)).unwrap_or_default();
+        match outcome {
+            Outcome::Ack(reason) => {
+                acker.ack();
+                if reason == AckReason::Duplicate {
+                    Stats::add(&self.stats.duplicates);
+                } else {
+                    Stats::add(&self.stats.acked);
+                }
+                tracing::debug!(message_id = %raw.message_id, ?reason, trace, "Acked.");
+            }
+            Outcome::DeadLetter(dl) => match self.dead_letters.publish(&raw, &dl, &self.origin).await {
+                Ok(()) => {
+                    acker.ack();
+                    Stats::add(&self.stats.dead_lettered);
+                    tracing::warn!(message_id = %raw.message_id, class = %dl.class, route = %dl.route, http_status = dl.http_status, error = %dl.error, trace, "Dead-lettered.");
+                }
+                Err(e) => {
+                    Stats::add(&self.stats.dead_letter_failed);
+                    tracing::error!(message_id = %raw.message_id, error = %e, trace, "Could not dead-letter; message nacked so it is not lost.");
+                    self.hold_then_nack(acker, Duration::from_secs(10)).await;
+                }
+            },
+            Outcome::Nack { delay, reason } => {
+                tracing::info!(message_id = %raw.message_id, ?reason, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), trace, "Nacked with a delay.");
+                self.hold_then_nack(acker, delay).await;
+            }
+            other => {
+                // An outcome added later: hand it back rather than guess.
+                tracing::error!(message_id = %raw.message_id, outcome = ?other, "Unknown outcome; nacked.");
+                acker.nack();
+                Stats::add(&self.stats.nacked);
+            }
+        }
+    }
+
+    /// Keeps the lease for `delay` (capped), then nacks. Stopping nacks at once.
+    async fn hold_then_nack(&self, acker: Acker, delay: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(delay.min(self.max_nack_hold)) => {}
+            _ = self.stopping.cancelled() => {}
+        }
+        Stats::add(&self.stats.nacked);
+        acker.nack();
+    }
+
+    /// Stops taking messages and waits for in-flight ones, at most `drain`;
+    /// what is still running then is nacked.
+    pub async fn drain(&self, drain: Duration) -> bool {
+        self.stopping.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(drain, self.tasks.wait()).await.is_ok() {
+            return true;
+        }
+        self.hard_stop.cancel();
+        // Nacks are immediate; give the tasks a moment to send them.
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.tasks.wait()).await;
+        false
+    }
+}

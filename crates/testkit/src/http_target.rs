@@ -1,0 +1,410 @@
+//! A scriptable local HTTP server standing in for an external system.
+//!
+//! Connector tests need to see exactly what a worker sent (method, path,
+//! headers, body, idempotency key) and to make the far side misbehave on
+//! cue: fail the next N calls, refuse a given body, answer slowly, or go
+//! away entirely and come back on the same port. [`HttpTarget`] is a real
+//! axum server on 127.0.0.1 so the worker's HTTP stack, timeouts and
+//! connection handling are exercised as in production.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::{HeaderName, HeaderValue, StatusCode};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::TestkitError;
+
+/// Largest request body accepted; bigger requests are answered 413.
+const BODY_LIMIT: usize = 10 * 1024 * 1024;
+/// How long `restart` waits for the old server to let go of the port.
+const PORT_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An answer the target gives.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Response body.
+    pub body: String,
+}
+
+impl Reply {
+    /// A reply with `s` and an empty body.
+    pub fn status(s: u16) -> Self {
+        Self {
+            status: s,
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+
+    /// Adds a response header (e.g. `Retry-After`).
+    #[must_use]
+    pub fn header(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+
+    /// Sets the body. Without an explicit `content-type` header, a body that
+    /// parses as JSON is sent as `application/json`, anything else as
+    /// `text/plain`.
+    #[must_use]
+    pub fn body(mut self, b: impl Into<String>) -> Self {
+        self.body = b.into();
+        self
+    }
+
+    /// What the target answers when nothing else is scripted.
+    fn default_answer() -> Self {
+        Self::status(201).body(r#"{"ok":true}"#)
+    }
+
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let has_content_type = self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        let content_type = if has_content_type || self.body.is_empty() {
+            None
+        } else if serde_json::from_str::<serde_json::Value>(&self.body).is_ok() {
+            Some("application/json")
+        } else {
+            Some("text/plain; charset=utf-8")
+        };
+        let mut response = Response::new(Body::from(self.body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        if let Some(ct) = content_type {
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        for (k, v) in self.headers {
+            match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+                (Ok(name), Ok(value)) => {
+                    headers.append(name, value);
+                }
+                _ => tracing::warn!(header = %k, "scripted reply header is not valid HTTP; left out"),
+            }
+        }
+        response
+    }
+}
+
+/// One request as the target saw it.
+#[derive(Clone, Debug)]
+pub struct LoggedRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// Path with query string, e.g. `/v1/orders?dry=1`.
+    pub path: String,
+    /// Headers by lowercase name; repeated headers are joined with `, `.
+    pub headers: BTreeMap<String, String>,
+    /// The body (lossy UTF-8).
+    pub body: String,
+    /// When it arrived.
+    pub at: Instant,
+    /// The status the target answered (0 while rules are consulted).
+    pub status: u16,
+}
+
+impl LoggedRequest {
+    /// The `Idempotency-Key` header, if sent.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.headers.get("idempotency-key").map(String::as_str)
+    }
+
+    /// The body parsed as JSON, if it is JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+}
+
+type Rule = Arc<dyn Fn(&LoggedRequest) -> Option<Reply> + Send + Sync>;
+
+/// What the handler and the test share.
+#[derive(Default)]
+struct Shared {
+    log: Mutex<Vec<LoggedRequest>>,
+    script: Mutex<VecDeque<Reply>>,
+    rules: Mutex<Vec<Rule>>,
+    delay: Mutex<Duration>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("requests", &lock(&self.log).len())
+            .field("scripted", &lock(&self.script).len())
+            .field("rules", &lock(&self.rules).len())
+            .field("delay", &*lock(&self.delay))
+            .finish()
+    }
+}
+
+/// A poisoned lock means a test's rule panicked; the data is still usable
+/// and the panic is already reported.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The listening half, present while the target is up.
+#[derive(Debug)]
+struct Running {
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+    /// A duplicate of the listening socket, so `stop` can shut it down
+    /// synchronously (see [`HttpTarget::stop`]).
+    listener_fd: OwnedFd,
+}
+
+/// A local HTTP server playing the external system. Stops on drop.
+#[derive(Debug)]
+pub struct HttpTarget {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    running: Mutex<Option<Running>>,
+    /// The previous server task, awaited by `restart` before rebinding.
+    stopped_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl HttpTarget {
+    /// Starts on a free port of 127.0.0.1. Every method on every path is
+    /// answered `201 {"ok":true}` until scripted otherwise.
+    pub async fn start() -> Result<Self, TestkitError> {
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|source| TestkitError::Io {
+                what: "binding the HTTP target to 127.0.0.1:0".to_owned(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| TestkitError::Io {
+            what: "reading the HTTP target's address".to_owned(),
+            source,
+        })?;
+        let target = Self {
+            addr,
+            shared: Arc::default(),
+            running: Mutex::new(None),
+            stopped_task: Mutex::new(None),
+        };
+        target.serve(listener)?;
+        Ok(target)
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The next requests (any path, FIFO) get these replies; afterwards the
+    /// default answer resumes. Appends to what is already scripted.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        lock(&self.shared.script).extend(replies);
+    }
+
+    /// Adds a rule consulted for every request before the script and the
+    /// default; the first rule (in the order added) returning `Some` wins,
+    /// and a request a rule answers does not use up a scripted reply.
+    pub fn rule(&self, f: impl Fn(&LoggedRequest) -> Option<Reply> + Send + Sync + 'static) {
+        lock(&self.shared.rules).push(Arc::new(f));
+    }
+
+    /// Every answer waits `d` before it is sent, to keep calls in flight.
+    pub fn set_delay(&self, d: Duration) {
+        *lock(&self.shared.delay) = d;
+    }
+
+    /// Every request so far, in arrival order. A request is logged when it
+    /// arrives (with the status it will get), before any delay.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        lock(&self.shared.log).clone()
+    }
+
+    /// Per `Idempotency-Key`: how many requests carrying it got a 2xx
+    /// answer, i.e. how often the side effect happened. Keys that never got
+    /// a 2xx are absent.
+    pub fn effects(&self) -> BTreeMap<String, usize> {
+        let mut effects = BTreeMap::new();
+        for request in lock(&self.shared.log).iter() {
+            if let Some(key) = request.idempotency_key()
+                && (200..300).contains(&request.status)
+            {
+                *effects.entry(key.to_owned()).or_insert(0) += 1;
+            }
+        }
+        effects
+    }
+
+    /// Polls the log every 20 ms until `pred` holds (true) or `timeout`
+    /// passes (false).
+    pub async fn wait_for(
+        &self,
+        pred: impl Fn(&[LoggedRequest]) -> bool,
+        timeout: Duration,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&self.requests()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops listening: from the moment this returns, new connections are
+    /// refused. Idle keep-alive connections are closed; requests in flight
+    /// still get their answer. Idempotent; also runs on drop.
+    ///
+    /// The listening socket is shut down here, synchronously, through a
+    /// duplicate of its descriptor: closing it is otherwise left to the
+    /// server task, and until that task runs again a client's connect would
+    /// still succeed and then be reset, which is not what a down system
+    /// looks like.
+    pub fn stop(&self) {
+        let Some(running) = lock(&self.running).take() else {
+            return;
+        };
+        // On Linux, shutdown(2) on a listening socket stops it listening.
+        let _ = std::net::TcpStream::from(running.listener_fd).shutdown(std::net::Shutdown::Both);
+        let _ = running.shutdown.send(());
+        *lock(&self.stopped_task) = Some(running.task);
+    }
+
+    /// Listens again on the same port, keeping the request log, script,
+    /// rules and delay. A no-op restart of a running target stops it first.
+    pub async fn restart(&self) -> Result<(), TestkitError> {
+        self.stop();
+        let old_task = lock(&self.stopped_task).take();
+        if let Some(task) = old_task {
+            // Requests in flight finish first; a stuck one is cut off.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(PORT_RELEASE_TIMEOUT, task).await.is_err() {
+                abort.abort();
+            }
+        }
+        let deadline = Instant::now() + PORT_RELEASE_TIMEOUT;
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(listener) => break listener,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(_) => {
+                    return Err(TestkitError::PortBusy {
+                        what: "the HTTP target".to_owned(),
+                        port: self.addr.port(),
+                        waited: PORT_RELEASE_TIMEOUT,
+                    });
+                }
+            }
+        };
+        self.serve(listener)
+    }
+
+    fn serve(&self, listener: TcpListener) -> Result<(), TestkitError> {
+        let listener_fd = listener
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|source| TestkitError::Io {
+                what: "duplicating the HTTP target's listening socket".to_owned(),
+                source,
+            })?;
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(self.shared.clone());
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = signal.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "HTTP target stopped with an error");
+            }
+        });
+        *lock(&self.running) = Some(Running {
+            shutdown,
+            task,
+            listener_fd,
+        });
+        Ok(())
+    }
+}
+
+impl Drop for HttpTarget {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(task) = lock(&self.stopped_task).take() {
+            task.abort();
+        }
+    }
+}
+
+/// Answers every request: log it, pick a reply (rules, script, default),
+/// wait the delay, answer.
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let at = Instant::now();
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => {
+            return Reply::status(413)
+                .body("request body over 10 MiB or unreadable")
+                .into_response();
+        }
+    };
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let mut logged = LoggedRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+        headers,
+        body,
+        at,
+        status: 0,
+    };
+
+    // Rules are cloned out so a rule runs without any lock held.
+    let rules: Vec<Rule> = lock(&shared.rules).clone();
+    let reply = rules
+        .iter()
+        .find_map(|rule| rule(&logged))
+        .or_else(|| lock(&shared.script).pop_front())
+        .unwrap_or_else(Reply::default_answer);
+    logged.status = reply.status;
+    lock(&shared.log).push(logged);
+
+    let delay = *lock(&shared.delay);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    reply.into_response()
+}

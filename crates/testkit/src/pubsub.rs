@@ -1,0 +1,531 @@
+//! A real Pub/Sub emulator per test, and a small REST client for it.
+//!
+//! gluefleet workers are Pub/Sub pull subscribers; the behaviour worth
+//! testing (acks, redelivery, delivery attempts, shutdown mid-pull) lives in
+//! the interplay with the server, so tests run the official emulator rather
+//! than a fake. Each [`PubsubEmulator`] is its own Java process on a free
+//! port with its own project id, so tests run in parallel without seeing each
+//! other's topics. The admin and test-side calls use the emulator's REST
+//! surface on the same port, which needs nothing beyond `reqwest`.
+//!
+//! Known emulator limits: it counts delivery attempts but never forwards to a
+//! dead-letter topic, and it refuses a dead-letter policy whose topic does not
+//! exist yet.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::TestkitError;
+use crate::process::{self, Log};
+
+/// How long a cold emulator may take to say it listens (it is ~10 s, more
+/// on a loaded CI machine).
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the emulator gets to exit on SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long `restart` waits for the old process to let go of the port.
+const PORT_RELEASE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The emulator, like Pub/Sub, takes at most this many messages per publish.
+const PUBLISH_BATCH: usize = 1000;
+/// Ack ids per acknowledge call; keeps request bodies small.
+const ACK_BATCH: usize = 1000;
+/// Log lines quoted in startup errors.
+const ERROR_TAIL_LINES: usize = 30;
+
+/// Numbers project ids within this test process.
+static NEXT_INSTANCE: AtomicU32 = AtomicU32::new(1);
+
+/// A running Pub/Sub emulator, stopped (whole process group) on drop.
+#[derive(Debug)]
+pub struct PubsubEmulator {
+    child: Option<Child>,
+    pgid: Option<u32>,
+    port: u16,
+    project: String,
+    /// The emulator writes `env.yaml` here; a directory per instance keeps
+    /// parallel emulators from overwriting each other's.
+    data_dir: PathBuf,
+    log: Log,
+    http: reqwest::Client,
+}
+
+/// How a subscription is created.
+#[derive(Clone, Debug, Default)]
+pub struct SubscriptionOptions {
+    /// Ack deadline in seconds; 0 means 60.
+    pub ack_deadline_secs: u32,
+    /// Dead-letter topic id (in the same project; it must already exist) and
+    /// max delivery attempts (Pub/Sub accepts 5..=100). Setting a policy is
+    /// also what makes the emulator report `delivery_attempt`.
+    pub dead_letter: Option<(String, u32)>,
+}
+
+/// A message to publish.
+#[derive(Clone, Debug, Default)]
+pub struct OutgoingMessage {
+    /// The payload bytes.
+    pub data: Vec<u8>,
+    /// Message attributes.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl OutgoingMessage {
+    /// A message whose payload is `v` as JSON, the way gluefleet events travel.
+    pub fn json(v: &Value) -> Self {
+        Self {
+            data: v.to_string().into_bytes(),
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// Adds (or replaces) attribute `k`.
+    #[must_use]
+    pub fn with_attr(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.attributes.insert(k.into(), v.into());
+        self
+    }
+}
+
+/// A message received by [`PubsubEmulator::pull`].
+#[derive(Clone, Debug)]
+pub struct PulledMessage {
+    /// What to pass to [`PubsubEmulator::ack`].
+    pub ack_id: String,
+    /// The id `publish` returned for it.
+    pub message_id: String,
+    /// The payload bytes.
+    pub data: Vec<u8>,
+    /// Message attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// 1 on first delivery; only reported on subscriptions with a
+    /// dead-letter policy.
+    pub delivery_attempt: Option<i32>,
+}
+
+impl PulledMessage {
+    /// The payload parsed as JSON, if it is JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.data).ok()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PublishResponse {
+    #[serde(default)]
+    message_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PullResponse {
+    #[serde(default)]
+    received_messages: Vec<ReceivedMessage>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReceivedMessage {
+    ack_id: String,
+    message: WireMessage,
+    #[serde(default)]
+    delivery_attempt: Option<i32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMessage {
+    /// Absent when the payload is empty.
+    #[serde(default)]
+    data: String,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    message_id: String,
+}
+
+impl PubsubEmulator {
+    /// Whether `gcloud` is on `PATH`. Tests must not use this to skip: a
+    /// missing emulator should fail loudly ([`TestkitError::GcloudMissing`]).
+    pub fn available() -> bool {
+        find_on_path("gcloud").is_some()
+    }
+
+    /// Starts an emulator on a free port with a fresh project id and waits
+    /// until it listens.
+    pub async fn start() -> Result<Self, TestkitError> {
+        if !Self::available() {
+            return Err(TestkitError::GcloudMissing);
+        }
+        let n = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
+        let project = format!("gluefleet-test-{}-{n}", std::process::id());
+        let data_dir = std::env::temp_dir().join(format!("{project}-pubsub"));
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|source| TestkitError::Http {
+                what: "building the emulator HTTP client".to_owned(),
+                source,
+            })?;
+        let mut emulator = Self {
+            child: None,
+            pgid: None,
+            port: crate::free_port(),
+            project,
+            data_dir,
+            log: Arc::default(),
+            http,
+        };
+        // On error `emulator` drops here, which kills whatever did start.
+        emulator.launch().await?;
+        Ok(emulator)
+    }
+
+    /// `127.0.0.1:PORT`, the value `PUBSUB_EMULATOR_HOST` takes.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The project id of this instance.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The emulator's output so far (since the last start), for debugging.
+    pub fn logs(&self) -> Vec<String> {
+        process::snapshot(&self.log)
+    }
+
+    /// Creates topic `topic` (an id, not a full name).
+    pub async fn create_topic(&self, topic: &str) -> Result<(), TestkitError> {
+        let what = format!("creating topic {topic}");
+        self.call(reqwest::Method::PUT, &format!("topics/{topic}"), &json!({}), &what)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates subscription `sub` on `topic` (ids, not full names).
+    pub async fn create_subscription(
+        &self,
+        sub: &str,
+        topic: &str,
+        opts: SubscriptionOptions,
+    ) -> Result<(), TestkitError> {
+        let ack_deadline = if opts.ack_deadline_secs == 0 {
+            60
+        } else {
+            opts.ack_deadline_secs
+        };
+        let mut body = json!({
+            "topic": self.topic_name(topic),
+            "ackDeadlineSeconds": ack_deadline,
+        });
+        if let Some((dl_topic, max_attempts)) = &opts.dead_letter {
+            body["deadLetterPolicy"] = json!({
+                "deadLetterTopic": self.topic_name(dl_topic),
+                "maxDeliveryAttempts": max_attempts,
+            });
+        }
+        let what = format!("creating subscription {sub} on topic {topic}");
+        self.call(
+            reqwest::Method::PUT,
+            &format!("subscriptions/{sub}"),
+            &body,
+            &what,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Publishes `messages` to `topic` in batches of 1000 and returns their
+    /// message ids in the same order.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        messages: &[OutgoingMessage],
+    ) -> Result<Vec<String>, TestkitError> {
+        let mut ids = Vec::with_capacity(messages.len());
+        for batch in messages.chunks(PUBLISH_BATCH) {
+            let wire: Vec<Value> = batch
+                .iter()
+                .map(|m| json!({ "data": B64.encode(&m.data), "attributes": m.attributes }))
+                .collect();
+            let what = format!("publishing {} messages to {topic}", batch.len());
+            let answer = self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("topics/{topic}:publish"),
+                    &json!({ "messages": wire }),
+                    &what,
+                )
+                .await?;
+            let answer: PublishResponse =
+                serde_json::from_value(answer).map_err(|e| decode(&what, e))?;
+            if answer.message_ids.len() != batch.len() {
+                return Err(TestkitError::Decode {
+                    what,
+                    detail: format!("got {} message ids", answer.message_ids.len()),
+                });
+            }
+            ids.extend(answer.message_ids);
+        }
+        Ok(ids)
+    }
+
+    /// One pull of at most `max` messages that returns at once, empty when
+    /// nothing is ready. Messages are not acked.
+    pub async fn pull(&self, sub: &str, max: usize) -> Result<Vec<PulledMessage>, TestkitError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let what = format!("pulling from {sub}");
+        // Without returnImmediately the emulator holds an empty pull ~90 s.
+        let answer = self
+            .call(
+                reqwest::Method::POST,
+                &format!("subscriptions/{sub}:pull"),
+                &json!({ "maxMessages": max, "returnImmediately": true }),
+                &what,
+            )
+            .await?;
+        let answer: PullResponse = serde_json::from_value(answer).map_err(|e| decode(&what, e))?;
+        answer
+            .received_messages
+            .into_iter()
+            .map(|r| {
+                let data = B64
+                    .decode(r.message.data.as_bytes())
+                    .map_err(|e| decode(&what, e))?;
+                Ok(PulledMessage {
+                    ack_id: r.ack_id,
+                    message_id: r.message.message_id,
+                    data,
+                    attributes: r.message.attributes,
+                    delivery_attempt: r.delivery_attempt,
+                })
+            })
+            .collect()
+    }
+
+    /// Acknowledges `ack_ids` on `sub`.
+    pub async fn ack(&self, sub: &str, ack_ids: &[String]) -> Result<(), TestkitError> {
+        for batch in ack_ids.chunks(ACK_BATCH) {
+            let what = format!("acking {} messages on {sub}", batch.len());
+            self.call(
+                reqwest::Method::POST,
+                &format!("subscriptions/{sub}:acknowledge"),
+                &json!({ "ackIds": batch }),
+                &what,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Pulls and acks until no message arrived for `quiet`; returns all of
+    /// them in arrival order. For reading what a worker published.
+    pub async fn drain(
+        &self,
+        sub: &str,
+        quiet: Duration,
+    ) -> Result<Vec<PulledMessage>, TestkitError> {
+        let mut all = Vec::new();
+        let mut last_seen = Instant::now();
+        loop {
+            let batch = self.pull(sub, PUBLISH_BATCH).await?;
+            if batch.is_empty() {
+                if last_seen.elapsed() >= quiet {
+                    return Ok(all);
+                }
+                tokio::time::sleep(quiet.min(Duration::from_millis(50))).await;
+                continue;
+            }
+            let ids: Vec<String> = batch.iter().map(|m| m.ack_id.clone()).collect();
+            self.ack(sub, &ids).await?;
+            all.extend(batch);
+            last_seen = Instant::now();
+        }
+    }
+
+    /// Stops the emulator and starts it again on the same port and project,
+    /// as a Pub/Sub outage would look to a worker. All topics, subscriptions
+    /// and messages are gone afterwards.
+    pub async fn restart(&mut self) -> Result<(), TestkitError> {
+        self.stop();
+        let started = Instant::now();
+        while !crate::port_is_free(self.port) {
+            if started.elapsed() >= PORT_RELEASE_TIMEOUT {
+                return Err(TestkitError::PortBusy {
+                    what: "the Pub/Sub emulator".to_owned(),
+                    port: self.port,
+                    waited: PORT_RELEASE_TIMEOUT,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.launch().await
+    }
+
+    /// Kills the emulator's process group (the gcloud wrapper and the Java
+    /// server). Idempotent; also runs on drop.
+    pub fn stop(&mut self) {
+        if let (Some(mut child), Some(pgid)) = (self.child.take(), self.pgid.take()) {
+            let port = self.port;
+            process::stop_group(&mut child, pgid, STOP_GRACE, || {
+                crate::port_is_free(port)
+            });
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+
+    /// Spawns gcloud on `self.port` and waits for the readiness line.
+    async fn launch(&mut self) -> Result<(), TestkitError> {
+        std::fs::create_dir_all(&self.data_dir).map_err(|source| TestkitError::Io {
+            what: format!("creating emulator data dir {}", self.data_dir.display()),
+            source,
+        })?;
+        let args = [
+            "beta".to_owned(),
+            "emulators".to_owned(),
+            "pubsub".to_owned(),
+            "start".to_owned(),
+            format!("--host-port=127.0.0.1:{}", self.port),
+            format!("--project={}", self.project),
+            format!("--data-dir={}", self.data_dir.display()),
+        ];
+        let what = format!("gcloud {}", args.join(" "));
+        let mut child = Command::new("gcloud")
+            .args(&args)
+            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|source| TestkitError::Spawn {
+                what: what.clone(),
+                source,
+            })?;
+        // A fresh log per start, so an old readiness line cannot count.
+        self.log = Arc::new(Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            process::capture(out, self.log.clone(), None);
+        }
+        if let Some(err) = child.stderr.take() {
+            process::capture(err, self.log.clone(), None);
+        }
+        self.pgid = child.id();
+        self.child = Some(child);
+
+        let needle = format!("Server started, listening on {}", self.port);
+        let started = Instant::now();
+        loop {
+            let lines = process::snapshot(&self.log);
+            if lines.iter().any(|l| l.contains(&needle)) {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                // Let the readers catch the last words.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Err(TestkitError::Exited {
+                    what,
+                    status,
+                    log_tail: crate::tail(&process::snapshot(&self.log), ERROR_TAIL_LINES),
+                });
+            }
+            if started.elapsed() >= READY_TIMEOUT {
+                return Err(TestkitError::NotReady {
+                    what,
+                    timeout: READY_TIMEOUT,
+                    log_tail: crate::tail(&lines, ERROR_TAIL_LINES),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn topic_name(&self, topic: &str) -> String {
+        format!("projects/{}/topics/{topic}", self.project)
+    }
+
+    /// One REST call below `/v1/projects/<project>/`; non-2xx is an error.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+        what: &str,
+    ) -> Result<Value, TestkitError> {
+        let url = format!(
+            "http://127.0.0.1:{}/v1/projects/{}/{path}",
+            self.port, self.project
+        );
+        let response = self
+            .http
+            .request(method, url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|source| TestkitError::Http {
+                what: what.to_owned(),
+                source,
+            })?;
+        let status = response.status();
+        let text = response.text().await.map_err(|source| TestkitError::Http {
+            what: what.to_owned(),
+            source,
+        })?;
+        if !status.is_success() {
+            return Err(TestkitError::Api {
+                what: what.to_owned(),
+                status: status.as_u16(),
+                body: text,
+            });
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| decode(what, e))
+    }
+}
+
+impl Drop for PubsubEmulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn decode(what: &str, e: impl std::fmt::Display) -> TestkitError {
+    TestkitError::Decode {
+        what: what.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// The first executable file called `name` in `PATH`.
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
