@@ -94,6 +94,9 @@ impl Default for IdempotencySettings {
 /// The delay used when the idempotency store cannot be reached.
 const STORE_RETRY_DELAY: Duration = Duration::from_secs(5);
 
+/// How soon a duplicate of an in-flight event looks again.
+const IN_FLIGHT_RECHECK: Duration = Duration::from_secs(2);
+
 /// One connector's message path.
 #[derive(Debug)]
 pub struct Pipeline<C: Connector> {

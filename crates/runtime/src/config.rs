@@ -106,7 +106,9 @@ impl PubsubSettings {
         if value.starts_with("projects/") {
             let parts: Vec<&str> = value.split('/').collect();
             if parts.len() != 4 || parts[2] != kind || parts.iter().any(|p| p.is_empty()) {
-                return Err(ConfigError(format!("pubsub.{field}: {value:?} is not projects/PROJECT/{kind}/NAME")));
+                return Err(ConfigError(format!(
+                    "pubsub.{field}: {value:?} is not projects/PROJECT/{kind}/NAME"
+                )));
             }
             return Ok(value.to_owned());
         }
@@ -126,7 +128,10 @@ impl PubsubSettings {
     /// `projects/P/subscriptions/S`.
     pub fn subscription_path(&self) -> Result<String, ConfigError> {
         let s = self.subscription.as_deref().ok_or_else(|| {
-            ConfigError("pubsub.subscription is not set (set it in the config or GLUEFLEET_SUBSCRIPTION)".into())
+            ConfigError(
+                "pubsub.subscription is not set (set it in the config or GLUEFLEET_SUBSCRIPTION)"
+                    .into(),
+            )
         })?;
         self.full_name("subscriptions", s, "subscription")
     }
@@ -144,7 +149,9 @@ impl PubsubSettings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.streams == 0 || self.streams > 32 {
-            return Err(ConfigError("pubsub.streams must be between 1 and 32".into()));
+            return Err(ConfigError(
+                "pubsub.streams must be between 1 and 32".into(),
+            ));
         }
         if self.concurrency == 0 {
             return Err(ConfigError("pubsub.concurrency must be at least 1".into()));
@@ -161,7 +168,10 @@ impl PubsubSettings {
 /// Replaces `${NAME}` with the environment variable `NAME`; `$${` is a
 /// literal `${`. An unset variable is an error naming it, so a missing
 /// secret stops the worker at start instead of sending an empty credential.
-pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+pub fn interpolate(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("${") {
@@ -178,7 +188,9 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
             .ok_or_else(|| ConfigError("config: ${ without a closing }".into()))?;
         let name = &after[..end];
         let value = env(name).ok_or_else(|| {
-            ConfigError(format!("config: environment variable {name} is not set (the config refers to ${{{name}}})"))
+            ConfigError(format!(
+                "config: environment variable {name} is not set (the config refers to ${{{name}}})"
+            ))
         })?;
         // Values go into TOML strings: escape what would break them.
         out.push_str(&value.replace('\\', "\\\\").replace('"', "\\\""));
@@ -192,7 +204,8 @@ impl<T: DeserializeOwned, A: DeserializeOwned> Config<T, A> {
     /// Parses `text` (after interpolation) and applies env overrides.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let text = interpolate(text, env)?;
-        let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError(format!("config: {e}")))?;
+        let mut config: Self =
+            toml::from_str(&text).map_err(|e| ConfigError(format!("config: {e}")))?;
         let p = &mut config.pubsub;
         for (var, slot) in [
             ("GOOGLE_CLOUD_PROJECT", &mut p.project),
@@ -216,10 +229,14 @@ impl<T: DeserializeOwned, A: DeserializeOwned> Config<T, A> {
             .validate()
             .map_err(|e| ConfigError(format!("delivery.retry: {e}")))?;
         if config.delivery.max_delivery_attempts < 1 {
-            return Err(ConfigError("delivery.max_delivery_attempts must be at least 1".into()));
+            return Err(ConfigError(
+                "delivery.max_delivery_attempts must be at least 1".into(),
+            ));
         }
         if config.routes.is_empty() {
-            return Err(ConfigError("routes: no [[routes]] configured; nothing would be delivered".into()));
+            return Err(ConfigError(
+                "routes: no [[routes]] configured; nothing would be delivered".into(),
+            ));
         }
         Ok(config)
     }
@@ -238,7 +255,10 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -258,11 +278,18 @@ mod tests {
     fn interpolates_and_overrides() -> Result<(), ConfigError> {
         let c: Config<Target, toml::Value> = Config::parse(
             BASE,
-            &env(&[("ERP_TOKEN", "t\"k"), ("GLUEFLEET_SUBSCRIPTION", "projects/p2/subscriptions/s9"), ("PORT", "9090")]),
+            &env(&[
+                ("ERP_TOKEN", "t\"k"),
+                ("GLUEFLEET_SUBSCRIPTION", "projects/p2/subscriptions/s9"),
+                ("PORT", "9090"),
+            ]),
         )?;
         assert_eq!(c.target.token, "t\"k");
         assert_eq!(c.target.base_url, "https://erp.example");
-        assert_eq!(c.pubsub.subscription_path()?, "projects/p2/subscriptions/s9");
+        assert_eq!(
+            c.pubsub.subscription_path()?,
+            "projects/p2/subscriptions/s9"
+        );
         assert_eq!(c.server.port, 9090);
         assert_eq!(c.pubsub.streams, 1);
         Ok(())
@@ -271,26 +298,41 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let e = |text: &str, vars: &[(&str, &str)]| {
-            Config::<Target, toml::Value>::parse(text, &env(vars)).expect_err("invalid").to_string()
+            Config::<Target, toml::Value>::parse(text, &env(vars))
+                .expect_err("invalid")
+                .to_string()
         };
         assert!(e(BASE, &[]).contains("ERP_TOKEN"));
         let typo = BASE.replace("[pubsub]", "[pubsub]\nstreems = 2");
         assert!(e(&typo, &[("ERP_TOKEN", "x")]).contains("streems"));
         let bad = BASE.replace("[pubsub]", "[pubsub]\nstreams = 0");
         assert!(e(&bad, &[("ERP_TOKEN", "x")]).contains("pubsub.streams"));
-        let no_routes = BASE.split("[[routes]]").next().unwrap_or_default().to_owned();
+        let no_routes = BASE
+            .split("[[routes]]")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         assert!(e(&no_routes, &[("ERP_TOKEN", "x")]).contains("routes"));
         assert!(e(BASE, &[("ERP_TOKEN", "x"), ("PORT", "http")]).contains("PORT"));
     }
 
     #[test]
     fn names_resolve_against_the_project() -> Result<(), ConfigError> {
-        let mut p = PubsubSettings { project: Some("p".into()), subscription: Some("sub".into()), ..Default::default() };
+        let mut p = PubsubSettings {
+            project: Some("p".into()),
+            subscription: Some("sub".into()),
+            ..Default::default()
+        };
         assert_eq!(p.subscription_path()?, "projects/p/subscriptions/sub");
         p.dead_letter_topic = Some("projects/p/subscriptions/x".into());
         assert!(p.dead_letter_topic_path().is_err());
         p.dead_letter_topic = None;
-        assert!(p.dead_letter_topic_path().expect_err("unset").to_string().contains("GLUEFLEET_DEAD_LETTER_TOPIC"));
+        assert!(
+            p.dead_letter_topic_path()
+                .expect_err("unset")
+                .to_string()
+                .contains("GLUEFLEET_DEAD_LETTER_TOPIC")
+        );
         Ok(())
     }
 

@@ -34,7 +34,12 @@ pub enum DeadLetterSink {
 }
 
 /// The attributes of a dead-letter message: the original ones plus ours.
-pub fn attributes(raw: &RawMessage, dl: &DeadLetter, origin: &Origin, failed_at: SystemTime) -> BTreeMap<String, String> {
+pub fn attributes(
+    raw: &RawMessage,
+    dl: &DeadLetter,
+    origin: &Origin,
+    failed_at: SystemTime,
+) -> BTreeMap<String, String> {
     let mut attrs = raw.attributes.clone();
     let mut put = |k: &str, v: String| {
         attrs.insert(k.to_owned(), truncate(v));
@@ -51,8 +56,14 @@ pub fn attributes(raw: &RawMessage, dl: &DeadLetter, origin: &Origin, failed_at:
         put("gluefleet-delivery-attempt", a.to_string());
     }
     put("gluefleet-original-message-id", raw.message_id.clone());
-    put("gluefleet-original-subscription", origin.subscription.clone());
-    put("gluefleet-failed-at", humantime::format_rfc3339_millis(failed_at).to_string());
+    put(
+        "gluefleet-original-subscription",
+        origin.subscription.clone(),
+    );
+    put(
+        "gluefleet-failed-at",
+        humantime::format_rfc3339_millis(failed_at).to_string(),
+    );
     attrs
 }
 
@@ -72,7 +83,12 @@ fn truncate(mut v: String) -> String {
 
 impl DeadLetterSink {
     /// Publishes the dead letter; only after `Ok` may the original be acked.
-    pub async fn publish(&self, raw: &RawMessage, dl: &DeadLetter, origin: &Origin) -> Result<(), String> {
+    pub async fn publish(
+        &self,
+        raw: &RawMessage,
+        dl: &DeadLetter,
+        origin: &Origin,
+    ) -> Result<(), String> {
         let attrs = attributes(raw, dl, origin, SystemTime::now());
         match self {
             DeadLetterSink::Pubsub(p) => {
@@ -91,7 +107,8 @@ impl DeadLetterSink {
             }
             DeadLetterSink::Stderr => {
                 let line = local_line(raw, attrs)?;
-                writeln!(std::io::stderr(), "{line}").map_err(|e| format!("writing dead letters to stderr: {e}"))
+                writeln!(std::io::stderr(), "{line}")
+                    .map_err(|e| format!("writing dead letters to stderr: {e}"))
             }
         }
     }
@@ -129,15 +146,40 @@ mod tests {
             route: "order.*".into(),
             attempts: 1,
         };
-        let origin = Origin { connector: "legacy-rest".into(), subscription: "projects/p/subscriptions/s".into() };
+        let origin = Origin {
+            connector: "legacy-rest".into(),
+            subscription: "projects/p/subscriptions/s".into(),
+        };
         let a = attributes(&raw, &dl, &origin, SystemTime::UNIX_EPOCH);
         assert_eq!(a.get("ce-id").map(String::as_str), Some("e1"));
-        assert_eq!(a.get("gluefleet-http-status").map(String::as_str), Some("400"));
-        assert_eq!(a.get("gluefleet-original-message-id").map(String::as_str), Some("42"));
-        assert_eq!(a.get("gluefleet-failed-at").map(String::as_str), Some("1970-01-01T00:00:00.000Z"));
-        let err = a.get("gluefleet-error").map(String::as_str).unwrap_or_default();
-        assert!(err.len() <= MAX_ATTRIBUTE_BYTES && err.ends_with("..."), "{}", err.len());
-        for k in ["gluefleet-error-class", "gluefleet-connector", "gluefleet-route", "gluefleet-attempts", "gluefleet-original-subscription"] {
+        assert_eq!(
+            a.get("gluefleet-http-status").map(String::as_str),
+            Some("400")
+        );
+        assert_eq!(
+            a.get("gluefleet-original-message-id").map(String::as_str),
+            Some("42")
+        );
+        assert_eq!(
+            a.get("gluefleet-failed-at").map(String::as_str),
+            Some("1970-01-01T00:00:00.000Z")
+        );
+        let err = a
+            .get("gluefleet-error")
+            .map(String::as_str)
+            .unwrap_or_default();
+        assert!(
+            err.len() <= MAX_ATTRIBUTE_BYTES && err.ends_with("..."),
+            "{}",
+            err.len()
+        );
+        for k in [
+            "gluefleet-error-class",
+            "gluefleet-connector",
+            "gluefleet-route",
+            "gluefleet-attempts",
+            "gluefleet-original-subscription",
+        ] {
             assert!(a.contains_key(k), "{k}");
         }
     }

@@ -42,5 +42,7 @@ pub async fn serve(port: u16, readiness: Arc<Readiness>) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
         .await
         .map_err(|e| format!("binding the health port {port}: {e}"))?;
-    axum::serve(listener, app).await.map_err(|e| format!("health server: {e}"))
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| format!("health server: {e}"))
 }

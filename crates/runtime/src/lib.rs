@@ -61,7 +61,10 @@ pub trait Spec: 'static {
 
 /// The command line shared by every connector.
 #[derive(Debug, Parser)]
-#[command(version, about = "A gluefleet connector: pulls events from Pub/Sub and applies them to one external system.")]
+#[command(
+    version,
+    about = "A gluefleet connector: pulls events from Pub/Sub and applies them to one external system."
+)]
 pub struct Cli {
     /// What to do (default: run).
     #[command(subcommand)]
@@ -100,7 +103,10 @@ pub enum Mode {
 /// Runs the connector `S` with the process's arguments.
 pub fn main<S: Spec>() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gluefleet-{}: cannot start the async runtime: {e}", S::NAME);
@@ -121,23 +127,56 @@ fn env_var(name: &str) -> Option<String> {
 }
 
 fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
-    let path = path.ok_or_else(|| ConfigError("no config: pass --config PATH or set GLUEFLEET_CONFIG".into()))?;
+    let path = path.ok_or_else(|| {
+        ConfigError("no config: pass --config PATH or set GLUEFLEET_CONFIG".into())
+    })?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("reading config {}: {e}", path.display())))?;
     let config: Config<S::Target, S::RawAction> = Config::parse(&text, &env_var)?;
-    let Config { pubsub, server, delivery, rate_limits, auth, target, routes } = config;
+    let Config {
+        pubsub,
+        server,
+        delivery,
+        rate_limits,
+        auth,
+        target,
+        routes,
+    } = config;
     let http = gluefleet_core::http::client().map_err(ConfigError)?;
-    let connector = S::build(target, http.clone()).map_err(|e| ConfigError(format!("target: {e}")))?;
-    let routes = RouteTable::build(routes, &delivery.retry, |raw| S::compile_action(&connector, raw)).map_err(ConfigError)?;
+    let connector =
+        S::build(target, http.clone()).map_err(|e| ConfigError(format!("target: {e}")))?;
+    let routes = RouteTable::build(routes, &delivery.retry, |raw| {
+        S::compile_action(&connector, raw)
+    })
+    .map_err(ConfigError)?;
     let limits = RateLimits::new(&rate_limits).map_err(ConfigError)?;
     let auth: Option<Arc<dyn TokenProvider>> = match &auth {
-        Some(a) => Some(a.provider(http).map_err(|e| ConfigError(format!("auth: {e}")))?),
+        Some(a) => Some(
+            a.provider(http)
+                .map_err(|e| ConfigError(format!("auth: {e}")))?,
+        ),
         None => None,
     };
     let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new());
-    let pipeline = Pipeline::new(connector, routes, Some(store), limits, auth, delivery.clone()).map_err(ConfigError)?;
+    let pipeline = Pipeline::new(
+        connector,
+        routes,
+        Some(store),
+        limits,
+        auth,
+        delivery.clone(),
+    )
+    .map_err(ConfigError)?;
     Ok(Built {
-        config: Config { pubsub, server, delivery, rate_limits, auth: None, target: (), routes: Vec::new() },
+        config: Config {
+            pubsub,
+            server,
+            delivery,
+            rate_limits,
+            auth: None,
+            target: (),
+            routes: Vec::new(),
+        },
         pipeline: Arc::new(pipeline),
     })
 }
@@ -171,11 +210,17 @@ async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
         ok &= good;
         println!("{} {what}", if good { "ok  " } else { "FAIL" });
     };
-    line(true, &format!("config: {} route(s)", built.pipeline.routes().len()));
+    line(
+        true,
+        &format!("config: {} route(s)", built.pipeline.routes().len()),
+    );
     let credential = match built.pipeline.auth() {
         Some(auth) => match auth.credential().await {
             Ok(c) => {
-                line(true, &format!("credential: obtained ({} header)", c.header_name()));
+                line(
+                    true,
+                    &format!("credential: obtained ({} header)", c.header_name()),
+                );
                 Some(c)
             }
             Err(e) => {
@@ -210,7 +255,11 @@ async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
             Err(e) => line(false, &e.0),
         }
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), ConfigError> {
@@ -241,7 +290,10 @@ async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), 
             )),
             None => DeadLetterSink::Stderr,
         };
-        let origin = Origin { connector: S::NAME.into(), subscription: format!("file:{path}") };
+        let origin = Origin {
+            connector: S::NAME.into(),
+            subscription: format!("file:{path}"),
+        };
         let engine = Engine::new(pipeline, sink, origin, p.concurrency, p.max_nack_hold);
         readiness.checked.store(true, Ordering::Relaxed);
         let text = if path == "-" {
@@ -251,7 +303,8 @@ async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), 
                 .map_err(|e| ConfigError(format!("reading stdin: {e}")))?;
             s
         } else {
-            std::fs::read_to_string(path).map_err(|e| ConfigError(format!("--source {source}: {e}")))?
+            std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("--source {source}: {e}")))?
         };
         run_file(&engine, &text, cli, drain).await;
         print_summary(&engine, started);
@@ -263,8 +316,17 @@ async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), 
     let conn = pubsub::Connection::new(&p);
     let client = conn.subscriber().await.map_err(ConfigError)?;
     let publisher = conn.publisher(&dl_topic).await.map_err(ConfigError)?;
-    let origin = Origin { connector: S::NAME.into(), subscription: subscription.clone() };
-    let engine = Engine::new(pipeline.clone(), DeadLetterSink::Pubsub(publisher), origin, p.concurrency, p.max_nack_hold);
+    let origin = Origin {
+        connector: S::NAME.into(),
+        subscription: subscription.clone(),
+    };
+    let engine = Engine::new(
+        pipeline.clone(),
+        DeadLetterSink::Pubsub(publisher),
+        origin,
+        p.concurrency,
+        p.max_nack_hold,
+    );
     tracing::info!(subscription = %subscription, dead_letter_topic = %dl_topic, streams = p.streams, concurrency = p.concurrency, emulator = p.emulator_host.is_some(), "Starting.");
 
     // Readiness: the subscription is readable and a credential can be had.
@@ -286,7 +348,9 @@ async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), 
                         readiness.checked.store(true, Ordering::Relaxed);
                         return;
                     }
-                    (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "Not ready yet; checking again in 5 s."),
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::warn!(error = %e, "Not ready yet; checking again in 5 s.")
+                    }
                 }
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
@@ -306,10 +370,21 @@ async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), 
 
     wait_for_stop(&engine, cli, mode).await;
     let stop_started = tokio::time::Instant::now();
-    let drained = engine.drain(drain.saturating_sub(Duration::from_millis(500))).await;
-    let left = drain.saturating_sub(stop_started.elapsed()).max(Duration::from_millis(500));
-    let flushed = tokio::time::timeout(left, futures::future::join_all(loops)).await.is_ok();
-    tracing::info!(drained, flushed, elapsed_ms = u64::try_from(stop_started.elapsed().as_millis()).unwrap_or(u64::MAX), "Stopped.");
+    let drained = engine
+        .drain(drain.saturating_sub(Duration::from_millis(500)))
+        .await;
+    let left = drain
+        .saturating_sub(stop_started.elapsed())
+        .max(Duration::from_millis(500));
+    let flushed = tokio::time::timeout(left, futures::future::join_all(loops))
+        .await
+        .is_ok();
+    tracing::info!(
+        drained,
+        flushed,
+        elapsed_ms = u64::try_from(stop_started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "Stopped."
+    );
     if mode == Mode::Job {
         print_summary(&engine, started);
     }
@@ -319,7 +394,9 @@ async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), 
 /// Waits for SIGTERM/SIGINT, or, for a job, idleness or the time limit.
 async fn wait_for_stop<C: Connector>(engine: &Arc<Engine<C>>, cli: &Cli, mode: Mode) {
     let idle_exit = Duration::from(cli.idle_exit);
-    let deadline = cli.max_duration.map(|d| tokio::time::Instant::now() + Duration::from(d));
+    let deadline = cli
+        .max_duration
+        .map(|d| tokio::time::Instant::now() + Duration::from(d));
     let job_done = async {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -365,7 +442,9 @@ async fn run_file<C: Connector>(engine: &Arc<Engine<C>>, text: &str, cli: &Cli, 
     }
     let stop = shutdown_signal();
     tokio::pin!(stop);
-    let deadline = cli.max_duration.map(|d| tokio::time::Instant::now() + Duration::from(d));
+    let deadline = cli
+        .max_duration
+        .map(|d| tokio::time::Instant::now() + Duration::from(d));
     loop {
         tokio::select! {
             biased;
@@ -390,10 +469,22 @@ async fn run_file<C: Connector>(engine: &Arc<Engine<C>>, text: &str, cli: &Cli, 
 
 fn print_summary<C: Connector>(engine: &Engine<C>, started: tokio::time::Instant) {
     let s = engine.stats.summary();
-    tracing::info!(received = s.received, acked = s.acked, duplicates = s.duplicates, retried = s.retried, dead_lettered = s.dead_lettered, "Summary.");
+    tracing::info!(
+        received = s.received,
+        acked = s.acked,
+        duplicates = s.duplicates,
+        retried = s.retried,
+        dead_lettered = s.dead_lettered,
+        "Summary."
+    );
     let mut v = serde_json::to_value(s).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
-        o.insert("elapsed_ms".into(), u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX).into());
+        o.insert(
+            "elapsed_ms".into(),
+            u64::try_from(started.elapsed().as_millis())
+                .unwrap_or(u64::MAX)
+                .into(),
+        );
     }
     println!("{}", serde_json::json!({ "summary": v }));
 }

@@ -18,11 +18,15 @@ use tracing_subscriber::registry::LookupSpan;
 /// Installs the global subscriber. `RUST_LOG` overrides the default `info`.
 pub fn init(connector: &'static str, project: Option<String>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = if std::io::stderr().is_terminal() {
         builder.with_target(false).try_init()
     } else {
-        builder.event_format(CloudLogging { connector, project }).try_init()
+        builder
+            .event_format(CloudLogging { connector, project })
+            .try_init()
     };
     // Already installed (tests): keep the first.
     drop(result);
@@ -71,7 +75,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.message = format!("{value:?}");
         } else {
-            self.map.insert(field.name().to_owned(), format!("{value:?}").into());
+            self.map
+                .insert(field.name().to_owned(), format!("{value:?}").into());
         }
     }
 }
@@ -81,20 +86,36 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let mut obj = serde_json::Map::new();
         obj.insert("severity".into(), severity(event.metadata().level()).into());
         obj.insert("message".into(), fields.message.into());
-        obj.insert("time".into(), humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string().into());
+        obj.insert(
+            "time".into(),
+            humantime::format_rfc3339_millis(std::time::SystemTime::now())
+                .to_string()
+                .into(),
+        );
         if let Some(serde_json::Value::String(trace)) = fields.map.remove("trace")
             && !trace.is_empty()
             && let Some(project) = &self.project
         {
-            obj.insert("logging.googleapis.com/trace".into(), format!("projects/{project}/traces/{trace}").into());
+            obj.insert(
+                "logging.googleapis.com/trace".into(),
+                format!("projects/{project}/traces/{trace}").into(),
+            );
         }
-        obj.insert("logging.googleapis.com/labels".into(), serde_json::json!({ "connector": self.connector }));
+        obj.insert(
+            "logging.googleapis.com/labels".into(),
+            serde_json::json!({ "connector": self.connector }),
+        );
         obj.insert("target".into(), event.metadata().target().into());
         obj.extend(fields.map);
         let line = serde_json::to_string(&obj).map_err(|_| fmt::Error)?;

@@ -21,7 +21,12 @@ pub struct Connection {
 impl Connection {
     /// From the settings.
     pub fn new(settings: &PubsubSettings) -> Self {
-        Self { emulator: settings.emulator_host.as_ref().map(|h| format!("http://{h}")) }
+        Self {
+            emulator: settings
+                .emulator_host
+                .as_ref()
+                .map(|h| format!("http://{h}")),
+        }
     }
 
     fn anonymous() -> google_cloud_auth::credentials::Credentials {
@@ -34,7 +39,9 @@ impl Connection {
         if let Some(e) = &self.emulator {
             b = b.with_endpoint(e).with_credentials(Self::anonymous());
         }
-        b.build().await.map_err(|e| format!("Pub/Sub subscriber client: {e}"))
+        b.build()
+            .await
+            .map_err(|e| format!("Pub/Sub subscriber client: {e}"))
     }
 
     /// A publisher for `topic` (the dead-letter topic).
@@ -56,7 +63,10 @@ impl Connection {
         if let Some(e) = &self.emulator {
             b = b.with_endpoint(e).with_credentials(Self::anonymous());
         }
-        let admin = b.build().await.map_err(|e| format!("Pub/Sub admin client: {e}"))?;
+        let admin = b
+            .build()
+            .await
+            .map_err(|e| format!("Pub/Sub admin client: {e}"))?;
         let s = admin
             .get_subscription()
             .set_subscription(subscription)
@@ -66,8 +76,15 @@ impl Connection {
         let dl = s
             .dead_letter_policy
             .as_ref()
-            .map(|p| format!(", dead-letter policy after {} attempts", p.max_delivery_attempts))
-            .unwrap_or_else(|| ", no dead-letter policy (delivery attempts are not counted)".into());
+            .map(|p| {
+                format!(
+                    ", dead-letter policy after {} attempts",
+                    p.max_delivery_attempts
+                )
+            })
+            .unwrap_or_else(|| {
+                ", no dead-letter policy (delivery attempts are not counted)".into()
+            });
         Ok(format!("subscription {subscription} on {}{dl}", s.topic))
     }
 
@@ -77,7 +94,10 @@ impl Connection {
         if let Some(e) = &self.emulator {
             b = b.with_endpoint(e).with_credentials(Self::anonymous());
         }
-        let admin = b.build().await.map_err(|e| format!("Pub/Sub admin client: {e}"))?;
+        let admin = b
+            .build()
+            .await
+            .map_err(|e| format!("Pub/Sub admin client: {e}"))?;
         admin
             .get_topic()
             .set_topic(topic)
@@ -115,7 +135,12 @@ pub async fn pull_loop<C: Connector>(
                 Some(Ok((m, h))) => {
                     connected.store(true, Ordering::Relaxed);
                     let raw = from_pubsub(m, h.delivery_attempt());
-                    engine.dispatch(Delivery { raw, acker: Acker::Pubsub(h) }).await;
+                    engine
+                        .dispatch(Delivery {
+                            raw,
+                            acker: Acker::Pubsub(h),
+                        })
+                        .await;
                 }
                 Some(Err(e)) => {
                     connected.store(false, Ordering::Relaxed);

@@ -55,12 +55,17 @@ impl Acker {
 }
 
 /// Converts a message of the official client.
-pub fn from_pubsub(m: google_cloud_pubsub::model::Message, delivery_attempt: Option<i32>) -> RawMessage {
+pub fn from_pubsub(
+    m: google_cloud_pubsub::model::Message,
+    delivery_attempt: Option<i32>,
+) -> RawMessage {
     RawMessage {
         data: m.data.to_vec(),
         attributes: m.attributes.into_iter().collect(),
         message_id: m.message_id,
-        publish_time: m.publish_time.and_then(|t| std::time::SystemTime::try_from(t).ok()),
+        publish_time: m
+            .publish_time
+            .and_then(|t| std::time::SystemTime::try_from(t).ok()),
         ordering_key: m.ordering_key,
         delivery_attempt,
     }
@@ -83,7 +88,8 @@ pub fn parse_jsonl(text: &str) -> Vec<RawMessage> {
                 delivery_attempt: Some(1),
                 ..RawMessage::default()
             };
-            if let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(line)
+            if let Ok(serde_json::Value::Object(obj)) =
+                serde_json::from_str::<serde_json::Value>(line)
                 && !obj.contains_key("type")
                 && !obj.contains_key("specversion")
                 && let Some(serde_json::Value::Object(attrs)) = obj.get("attributes")
@@ -94,7 +100,12 @@ pub fn parse_jsonl(text: &str) -> Vec<RawMessage> {
                     raw.data = bytes;
                     raw.attributes = attrs
                         .iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                            )
+                        })
                         .collect::<BTreeMap<_, _>>();
                     if let Some(id) = obj.get("messageId").and_then(|v| v.as_str()) {
                         raw.message_id = id.to_owned();
@@ -120,16 +131,30 @@ mod tests {
         assert_eq!(msgs.len(), 3);
         assert_eq!(msgs[0].message_id, "line-1");
         assert_eq!(msgs[1].data, b"{}");
-        assert_eq!(msgs[1].attributes.get("ce-id").map(String::as_str), Some("1"));
+        assert_eq!(
+            msgs[1].attributes.get("ce-id").map(String::as_str),
+            Some("1")
+        );
         assert_eq!(msgs[1].message_id, "77");
-        assert_eq!(msgs[2].data, b"not json", "garbage stays garbage, to be dead-lettered");
+        assert_eq!(
+            msgs[2].data, b"not json",
+            "garbage stays garbage, to be dead-lettered"
+        );
     }
 
     #[tokio::test]
     async fn local_nack_requeues_with_the_next_attempt() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let raw = RawMessage { message_id: "m".into(), delivery_attempt: Some(1), ..RawMessage::default() };
-        Acker::Local { requeue: tx, raw: Box::new(raw) }.nack();
+        let raw = RawMessage {
+            message_id: "m".into(),
+            delivery_attempt: Some(1),
+            ..RawMessage::default()
+        };
+        Acker::Local {
+            requeue: tx,
+            raw: Box::new(raw),
+        }
+        .nack();
         assert_eq!(rx.recv().await.and_then(|m| m.delivery_attempt), Some(2));
     }
 }

@@ -97,7 +97,13 @@ pub struct Engine<C: Connector> {
 
 impl<C: Connector> Engine<C> {
     /// An engine running `pipeline` with `concurrency` messages at once.
-    pub fn new(pipeline: Arc<Pipeline<C>>, dead_letters: DeadLetterSink, origin: Origin, concurrency: usize, max_nack_hold: Duration) -> Arc<Self> {
+    pub fn new(
+        pipeline: Arc<Pipeline<C>>,
+        dead_letters: DeadLetterSink,
+        origin: Origin,
+        concurrency: usize,
+        max_nack_hold: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             pipeline,
             dead_letters,
@@ -114,7 +120,10 @@ impl<C: Connector> Engine<C> {
 
     /// How long since the last message arrived.
     pub fn idle_for(&self) -> Duration {
-        self.last_received.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+        self.last_received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
     }
 
     /// Messages being processed or held.
@@ -157,7 +166,11 @@ impl<C: Connector> Engine<C> {
             }
         };
         drop(permit);
-        let trace = raw.attributes.get("traceparent").and_then(|t| t.split('-').nth(1)).unwrap_or_default();
+        let trace = raw
+            .attributes
+            .get("traceparent")
+            .and_then(|t| t.split('-').nth(1))
+            .unwrap_or_default();
         match outcome {
             Outcome::Ack(reason) => {
                 acker.ack();
@@ -168,18 +181,20 @@ impl<C: Connector> Engine<C> {
                 }
                 tracing::debug!(message_id = %raw.message_id, ?reason, trace, "Acked.");
             }
-            Outcome::DeadLetter(dl) => match self.dead_letters.publish(&raw, &dl, &self.origin).await {
-                Ok(()) => {
-                    acker.ack();
-                    Stats::add(&self.stats.dead_lettered);
-                    tracing::warn!(message_id = %raw.message_id, class = %dl.class, route = %dl.route, http_status = dl.http_status, error = %dl.error, trace, "Dead-lettered.");
+            Outcome::DeadLetter(dl) => {
+                match self.dead_letters.publish(&raw, &dl, &self.origin).await {
+                    Ok(()) => {
+                        acker.ack();
+                        Stats::add(&self.stats.dead_lettered);
+                        tracing::warn!(message_id = %raw.message_id, class = %dl.class, route = %dl.route, http_status = dl.http_status, error = %dl.error, trace, "Dead-lettered.");
+                    }
+                    Err(e) => {
+                        Stats::add(&self.stats.dead_letter_failed);
+                        tracing::error!(message_id = %raw.message_id, error = %e, trace, "Could not dead-letter; message nacked so it is not lost.");
+                        self.hold_then_nack(acker, Duration::from_secs(10)).await;
+                    }
                 }
-                Err(e) => {
-                    Stats::add(&self.stats.dead_letter_failed);
-                    tracing::error!(message_id = %raw.message_id, error = %e, trace, "Could not dead-letter; message nacked so it is not lost.");
-                    self.hold_then_nack(acker, Duration::from_secs(10)).await;
-                }
-            },
+            }
             Outcome::Nack { delay, reason } => {
                 tracing::info!(message_id = %raw.message_id, ?reason, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), trace, "Nacked with a delay.");
                 self.hold_then_nack(acker, delay).await;

@@ -221,3 +221,20 @@ impl Drop for Worker {
         self.kill_hard();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_dir_is_above_deps() {
+        assert_eq!(
+            profile_dir(Path::new("/w/target/debug/deps/e2e-0123abcd")),
+            Some(PathBuf::from("/w/target/debug"))
+        );
+        assert_eq!(
+            profile_dir(Path::new("/w/target/release/gluefleet-x")),
+            Some(PathBuf::from("/w/target/release"))
+        );
+    }
+}

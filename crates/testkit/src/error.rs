@@ -13,7 +13,9 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum TestkitError {
     /// The Pub/Sub emulator needs the gcloud CLI.
-    #[error("gcloud not found on PATH; install google-cloud-cli (with the pubsub-emulator component)")]
+    #[error(
+        "gcloud not found on PATH; install google-cloud-cli (with the pubsub-emulator component)"
+    )]
     GcloudMissing,
 
     /// A child process could not be started at all.

@@ -91,11 +91,16 @@ impl Reply {
             headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
         }
         for (k, v) in self.headers {
-            match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+            match (
+                HeaderName::try_from(k.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) {
                 (Ok(name), Ok(value)) => {
                     headers.append(name, value);
                 }
-                _ => tracing::warn!(header = %k, "scripted reply header is not valid HTTP; left out"),
+                _ => {
+                    tracing::warn!(header = %k, "scripted reply header is not valid HTTP; left out")
+                }
             }
         }
         response
@@ -293,7 +298,10 @@ impl HttpTarget {
         if let Some(task) = old_task {
             // Requests in flight finish first; a stuck one is cut off.
             let abort = task.abort_handle();
-            if tokio::time::timeout(PORT_RELEASE_TIMEOUT, task).await.is_err() {
+            if tokio::time::timeout(PORT_RELEASE_TIMEOUT, task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -317,13 +325,14 @@ impl HttpTarget {
     }
 
     fn serve(&self, listener: TcpListener) -> Result<(), TestkitError> {
-        let listener_fd = listener
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|source| TestkitError::Io {
-                what: "duplicating the HTTP target's listening socket".to_owned(),
-                source,
-            })?;
+        let listener_fd =
+            listener
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|source| TestkitError::Io {
+                    what: "duplicating the HTTP target's listening socket".to_owned(),
+                    source,
+                })?;
         let app = Router::new()
             .fallback(handle)
             .with_state(self.shared.clone());

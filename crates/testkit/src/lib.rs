@@ -11,8 +11,8 @@
 
 pub mod bin;
 mod error;
-mod process;
 pub mod http_target;
+mod process;
 pub mod pubsub;
 
 pub use error::TestkitError;

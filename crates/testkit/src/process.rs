@@ -48,7 +48,9 @@ where
                     if let Some(prefix) = echo {
                         eprintln!("{prefix}{line}");
                     }
-                    log.lock().unwrap_or_else(PoisonError::into_inner).push(line);
+                    log.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(line);
                 }
             }
         }
@@ -89,12 +91,7 @@ fn group_exists(pgid: u32) -> bool {
 /// until init reaps them, so "the group is empty" may come late; a freed
 /// port is the signal that matters for the emulator. Blocking on purpose:
 /// this also runs in `Drop`, where nothing can be awaited.
-pub(crate) fn stop_group(
-    child: &mut Child,
-    pgid: u32,
-    grace: Duration,
-    done: impl Fn() -> bool,
-) {
+pub(crate) fn stop_group(child: &mut Child, pgid: u32, grace: Duration, done: impl Fn() -> bool) {
     signal_group(pgid, Signal::SIGTERM);
     let deadline = Instant::now() + grace;
     loop {

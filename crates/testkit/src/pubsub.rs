@@ -210,8 +210,13 @@ impl PubsubEmulator {
     /// Creates topic `topic` (an id, not a full name).
     pub async fn create_topic(&self, topic: &str) -> Result<(), TestkitError> {
         let what = format!("creating topic {topic}");
-        self.call(reqwest::Method::PUT, &format!("topics/{topic}"), &json!({}), &what)
-            .await?;
+        self.call(
+            reqwest::Method::PUT,
+            &format!("topics/{topic}"),
+            &json!({}),
+            &what,
+        )
+        .await?;
         Ok(())
     }
 
@@ -382,9 +387,7 @@ impl PubsubEmulator {
     pub fn stop(&mut self) {
         if let (Some(mut child), Some(pgid)) = (self.child.take(), self.pgid.take()) {
             let port = self.port;
-            process::stop_group(&mut child, pgid, STOP_GRACE, || {
-                crate::port_is_free(port)
-            });
+            process::stop_group(&mut child, pgid, STOP_GRACE, || crate::port_is_free(port));
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }

@@ -1,0 +1,73 @@
+//! The connector: one event and one route's action → one REST request.
+
+use crate::client::{Call, RestClient};
+use crate::config::{Action, Target};
+use crate::error::{Verdict, from_response, verdict};
+use gluefleet_core::auth::Credential;
+use gluefleet_core::{Connector, ConnectorError, Delivered, Request};
+
+/// The legacy REST connector.
+#[derive(Debug)]
+pub struct RestConnector {
+    client: RestClient,
+    check_path: String,
+}
+
+impl RestConnector {
+    /// Builds the connector from `[target]`.
+    pub fn new(target: Target, http: reqwest::Client) -> Result<Self, String> {
+        let client = RestClient::new(&target, http)?;
+        let check_path = target.check_path.clone().unwrap_or_else(|| "/".into());
+        Ok(Self { client, check_path })
+    }
+}
+
+impl Connector for RestConnector {
+    type Action = Action;
+
+    fn name(&self) -> &'static str {
+        "legacy-rest"
+    }
+
+    async fn call(&self, r: Request<'_, Action>) -> Result<Delivered, ConnectorError> {
+        let a = &r.route.action;
+        let path = a.path.render(r.event)?;
+        let body = if a.no_body {
+            None
+        } else {
+            Some(match &a.body {
+                Some(m) => m.apply(&r.event.to_json())?,
+                None => r.event.data.clone(),
+            })
+        };
+        let answer = self
+            .client
+            .send(Call {
+                method: a.method.clone(),
+                path: &path,
+                headers: &a.headers,
+                idempotency: a
+                    .idempotency_header
+                    .as_ref()
+                    .map(|h| (h, r.idempotency_key)),
+                credential: r.credential,
+                body,
+                timeout: r.timeout,
+            })
+            .await?;
+        match verdict(answer.status, &a.success, &a.already_done) {
+            Verdict::Success => Ok(Delivered::Applied),
+            Verdict::AlreadyDone => Ok(Delivered::AlreadyDone),
+            Verdict::Failure => Err(from_response(
+                answer.status,
+                answer.retry_after.as_deref(),
+                &answer.body,
+                &format!("{} {path}", a.method),
+            )),
+        }
+    }
+
+    async fn check(&self, credential: Option<&Credential>) -> Result<String, ConnectorError> {
+        self.client.probe(&self.check_path, credential).await
+    }
+}
