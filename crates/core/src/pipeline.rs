@@ -192,8 +192,9 @@ impl<C: Connector> Pipeline<C> {
                 Ok(Claim::Acquired) => {}
                 Ok(Claim::Done) => return Outcome::Ack(AckReason::Duplicate),
                 Ok(Claim::InFlight { remaining }) => {
+                    // Look again soon: the holder usually finishes well within its lease.
                     return Outcome::Nack {
-                        delay: remaining,
+                        delay: remaining.min(IN_FLIGHT_RECHECK),
                         reason: NackReason::InFlight,
                     };
                 }
