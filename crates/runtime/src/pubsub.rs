@@ -154,9 +154,10 @@ pub async fn pull_loop<C: Connector>(
             }
         }
         if engine.stopping.is_cancelled() {
-            // Flush acks and nacks of this stream before returning; the
-            // caller bounds the wait with the drain timeout.
-            tokio::spawn(async move { token.shutdown().await });
+            // Flush acks, and nack every message the client still leases
+            // (received but never handed to us), before returning; the caller
+            // bounds the wait with the drain timeout.
+            token.shutdown().await;
             return;
         }
         tokio::select! {

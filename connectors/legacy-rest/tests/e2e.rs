@@ -1,0 +1,401 @@
+//! End to end: the real `gluefleet-legacy-rest` binary, the real Pub/Sub
+//! emulator, a real HTTP target. Every assertion reads what the target and
+//! the dead-letter topic actually saw.
+
+use gluefleet_testkit::bin::Worker;
+use gluefleet_testkit::free_port;
+use gluefleet_testkit::http_target::{HttpTarget, Reply};
+use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gluefleet-legacy-rest");
+
+struct Fleet {
+    emulator: PubsubEmulator,
+    target: HttpTarget,
+    config: PathBuf,
+}
+
+/// Topics `orders` and `dead`, subscription `orders-sub` (dead-letter policy
+/// after 10 attempts, so attempts are counted) and `dead-sub` to inspect.
+async fn fleet(extra_config: &str, ack_deadline_secs: u32) -> Fleet {
+    let emulator = PubsubEmulator::start()
+        .await
+        .expect("Pub/Sub emulator starts");
+    emulator.create_topic("orders").await.expect("topic");
+    emulator
+        .create_topic("dead")
+        .await
+        .expect("dead-letter topic");
+    emulator
+        .create_subscription(
+            "orders-sub",
+            "orders",
+            SubscriptionOptions {
+                ack_deadline_secs,
+                dead_letter: Some(("dead".into(), 10)),
+            },
+        )
+        .await
+        .expect("subscription");
+    emulator
+        .create_subscription("dead-sub", "dead", SubscriptionOptions::default())
+        .await
+        .expect("inspect subscription");
+    let target = HttpTarget::start().await.expect("HTTP target");
+    let dir = std::env::temp_dir().join(format!(
+        "gluefleet-e2e-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("legacy-rest.toml");
+    let text = format!(
+        r#"
+[pubsub]
+concurrency = 64
+
+[delivery.retry]
+initial_backoff = "100ms"
+max_backoff = "1s"
+
+[target]
+base_url = "{url}/erp"
+allow_insecure_http = true
+
+[[routes]]
+type = "order.*"
+action = {{ path = "/orders/{{data.orderId}}", body = "{{id: .data.orderId, total: .data.total}}" }}
+{extra_config}
+"#,
+        url = target.url()
+    );
+    std::fs::write(&config, text).expect("config written");
+    Fleet {
+        emulator,
+        target,
+        config,
+    }
+}
+
+impl Fleet {
+    async fn worker(&self, mode: &str) -> (Worker, u16) {
+        let port = free_port();
+        let config = self.config.display().to_string();
+        let w = Worker::spawn(
+            std::path::Path::new(BIN),
+            &[mode, "--config", &config, "--idle-exit", "3s"],
+            &[
+                ("PUBSUB_EMULATOR_HOST", self.emulator.host()),
+                ("GOOGLE_CLOUD_PROJECT", self.emulator.project().to_owned()),
+                ("GLUEFLEET_SUBSCRIPTION", "orders-sub".into()),
+                ("GLUEFLEET_DEAD_LETTER_TOPIC", "dead".into()),
+                ("PORT", port.to_string()),
+                ("RUST_LOG", "info".into()),
+            ],
+        )
+        .await
+        .expect("worker starts");
+        (w, port)
+    }
+}
+
+fn order(id: &str, total: serde_json::Value) -> OutgoingMessage {
+    OutgoingMessage::json(
+        &json!({"specversion": "1.0", "id": format!("ev-{id}"), "source": "//erp/orders",
+                                  "type": "order.created", "data": {"orderId": id, "total": total}}),
+    )
+}
+
+fn body_has(r: &gluefleet_testkit::http_target::LoggedRequest, needle: &str) -> bool {
+    r.body.contains(needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_exactly_once_retries_and_dead_letters_with_reasons() {
+    let f = fleet("", 30).await;
+    // 503 twice, then the default 201, for order T-503.
+    let n503 = Arc::new(AtomicUsize::new(0));
+    let c = n503.clone();
+    f.target.rule(move |r| {
+        (body_has(r, "T-503") && c.fetch_add(1, Ordering::SeqCst) < 2).then(|| Reply::status(503))
+    });
+    // 429 with Retry-After: 2 once, for order T-429.
+    let n429 = Arc::new(AtomicUsize::new(0));
+    let c = n429.clone();
+    f.target.rule(move |r| {
+        (body_has(r, "T-429") && c.fetch_add(1, Ordering::SeqCst) == 0)
+            .then(|| Reply::status(429).header("retry-after", "2"))
+    });
+    // 400 for order T-400: a validation error.
+    f.target.rule(|r| {
+        body_has(r, "T-400")
+            .then(|| Reply::status(400).body(r#"{"error":"total must be positive"}"#))
+    });
+
+    let mut msgs: Vec<OutgoingMessage> = (0..1000)
+        .map(|i| order(&format!("N-{i:04}"), json!(i)))
+        .collect();
+    msgs.push(order("T-503", json!(1)));
+    msgs.push(order("T-429", json!(1)));
+    msgs.push(order("T-400", json!(-1)));
+    msgs.push(order("DUP", json!(1)));
+    msgs.push(order("DUP", json!(1))); // same CloudEvents id, second message
+    msgs.push(
+        OutgoingMessage {
+            data: b"{not json".to_vec(),
+            attributes: BTreeMap::new(),
+        }
+        .with_attr("origin", "legacy"),
+    );
+    let ids = f
+        .emulator
+        .publish("orders", &msgs)
+        .await
+        .expect("published");
+    assert_eq!(ids.len(), 1006);
+
+    let (mut worker, port) = f.worker("run").await;
+    let delivered = f
+        .target
+        .wait_for(
+            |reqs| {
+                reqs.iter()
+                    .filter(|r| (200..300).contains(&r.status))
+                    .count()
+                    >= 1003
+            },
+            Duration::from_secs(120),
+        )
+        .await;
+    assert!(
+        delivered,
+        "1,003 effects within 2 min; worker log:\n{}",
+        worker.logs().join("\n")
+    );
+
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .map(|r| r.status().as_u16());
+    assert_eq!(ready.ok(), Some(200), "/readyz");
+
+    // Dead letters: the 400 and the malformed message, with their reasons.
+    let mut dead = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dead.len() < 2 && Instant::now() < deadline {
+        dead.extend(
+            f.emulator
+                .drain("dead-sub", Duration::from_millis(500))
+                .await
+                .expect("drain dead letters"),
+        );
+    }
+    assert_eq!(dead.len(), 2, "exactly two dead letters: {dead:?}");
+    let by_class: BTreeMap<String, _> = dead
+        .iter()
+        .map(|m| {
+            (
+                m.attributes
+                    .get("gluefleet-error-class")
+                    .cloned()
+                    .unwrap_or_default(),
+                m,
+            )
+        })
+        .collect();
+    let bad = by_class
+        .get("permanent")
+        .expect("the 400 is dead-lettered as permanent");
+    assert_eq!(
+        bad.attributes
+            .get("gluefleet-http-status")
+            .map(String::as_str),
+        Some("400")
+    );
+    assert!(
+        bad.attributes
+            .get("gluefleet-error")
+            .is_some_and(|e| e.contains("total must be positive"))
+    );
+    assert_eq!(
+        bad.attributes.get("gluefleet-route").map(String::as_str),
+        Some("order.*")
+    );
+    assert_eq!(
+        bad.attributes
+            .get("gluefleet-connector")
+            .map(String::as_str),
+        Some("legacy-rest")
+    );
+    assert_eq!(
+        bad.attributes.get("gluefleet-attempts").map(String::as_str),
+        Some("1")
+    );
+    assert!(
+        bad.attributes
+            .get("gluefleet-original-subscription")
+            .is_some_and(|s| s.ends_with("/subscriptions/orders-sub"))
+    );
+    assert!(bad.attributes.contains_key("gluefleet-failed-at"));
+    assert!(bad.attributes.contains_key("gluefleet-original-message-id"));
+    assert_eq!(
+        bad.json()
+            .and_then(|v| v["data"]["orderId"].as_str().map(str::to_owned))
+            .as_deref(),
+        Some("T-400"),
+        "original data kept"
+    );
+    let poison = by_class
+        .get("poison")
+        .expect("the malformed message is dead-lettered as poison");
+    assert_eq!(poison.data, b"{not json");
+    assert_eq!(
+        poison.attributes.get("origin").map(String::as_str),
+        Some("legacy"),
+        "original attributes kept"
+    );
+
+    // Exactly one effect per event, each with its Idempotency-Key.
+    let effects = f.target.effects();
+    for i in 0..1000 {
+        let key = format!("ce://erp/orders/ev-N-{i:04}");
+        assert_eq!(effects.get(&key), Some(&1), "{key}");
+    }
+    assert_eq!(
+        effects.get("ce://erp/orders/ev-DUP"),
+        Some(&1),
+        "same CloudEvents id twice → one effect"
+    );
+    assert_eq!(effects.get("ce://erp/orders/ev-T-503"), Some(&1));
+    assert_eq!(n503.load(Ordering::SeqCst), 3, "503, 503, then 201");
+    let reqs = f.target.requests();
+    let t429: Vec<_> = reqs.iter().filter(|r| body_has(r, "T-429")).collect();
+    assert_eq!(t429.len(), 2);
+    assert!(
+        t429[1].at.duration_since(t429[0].at) >= Duration::from_secs(2),
+        "Retry-After: 2 honoured"
+    );
+    assert!(reqs.iter().all(|r| r.path.starts_with("/erp/orders/")));
+
+    worker.signal_term();
+    let status = worker
+        .wait(Duration::from_secs(10))
+        .await
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    // Everything was acked: nothing is redelivered.
+    let left = f
+        .emulator
+        .drain("orders-sub", Duration::from_secs(2))
+        .await
+        .expect("drain");
+    assert!(left.is_empty(), "{} messages were not acked", left.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_drains_and_a_restart_leaves_one_effect_each() {
+    let f = fleet("", 10).await;
+    f.target.set_delay(Duration::from_millis(400));
+    let msgs: Vec<OutgoingMessage> = (0..600)
+        .map(|i| order(&format!("S-{i:04}"), json!(i)))
+        .collect();
+    f.emulator
+        .publish("orders", &msgs)
+        .await
+        .expect("published");
+
+    let (mut worker, _) = f.worker("run").await;
+    let busy = f
+        .target
+        .wait_for(|r| r.len() >= 200, Duration::from_secs(60))
+        .await;
+    assert!(busy, "200 requests reached the target");
+    let stop = Instant::now();
+    worker.signal_term();
+    let status = worker
+        .wait(Duration::from_secs(12))
+        .await
+        .expect("exits after SIGTERM");
+    let took = stop.elapsed();
+    assert!(status.success(), "{status:?}\n{}", worker.logs().join("\n"));
+    assert!(
+        took < Duration::from_millis(9500),
+        "drained within the 8 s drain timeout, took {took:?}"
+    );
+
+    // Messages nacked at shutdown come back to the restarted worker; ones
+    // whose nack was lost come back when their ack deadline passes.
+    let (mut again, _) = f.worker("run").await;
+    let all = f
+        .target
+        .wait_for(
+            |reqs| {
+                let done: std::collections::BTreeSet<_> = reqs
+                    .iter()
+                    .filter(|r| (200..300).contains(&r.status))
+                    .filter_map(|r| r.idempotency_key())
+                    .collect();
+                done.len() >= 600
+            },
+            Duration::from_secs(120),
+        )
+        .await;
+    assert!(
+        all,
+        "every event delivered after the restart\n{}",
+        again.logs().join("\n")
+    );
+    // Let late redeliveries, if any, show up before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let effects = f.target.effects();
+    for i in 0..600 {
+        let key = format!("ce://erp/orders/ev-S-{i:04}");
+        assert_eq!(
+            effects.get(&key),
+            Some(&1),
+            "{key}: one effect across the restart"
+        );
+    }
+    again.signal_term();
+    let done = again
+        .wait(Duration::from_secs(12))
+        .await
+        .expect("exits after SIGTERM");
+    assert!(done.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_each_part_and_bad_config_exits_64() {
+    let f = fleet("", 30).await;
+    let (mut w, _) = f.worker("check").await;
+    let status = w
+        .wait(Duration::from_secs(60))
+        .await
+        .expect("check finishes");
+    let logs = w.logs().join("\n");
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("ok   subscription projects/"), "{logs}");
+    assert!(logs.contains("ok   dead-letter topic"), "{logs}");
+    assert!(logs.contains("ok   target:"), "{logs}");
+
+    let bad = f.config.with_file_name("bad.toml");
+    std::fs::write(&bad, "[target]\nbase_url = \"http://x.example\"\n[[routes]]\ntype = \"a\"\naction = { path = \"/x\" }\n").expect("write");
+    let mut w = Worker::spawn(
+        std::path::Path::new(BIN),
+        &["check", "--config", &bad.display().to_string()],
+        &[],
+    )
+    .await
+    .expect("spawn");
+    let status = w.wait(Duration::from_secs(30)).await.expect("exits");
+    assert_eq!(status.code(), Some(64));
+    assert!(
+        w.logs().join("\n").contains("allow_insecure_http"),
+        "the error names the field"
+    );
+}
