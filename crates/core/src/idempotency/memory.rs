@@ -62,7 +62,7 @@ impl IdempotencyStore for MemoryStore {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.claims += 1;
-        if inner.claims % 4096 == 0 {
+        if inner.claims.is_multiple_of(4096) {
             inner.entries.retain(|_, e| e.until > now);
         }
         if let Some(e) = inner.entries.get(key)
