@@ -16,6 +16,8 @@ pub struct Answer {
     pub retry_after: Option<String>,
     /// The body (for error messages).
     pub body: String,
+    /// `METHOD /full/path`, as the target saw it (for error messages).
+    pub what: String,
 }
 
 /// One REST API.
@@ -86,6 +88,11 @@ impl RestClient {
     /// The full URL for an encoded path; refuses anything that leaves the
     /// base URL's origin (defence in depth: templates already encode values).
     pub fn url(&self, path: &str) -> Result<url::Url, ConnectorError> {
+        if !path.starts_with('/') {
+            return Err(ConnectorError::permanent(format!(
+                "path {path:?} must start with /"
+            )));
+        }
         let url = url::Url::parse(&format!("{}{path}", self.base_text)).map_err(|e| {
             ConnectorError::permanent(format!("path {path:?} makes an invalid URL: {e}"))
         })?;
@@ -132,6 +139,7 @@ impl RestClient {
             status,
             retry_after,
             body,
+            what,
         })
     }
 

@@ -62,7 +62,7 @@ impl Connector for RestConnector {
                 answer.status,
                 answer.retry_after.as_deref(),
                 &answer.body,
-                &format!("{} {path}", a.method),
+                &answer.what,
             )),
         }
     }

@@ -59,6 +59,7 @@ async fn fleet(extra_config: &str, ack_deadline_secs: u32) -> Fleet {
         r#"
 [pubsub]
 concurrency = 64
+lease_extension = "10s"
 
 [delivery.retry]
 initial_backoff = "100ms"
@@ -397,5 +398,76 @@ async fn check_reports_each_part_and_bad_config_exits_64() {
     assert!(
         w.logs().join("\n").contains("allow_insecure_http"),
         "the error names the field"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_source_runs_without_gcp_and_writes_dead_letters_to_a_file() {
+    let target = HttpTarget::start().await.expect("HTTP target");
+    let dir = std::env::temp_dir().join(format!(
+        "gluefleet-file-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[target]\nbase_url = \"{}\"\nallow_insecure_http = true\n[[routes]]\ntype = \"order.created\"\naction = {{ path = \"/orders/{{data.orderId}}\" }}\n",
+            target.url()
+        ),
+    )
+    .expect("config");
+    let events = dir.join("events.jsonl");
+    std::fs::write(
+        &events,
+        "{\"type\":\"order.created\",\"id\":\"o1\",\"data\":{\"orderId\":\"1\"}}\n{\"type\":\"order.created\",\"id\":\"o1\",\"data\":{\"orderId\":\"1\"}}\n{\"type\":\"nope\",\"data\":{}}\n",
+    )
+    .expect("events");
+    let dead = dir.join("dead.jsonl");
+    let source = format!("file:{}", events.display());
+    let args = [
+        "run",
+        "--config",
+        &config.display().to_string(),
+        "--source",
+        &source,
+        "--dead-letters",
+        &dead.display().to_string(),
+    ];
+    let mut w = Worker::spawn(
+        std::path::Path::new(BIN),
+        &args,
+        &[("PORT", free_port().to_string())],
+    )
+    .await
+    .expect("spawn");
+    let status = w
+        .wait(Duration::from_secs(30))
+        .await
+        .expect("a file run ends by itself");
+    assert!(status.success(), "{}", w.logs().join("\n"));
+    assert_eq!(
+        target.effects().values().sum::<usize>(),
+        1,
+        "the duplicate had no effect"
+    );
+    let dead = std::fs::read_to_string(&dead).expect("dead-letter file written");
+    let line: serde_json::Value = serde_json::from_str(dead.trim()).expect("one JSON dead letter");
+    assert_eq!(line["attributes"]["gluefleet-error-class"], "unroutable");
+    let summary = w
+        .logs()
+        .into_iter()
+        .find(|l| l.starts_with("{\"summary\""))
+        .expect("summary printed");
+    let s: serde_json::Value = serde_json::from_str(&summary).expect("summary is JSON");
+    // The copy that arrived while the first was in flight is handed back, then
+    // acked as a duplicate once the first is done: 4 receptions, 1 effect.
+    let count = |k: &str| s["summary"][k].as_u64();
+    assert_eq!(
+        (count("acked"), count("duplicates"), count("dead_lettered")),
+        (Some(1), Some(1), Some(1)),
+        "{summary}"
     );
 }

@@ -65,6 +65,11 @@ pub struct PubsubSettings {
     pub max_outstanding_bytes: i64,
     /// Messages processed at once, all streams together (default 64).
     pub concurrency: usize,
+    /// How far each lease extension reaches (default 60 s, 10 s to 600 s).
+    /// If the worker dies, its messages return to the subscription after at
+    /// most this long.
+    #[serde(with = "humantime_serde")]
+    pub lease_extension: Duration,
     /// How long a delayed nack may hold a message before nacking (default
     /// 600 s, the longest subscription retry backoff).
     #[serde(with = "humantime_serde")]
@@ -82,6 +87,7 @@ impl Default for PubsubSettings {
             max_outstanding_messages: 1000,
             max_outstanding_bytes: 100 * 1024 * 1024,
             concurrency: 64,
+            lease_extension: Duration::from_secs(60),
             max_nack_hold: Duration::from_secs(600),
         }
     }

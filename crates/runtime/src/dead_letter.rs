@@ -50,7 +50,9 @@ pub fn attributes(
         put("gluefleet-http-status", s.to_string());
     }
     put("gluefleet-connector", origin.connector.clone());
-    put("gluefleet-route", dl.route.clone());
+    if !dl.route.is_empty() {
+        put("gluefleet-route", dl.route.clone());
+    }
     put("gluefleet-attempts", dl.attempts.to_string());
     if let Some(a) = raw.delivery_attempt {
         put("gluefleet-delivery-attempt", a.to_string());

@@ -122,6 +122,7 @@ pub async fn pull_loop<C: Connector>(
             .subscribe(subscription.clone())
             .set_max_outstanding_messages(settings.max_outstanding_messages)
             .set_max_outstanding_bytes(settings.max_outstanding_bytes)
+            .set_max_lease_extension(settings.lease_extension)
             .set_shutdown_behavior(ShutdownBehavior::WaitForProcessing)
             .build();
         let token = stream.shutdown_token();

@@ -31,8 +31,10 @@ pub struct Stats {
     pub acked: AtomicU64,
     /// Acked as duplicates without a call.
     pub duplicates: AtomicU64,
-    /// Nacked for redelivery (retries that did not fit, in-flight duplicates, shutdown).
+    /// Nacked with a delay for redelivery (retries that did not fit, in-flight duplicates).
     pub nacked: AtomicU64,
+    /// Nacked at once because the worker was stopping (never started, or cut off).
+    pub released: AtomicU64,
     /// Published to the dead-letter topic and acked.
     pub dead_lettered: AtomicU64,
     /// Dead-letter publishes that failed (the message was nacked instead).
@@ -50,8 +52,10 @@ pub struct Summary {
     pub acked: u64,
     /// Acked as duplicates.
     pub duplicates: u64,
-    /// Nacked (will be retried by redelivery).
+    /// Nacked with a delay (will be retried by redelivery).
     pub retried: u64,
+    /// Nacked at shutdown, for another worker to take.
+    pub nacked: u64,
     /// Dead-lettered.
     pub dead_lettered: u64,
     /// Dead-letter publishes that failed.
@@ -71,6 +75,7 @@ impl Stats {
             acked: g(&self.acked),
             duplicates: g(&self.duplicates),
             retried: g(&self.nacked),
+            nacked: g(&self.released),
             dead_lettered: g(&self.dead_lettered),
             dead_letter_failed: g(&self.dead_letter_failed),
         }
@@ -143,7 +148,7 @@ impl<C: Connector> Engine<C> {
         };
         let Some(permit) = permit else {
             // Not started: release it for another worker right away.
-            Stats::add(&self.stats.nacked);
+            Stats::add(&self.stats.released);
             delivery.acker.nack();
             return;
         };
@@ -160,7 +165,7 @@ impl<C: Connector> Engine<C> {
         let outcome = tokio::select! {
             o = self.pipeline.process(&raw) => o,
             _ = self.hard_stop.cancelled() => {
-                Stats::add(&self.stats.nacked);
+                Stats::add(&self.stats.released);
                 acker.nack();
                 return;
             }

@@ -1,0 +1,42 @@
+//! `cargo xtask <command>`: gluefleet's project chores, written in Rust so
+//! they run wherever cargo does (the alias lives in `.cargo/config.toml`).
+//!
+//! - `cargo xtask demo`: what to run on a fresh clone to see gluefleet work.
+
+mod demo;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// gluefleet's project chores.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Watch a gluefleet worker deliver sample order events to a local
+    /// stand-in for a legacy REST order system.
+    ///
+    /// Builds gluefleet-legacy-rest, starts the pretend order system and (if
+    /// gcloud is installed) the Pub/Sub emulator, publishes a handful of
+    /// events, good and bad, runs the worker until it has handled them, and
+    /// prints what happened to each one. Exits non-zero if anything
+    /// unexpected happened, so it doubles as a smoke check. Set
+    /// GLUEFLEET_TEST_ECHO=1 to watch the worker's own log live.
+    Demo {
+        /// Feed the worker a local JSONL file instead of the Pub/Sub
+        /// emulator (what happens anyway when gcloud is not installed).
+        #[arg(long)]
+        no_emulator: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Demo { no_emulator } => demo::main(no_emulator),
+    }
+}
