@@ -24,18 +24,44 @@ fn every_connector_has_the_same_shape() {
     let all = connectors();
     assert!(!all.is_empty(), "at least one connector");
     for c in all {
-        let name = c.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        for file in ["src/lib.rs", "src/main.rs", "src/config.rs", "src/client.rs", "src/service.rs", "src/error.rs", "README.md"] {
+        let name = c
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        for file in [
+            "src/lib.rs",
+            "src/main.rs",
+            "src/config.rs",
+            "src/client.rs",
+            "src/service.rs",
+            "src/error.rs",
+            "README.md",
+        ] {
             assert!(c.join(file).exists(), "connectors/{name}/{file} is missing");
         }
-        let tests = std::fs::read_dir(c.join("tests")).map(|d| d.count()).unwrap_or(0);
+        let tests = std::fs::read_dir(c.join("tests"))
+            .map(|d| d.count())
+            .unwrap_or(0);
         assert!(tests > 0, "connectors/{name}/tests/ has no test");
         let main = std::fs::read_to_string(c.join("src/main.rs")).expect("main.rs");
-        assert!(main.lines().count() <= 15, "connectors/{name}/src/main.rs must stay thin: the runtime does the work");
-        assert!(main.contains("gluefleet_runtime::main"), "connectors/{name} runs through the shared runtime");
+        assert!(
+            main.lines().count() <= 15,
+            "connectors/{name}/src/main.rs must stay thin: the runtime does the work"
+        );
+        assert!(
+            main.contains("gluefleet_runtime::main"),
+            "connectors/{name} runs through the shared runtime"
+        );
         let manifest = std::fs::read_to_string(c.join("Cargo.toml")).expect("Cargo.toml");
-        assert!(manifest.contains(&format!("name = \"gluefleet-{name}\"")), "binary is gluefleet-{name}");
-        assert!(manifest.contains("[lints]"), "connectors/{name} inherits the workspace lints");
+        assert!(
+            manifest.contains(&format!("name = \"gluefleet-{name}\"")),
+            "binary is gluefleet-{name}"
+        );
+        assert!(
+            manifest.contains("[lints]"),
+            "connectors/{name} inherits the workspace lints"
+        );
         let deploy = root().join(format!("deploy/cloudrun/{name}.service.yaml"));
         assert!(deploy.exists(), "{} is missing", deploy.display());
     }
@@ -46,10 +72,24 @@ fn connectors_leave_delivery_to_the_core() {
     // Retries, rate limits, idempotency stores and acking belong to the core
     // and runtime; a connector that reaches for them is doing the core's job.
     for c in connectors() {
-        for entry in std::fs::read_dir(c.join("src")).expect("src/").filter_map(Result::ok) {
+        for entry in std::fs::read_dir(c.join("src"))
+            .expect("src/")
+            .filter_map(Result::ok)
+        {
             let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            for banned in ["tokio::time::sleep", "governor::", "backon::", ".ack()", ".nack()", "MemoryStore"] {
-                assert!(!text.contains(banned), "{} uses {banned}", entry.path().display());
+            for banned in [
+                "tokio::time::sleep",
+                "governor::",
+                "backon::",
+                ".ack()",
+                ".nack()",
+                "MemoryStore",
+            ] {
+                assert!(
+                    !text.contains(banned),
+                    "{} uses {banned}",
+                    entry.path().display()
+                );
             }
         }
     }
