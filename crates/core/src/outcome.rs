@@ -44,8 +44,8 @@ pub enum NackReason {
 /// Everything the dead-letter message needs besides the original.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadLetter {
-    /// `transient`, `rate-limited`, `unauthorized`, `permanent`, or one of
-    /// `poison`, `unroutable`, `max-attempts`.
+    /// `permanent` (a second 401 included), `poison`, `unroutable`, or
+    /// `max-attempts` (still transient or rate limited on the last attempt).
     pub class: String,
     /// What went wrong, in words.
     pub error: String,

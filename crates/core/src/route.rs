@@ -6,7 +6,7 @@
 //! the order of routes in the config does not matter.
 
 use crate::rate_limit::RateLimitRef;
-use crate::retry::RetrySettings;
+use crate::retry::{RetryOverrides, RetrySettings};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -71,9 +71,9 @@ pub struct RouteConfig<A> {
     /// Timeout of one call to the target (default 10 s).
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
-    /// Retry overrides for this route.
+    /// Retry overrides for this route; keys left out keep `[delivery.retry]`.
     #[serde(default)]
-    pub retry: Option<RetrySettings>,
+    pub retry: Option<RetryOverrides>,
     /// Which rate-limit bucket this route spends, and the key within it.
     #[serde(default)]
     pub rate_limit: Option<RateLimitRef>,
@@ -129,7 +129,10 @@ impl<A> RouteTable<A> {
             if timeout.is_zero() {
                 return Err(at("timeout must be more than zero".into()));
             }
-            let retry = r.retry.clone().unwrap_or_else(|| default_retry.clone());
+            let retry = r
+                .retry
+                .as_ref()
+                .map_or_else(|| default_retry.clone(), |o| o.apply(default_retry));
             retry.validate().map_err(|e| at(format!("retry: {e}")))?;
             let name = r.name.clone().unwrap_or_else(|| r.event_type.clone());
             let event_type = r.event_type.clone();
@@ -204,6 +207,25 @@ mod tests {
         assert_eq!(hit("order.paid").as_deref(), Some("order.*"));
         assert_eq!(hit("order.line.added").as_deref(), Some("order.line.*"));
         assert_eq!(hit("invoice.sent").as_deref(), Some("*"));
+    }
+
+    #[test]
+    fn route_retry_overrides_keep_the_global_settings() {
+        let mut r = route("a");
+        r.retry = Some(RetryOverrides {
+            max_attempts: Some(2),
+            ..RetryOverrides::default()
+        });
+        let global = RetrySettings {
+            initial_backoff: std::time::Duration::from_millis(50),
+            ..RetrySettings::default()
+        };
+        let t = RouteTable::build(vec![r], &global, Ok).expect("valid");
+        let got = &t.find("a").expect("route").retry;
+        assert_eq!(
+            (got.max_attempts, got.initial_backoff),
+            (2, std::time::Duration::from_millis(50))
+        );
     }
 
     #[test]

@@ -68,9 +68,13 @@ impl ClientCredentials {
     pub fn new(config: ClientCredentialsConfig, http: reqwest::Client) -> Result<Self, String> {
         let token_url = TokenUrl::new(config.token_url.clone())
             .map_err(|e| format!("auth.token_url {:?}: {e}", config.token_url))?;
-        if !config.token_url.starts_with("https://") && !config.token_url.starts_with("http://") {
+        // The client secret goes to this URL: plain http only to this machine.
+        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| config.token_url.starts_with(p));
+        if !config.token_url.starts_with("https://") && !loopback {
             return Err(format!(
-                "auth.token_url {:?} must be an http(s) URL",
+                "auth.token_url {:?} must be https (plain http is allowed only to localhost)",
                 config.token_url
             ));
         }

@@ -49,6 +49,39 @@ impl Default for RetrySettings {
     }
 }
 
+/// A route's `retry` table: any key left out keeps `[delivery.retry]`'s value.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryOverrides {
+    /// See [`RetrySettings::max_attempts`].
+    pub max_attempts: Option<u32>,
+    /// See [`RetrySettings::initial_backoff`].
+    #[serde(default, with = "humantime_serde")]
+    pub initial_backoff: Option<Duration>,
+    /// See [`RetrySettings::max_backoff`].
+    #[serde(default, with = "humantime_serde")]
+    pub max_backoff: Option<Duration>,
+    /// See [`RetrySettings::budget`].
+    #[serde(default, with = "humantime_serde")]
+    pub budget: Option<Duration>,
+    /// See [`RetrySettings::max_retry_after`].
+    #[serde(default, with = "humantime_serde")]
+    pub max_retry_after: Option<Duration>,
+}
+
+impl RetryOverrides {
+    /// `base` with these overrides applied.
+    pub fn apply(&self, base: &RetrySettings) -> RetrySettings {
+        RetrySettings {
+            max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
+            initial_backoff: self.initial_backoff.unwrap_or(base.initial_backoff),
+            max_backoff: self.max_backoff.unwrap_or(base.max_backoff),
+            budget: self.budget.unwrap_or(base.budget),
+            max_retry_after: self.max_retry_after.unwrap_or(base.max_retry_after),
+        }
+    }
+}
+
 impl RetrySettings {
     /// Checks the settings make sense together.
     pub fn validate(&self) -> Result<(), String> {
