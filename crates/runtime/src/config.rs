@@ -179,6 +179,22 @@ pub fn interpolate(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with('#') {
+            // Comment lines may mention ${VAR} freely.
+            out.push_str(line);
+        } else {
+            out.push_str(&interpolate_line(line, env)?);
+        }
+    }
+    Ok(out)
+}
+
+fn interpolate_line(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("${") {
         if i > 0 && rest.as_bytes()[i - 1] == b'$' {
@@ -199,7 +215,13 @@ pub fn interpolate(
             ))
         })?;
         // Values go into TOML strings: escape what would break them.
-        out.push_str(&value.replace('\\', "\\\\").replace('"', "\\\""));
+        out.push_str(
+            &value
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+                .replace('\r', "\\r"),
+        );
         rest = &after[end + 1..];
     }
     out.push_str(rest);
@@ -343,8 +365,14 @@ mod tests {
     }
 
     #[test]
-    fn dollar_escape() -> Result<(), ConfigError> {
+    fn dollar_escape_comments_and_newlines() -> Result<(), ConfigError> {
         assert_eq!(interpolate("a $${X} b", &env(&[]))?, "a ${X} b");
+        let commented = "  # set ${UNSET} first\nk = 1\n";
+        assert_eq!(interpolate(commented, &env(&[]))?, commented);
+        assert_eq!(
+            interpolate("k = \"${V}\"", &env(&[("V", "a\nb")]))?,
+            "k = \"a\\nb\""
+        );
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ pub mod pubsub;
 pub mod source;
 pub mod worker;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use config::{Config, ConfigError};
 use dead_letter::{DeadLetterSink, Origin};
 use gluefleet_core::auth::TokenProvider;
@@ -102,7 +102,25 @@ pub enum Mode {
 
 /// Runs the connector `S` with the process's arguments.
 pub fn main<S: Spec>() -> ExitCode {
-    let cli = Cli::parse();
+    let name = format!("gluefleet-{}", S::NAME);
+    let parsed = Cli::command()
+        .name(name.clone())
+        .bin_name(name)
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(e) => {
+            let usage = e.use_stderr();
+            // --help and --version print and succeed; bad arguments are usage errors.
+            let _ = e.print();
+            return if usage {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -329,33 +347,12 @@ async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), 
     );
     tracing::info!(subscription = %subscription, dead_letter_topic = %dl_topic, streams = p.streams, concurrency = p.concurrency, emulator = p.emulator_host.is_some(), "Starting.");
 
-    // Readiness: the subscription is readable and a credential can be had.
-    {
-        let readiness = readiness.clone();
-        let conn = conn.clone();
-        let subscription = subscription.clone();
-        let pipeline = pipeline.clone();
-        tokio::spawn(async move {
-            loop {
-                let sub = conn.check_subscription(&subscription).await;
-                let cred = match pipeline.auth() {
-                    Some(a) => a.credential().await.map(|_| ()).map_err(|e| e.to_string()),
-                    None => Ok(()),
-                };
-                match (sub, cred) {
-                    (Ok(what), Ok(())) => {
-                        tracing::info!(check = %what, "Ready.");
-                        readiness.checked.store(true, Ordering::Relaxed);
-                        return;
-                    }
-                    (Err(e), _) | (_, Err(e)) => {
-                        tracing::warn!(error = %e, "Not ready yet; checking again in 5 s.")
-                    }
-                }
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        });
-    }
+    tokio::spawn(health::watch(
+        readiness.clone(),
+        conn.clone(),
+        subscription.clone(),
+        pipeline.auth().cloned(),
+    ));
 
     let mut loops = Vec::new();
     for _ in 0..p.streams {

@@ -33,9 +33,16 @@ pub enum Acker {
 }
 
 impl Acker {
-    /// The effect is done: Pub/Sub forgets the message.
-    pub fn ack(self) {
+    /// The effect is done: Pub/Sub forgets the message. On an exactly-once
+    /// subscription the ack is confirmed; a failed confirmation is logged (the
+    /// effect stands, and the idempotency store absorbs the redelivery).
+    pub async fn ack(self) {
         match self {
+            Acker::Pubsub(Handler::ExactlyOnce(h)) => {
+                if let Err(e) = h.confirmed_ack().await {
+                    tracing::warn!(error = %e, "Exactly-once ack not confirmed; the message may be redelivered.");
+                }
+            }
             Acker::Pubsub(h) => h.ack(),
             Acker::Local { .. } => {}
         }

@@ -178,7 +178,7 @@ impl<C: Connector> Engine<C> {
             .unwrap_or_default();
         match outcome {
             Outcome::Ack(reason) => {
-                acker.ack();
+                acker.ack().await;
                 if reason == AckReason::Duplicate {
                     Stats::add(&self.stats.duplicates);
                 } else {
@@ -189,7 +189,7 @@ impl<C: Connector> Engine<C> {
             Outcome::DeadLetter(dl) => {
                 match self.dead_letters.publish(&raw, &dl, &self.origin).await {
                     Ok(()) => {
-                        acker.ack();
+                        acker.ack().await;
                         Stats::add(&self.stats.dead_lettered);
                         tracing::warn!(message_id = %raw.message_id, class = %dl.class, route = %dl.route, http_status = dl.http_status, error = %dl.error, trace, "Dead-lettered.");
                     }
