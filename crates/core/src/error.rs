@@ -165,6 +165,22 @@ impl ConnectorError {
         &self.message
     }
 
+    /// A copy for each of several callers hit by one failure (a batch that
+    /// failed as a whole). The source, if any, is folded into the message.
+    pub fn replicate(&self) -> Self {
+        let message = match &self.source {
+            Some(src) => format!("{}: {src}", self.message),
+            None => self.message.clone(),
+        };
+        Self {
+            class: self.class,
+            message,
+            http_status: self.http_status,
+            retry_after: self.retry_after,
+            source: None,
+        }
+    }
+
     /// Turns this error into a permanent one, keeping its text and status:
     /// used when a retryable failure may not be retried (a second 401).
     pub fn into_permanent(mut self) -> Self {

@@ -12,6 +12,7 @@
 //! delay, or dead-letter. The runtime crate carries outcomes out on Pub/Sub.
 
 pub mod auth;
+pub mod batch;
 pub mod classify;
 pub mod connector;
 pub mod error;
