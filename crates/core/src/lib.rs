@@ -17,6 +17,7 @@ pub mod classify;
 pub mod connector;
 pub mod error;
 pub mod event;
+pub mod firestore;
 pub mod http;
 pub mod idempotency;
 pub mod mapping;

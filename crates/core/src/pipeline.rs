@@ -79,6 +79,26 @@ pub struct IdempotencySettings {
     /// How long a done key is remembered (default 24 h).
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
+    /// Where claims live: `memory` (one process, the default) or `firestore`
+    /// (shared by every instance of the connector).
+    pub store: StoreKind,
+    /// Firestore collection of the ledger (default `gluefleet-idempotency-<connector>`).
+    pub collection: Option<String>,
+    /// Firestore project of the ledger (default: `pubsub.project`).
+    pub project: Option<String>,
+    /// Firestore database of the ledger (default `(default)`).
+    pub database: String,
+}
+
+/// Which idempotency store to use.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// In this process only.
+    #[default]
+    Memory,
+    /// A Firestore collection shared by the fleet.
+    Firestore,
 }
 
 impl Default for IdempotencySettings {
@@ -87,6 +107,10 @@ impl Default for IdempotencySettings {
             enabled: true,
             lease: Duration::from_secs(120),
             ttl: Duration::from_secs(24 * 3600),
+            store: StoreKind::Memory,
+            collection: None,
+            project: None,
+            database: "(default)".into(),
         }
     }
 }

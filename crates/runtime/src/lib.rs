@@ -140,6 +140,44 @@ struct Built<S: Spec> {
     pipeline: Arc<Pipeline<S::Connector>>,
 }
 
+/// The idempotency store the config asks for.
+fn idempotency_store(
+    connector: &str,
+    settings: &gluefleet_core::pipeline::IdempotencySettings,
+    pubsub: &config::PubsubSettings,
+    http: reqwest::Client,
+) -> Result<Arc<dyn IdempotencyStore>, ConfigError> {
+    use gluefleet_core::auth::{Fixed, Google};
+    use gluefleet_core::firestore::Firestore;
+    use gluefleet_core::idempotency::FirestoreStore;
+    use gluefleet_core::pipeline::StoreKind;
+    match settings.store {
+        StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreKind::Firestore => {
+            let project = settings.project.as_ref().or(pubsub.project.as_ref()).ok_or_else(|| {
+                ConfigError("delivery.idempotency.project is not set (nor pubsub.project / GOOGLE_CLOUD_PROJECT)".into())
+            })?;
+            let emulator = env_var("FIRESTORE_EMULATOR_HOST").filter(|h| !h.is_empty());
+            let auth: Arc<dyn TokenProvider> = match &emulator {
+                // The emulator takes this fixed token for privileged calls.
+                Some(_) => Arc::new(Fixed::bearer(&secrecy::SecretString::from("owner"))),
+                None => Arc::new(
+                    Google::new(&["https://www.googleapis.com/auth/datastore"])
+                        .map_err(|e| ConfigError(format!("delivery.idempotency: {e}")))?,
+                ),
+            };
+            let db = Firestore::new(http, project, &settings.database, emulator.as_deref(), auth);
+            let collection = settings
+                .collection
+                .clone()
+                .unwrap_or_else(|| format!("gluefleet-idempotency-{connector}"));
+            let store = FirestoreStore::new(db, collection)
+                .map_err(|e| ConfigError(format!("delivery.idempotency: {e}")))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
 fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
@@ -170,12 +208,12 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
     let limits = RateLimits::new(&rate_limits).map_err(ConfigError)?;
     let auth: Option<Arc<dyn TokenProvider>> = match &auth {
         Some(a) => Some(
-            a.provider(http)
+            a.provider(http.clone())
                 .map_err(|e| ConfigError(format!("auth: {e}")))?,
         ),
         None => None,
     };
-    let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new());
+    let store = idempotency_store(S::NAME, &delivery.idempotency, &pubsub, http.clone())?;
     let pipeline = Pipeline::new(
         connector,
         routes,

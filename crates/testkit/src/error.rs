@@ -12,9 +12,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TestkitError {
-    /// The Pub/Sub emulator needs the gcloud CLI.
+    /// The emulators (Pub/Sub, Firestore) are started through the gcloud CLI.
     #[error(
-        "gcloud not found on PATH; install google-cloud-cli (with the pubsub-emulator component)"
+        "gcloud not found on PATH; install google-cloud-cli (with the pubsub-emulator and cloud-firestore-emulator components)"
     )]
     GcloudMissing,
 

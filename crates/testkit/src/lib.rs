@@ -2,7 +2,8 @@
 //!
 //! gluefleet workers talk to Pub/Sub and to external systems over the
 //! network, so the tests that matter run them against real servers rather
-//! than mocks: the Pub/Sub emulator ([`pubsub`]), a scriptable local HTTP
+//! than mocks: the Pub/Sub emulator ([`pubsub`]), the Firestore emulator
+//! ([`firestore`]) for connectors that keep state there, a scriptable local HTTP
 //! server standing in for the external system ([`http_target`]), and the
 //! connector binaries themselves as child processes ([`bin`]). Everything
 //! listens on a free port of 127.0.0.1 and every child process gets its own
@@ -11,6 +12,7 @@
 
 pub mod bin;
 mod error;
+pub mod firestore;
 pub mod http_target;
 mod process;
 pub mod pubsub;
@@ -51,4 +53,13 @@ pub(crate) fn port_is_free(port: u16) -> bool {
 pub(crate) fn tail(lines: &[String], n: usize) -> String {
     let start = lines.len().saturating_sub(n);
     lines[start..].join("\n")
+}
+
+/// A [`TestkitError::Decode`] for an answer of request `what` that did not
+/// parse; shared by the emulator clients.
+pub(crate) fn decode(what: &str, e: impl std::fmt::Display) -> TestkitError {
+    TestkitError::Decode {
+        what: what.to_owned(),
+        detail: e.to_string(),
+    }
 }

@@ -1,4 +1,4 @@
-//! Process-group plumbing shared by the emulator and connector workers.
+//! Process-group plumbing shared by the emulators and connector workers.
 //!
 //! Test servers are often wrappers (gcloud starts a Java server and is not
 //! that server), so killing one PID leaves the real server running and
@@ -6,6 +6,8 @@
 //! group, and we signal the group. Output is collected line by line so
 //! tests can wait for a log line and failures can show the tail.
 
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -13,8 +15,14 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Child;
+use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
+
+use crate::TestkitError;
+
+/// Log lines quoted in startup errors: enough to show a Java stack trace's
+/// cause, few enough to read in a test failure.
+const ERROR_TAIL_LINES: usize = 30;
 
 /// Lines a child wrote on stdout and stderr, interleaved in arrival order.
 pub(crate) type Log = Arc<Mutex<Vec<String>>>;
@@ -113,4 +121,126 @@ pub(crate) fn stop_group(child: &mut Child, pgid: u32, grace: Duration, done: im
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A server child just started by [`spawn_group`].
+pub(crate) struct Spawned {
+    /// The group leader (the gcloud wrapper for the emulators).
+    pub(crate) child: Child,
+    /// The group to signal; `None` only if the child already vanished.
+    pub(crate) pgid: Option<u32>,
+    /// Its stdout and stderr, filled in the background.
+    pub(crate) log: Log,
+}
+
+/// Starts `program args` with `envs` as leader of a new process group, stdin
+/// closed and output captured into a fresh log.
+///
+/// A fresh log per start means a readiness line from a previous run of the
+/// same server cannot count. `what` names the command in the error.
+pub(crate) fn spawn_group(
+    program: &str,
+    args: &[String],
+    envs: &[(&str, &str)],
+    what: &str,
+) -> Result<Spawned, TestkitError> {
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|source| TestkitError::Spawn {
+            what: what.to_owned(),
+            source,
+        })?;
+    let log: Log = Arc::new(Mutex::new(Vec::new()));
+    if let Some(out) = child.stdout.take() {
+        capture(out, log.clone(), None);
+    }
+    if let Some(err) = child.stderr.take() {
+        capture(err, log.clone(), None);
+    }
+    Ok(Spawned {
+        pgid: child.id(),
+        child,
+        log,
+    })
+}
+
+/// Waits until a line of `log` contains `needle`, failing early if `child`
+/// exits and late after `timeout`, both with the log's tail.
+///
+/// The emulators print their readiness line only once the port accepts
+/// requests, so this is the readiness check; polling the port instead would
+/// also succeed on a stale server.
+pub(crate) async fn wait_ready(
+    child: &mut Child,
+    log: &Log,
+    needle: &str,
+    timeout: Duration,
+    what: &str,
+) -> Result<(), TestkitError> {
+    let started = Instant::now();
+    loop {
+        let lines = snapshot(log);
+        if lines.iter().any(|l| l.contains(needle)) {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // Let the readers catch the last words.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return Err(TestkitError::Exited {
+                what: what.to_owned(),
+                status,
+                log_tail: crate::tail(&snapshot(log), ERROR_TAIL_LINES),
+            });
+        }
+        if started.elapsed() >= timeout {
+            return Err(TestkitError::NotReady {
+                what: what.to_owned(),
+                timeout,
+                log_tail: crate::tail(&lines, ERROR_TAIL_LINES),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits up to `timeout` for `port` to be free again, so a server can be
+/// restarted on the port its clients already know.
+pub(crate) async fn wait_port_free(
+    port: u16,
+    timeout: Duration,
+    what: &str,
+) -> Result<(), TestkitError> {
+    let started = Instant::now();
+    while !crate::port_is_free(port) {
+        if started.elapsed() >= timeout {
+            return Err(TestkitError::PortBusy {
+                what: what.to_owned(),
+                port,
+                waited: timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// The first executable file called `name` in `PATH`.
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }

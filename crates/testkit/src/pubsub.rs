@@ -13,20 +13,19 @@
 //! exist yet.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use crate::TestkitError;
 use crate::process::{self, Log};
+use crate::{TestkitError, decode};
 
 /// How long a cold emulator may take to say it listens (it is ~10 s, more
 /// on a loaded CI machine).
@@ -39,8 +38,6 @@ const PORT_RELEASE_TIMEOUT: Duration = Duration::from_secs(15);
 const PUBLISH_BATCH: usize = 1000;
 /// Ack ids per acknowledge call; keeps request bodies small.
 const ACK_BATCH: usize = 1000;
-/// Log lines quoted in startup errors.
-const ERROR_TAIL_LINES: usize = 30;
 
 /// Numbers project ids within this test process.
 static NEXT_INSTANCE: AtomicU32 = AtomicU32::new(1);
@@ -158,7 +155,7 @@ impl PubsubEmulator {
     /// Whether `gcloud` is on `PATH`. Tests must not use this to skip: a
     /// missing emulator should fail loudly ([`TestkitError::GcloudMissing`]).
     pub fn available() -> bool {
-        find_on_path("gcloud").is_some()
+        process::find_on_path("gcloud").is_some()
     }
 
     /// Starts an emulator on a free port with a fresh project id and waits
@@ -368,17 +365,7 @@ impl PubsubEmulator {
     /// and messages are gone afterwards.
     pub async fn restart(&mut self) -> Result<(), TestkitError> {
         self.stop();
-        let started = Instant::now();
-        while !crate::port_is_free(self.port) {
-            if started.elapsed() >= PORT_RELEASE_TIMEOUT {
-                return Err(TestkitError::PortBusy {
-                    what: "the Pub/Sub emulator".to_owned(),
-                    port: self.port,
-                    waited: PORT_RELEASE_TIMEOUT,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        process::wait_port_free(self.port, PORT_RELEASE_TIMEOUT, "the Pub/Sub emulator").await?;
         self.launch().await
     }
 
@@ -408,56 +395,19 @@ impl PubsubEmulator {
             format!("--data-dir={}", self.data_dir.display()),
         ];
         let what = format!("gcloud {}", args.join(" "));
-        let mut child = Command::new("gcloud")
-            .args(&args)
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|source| TestkitError::Spawn {
-                what: what.clone(),
-                source,
-            })?;
-        // A fresh log per start, so an old readiness line cannot count.
-        self.log = Arc::new(Mutex::new(Vec::new()));
-        if let Some(out) = child.stdout.take() {
-            process::capture(out, self.log.clone(), None);
-        }
-        if let Some(err) = child.stderr.take() {
-            process::capture(err, self.log.clone(), None);
-        }
-        self.pgid = child.id();
-        self.child = Some(child);
-
+        let spawned = process::spawn_group(
+            "gcloud",
+            &args,
+            &[("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")],
+            &what,
+        )?;
+        self.log = spawned.log;
+        self.pgid = spawned.pgid;
+        // Stored before waiting, so an error (or a cancelled test) still
+        // stops it through `stop`/`Drop`.
+        let child = self.child.insert(spawned.child);
         let needle = format!("Server started, listening on {}", self.port);
-        let started = Instant::now();
-        loop {
-            let lines = process::snapshot(&self.log);
-            if lines.iter().any(|l| l.contains(&needle)) {
-                return Ok(());
-            }
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                // Let the readers catch the last words.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                return Err(TestkitError::Exited {
-                    what,
-                    status,
-                    log_tail: crate::tail(&process::snapshot(&self.log), ERROR_TAIL_LINES),
-                });
-            }
-            if started.elapsed() >= READY_TIMEOUT {
-                return Err(TestkitError::NotReady {
-                    what,
-                    timeout: READY_TIMEOUT,
-                    log_tail: crate::tail(&lines, ERROR_TAIL_LINES),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        process::wait_ready(child, &self.log, &needle, READY_TIMEOUT, &what).await
     }
 
     fn topic_name(&self, topic: &str) -> String {
@@ -509,26 +459,4 @@ impl Drop for PubsubEmulator {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn decode(what: &str, e: impl std::fmt::Display) -> TestkitError {
-    TestkitError::Decode {
-        what: what.to_owned(),
-        detail: e.to_string(),
-    }
-}
-
-/// The first executable file called `name` in `PATH`.
-pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
 }

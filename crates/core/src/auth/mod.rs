@@ -9,9 +9,11 @@
 
 pub mod client_credentials;
 pub mod fixed;
+pub mod google;
 
 pub use client_credentials::{ClientCredentials, ClientCredentialsConfig};
 pub use fixed::Fixed;
+pub use google::Google;
 
 use crate::error::{ConnectorError, ErrorClass};
 use async_trait::async_trait;

@@ -10,8 +10,10 @@
 //! The store sits outside the rate limiter and retries, so duplicates never
 //! spend vendor quota.
 
+pub mod firestore;
 pub mod memory;
 
+pub use firestore::FirestoreStore;
 pub use memory::MemoryStore;
 
 use async_trait::async_trait;

@@ -1,0 +1,205 @@
+//! The fleet's shared ledger: idempotency claims as Firestore documents, so
+//! every instance of a connector on Cloud Run sees the same claims.
+//!
+//! One document per key in `collection`, named by the SHA-256 of the key (a
+//! safe document id whatever the key holds), with fields `key`, `state`
+//! (`in-flight` or `done`), `leaseUntil` and `expireAt`. `expireAt` is meant
+//! for a Firestore TTL policy (deploy/terraform), which deletes old claims.
+//!
+//! - claim: create with `exists = false`. If the document exists: done →
+//!   duplicate; in flight with a live lease → in flight; an expired lease or
+//!   an expired done → take over with an `updateTime` precondition, so two
+//!   workers cannot both take it.
+//! - complete: overwrite as done with `expireAt = now + ttl`.
+//! - release: delete, with the `updateTime` of our own claim as precondition,
+//!   so a worker whose lease ran out cannot delete another's claim.
+//!
+//! Cost: two Firestore writes per event (claim, complete), one more read for
+//! a duplicate.
+
+use super::{Claim, IdempotencyStore, StoreError};
+use crate::error::ConnectorError;
+use crate::firestore::{Document, Firestore};
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// How long an abandoned in-flight claim is kept after its lease, for the TTL.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// A Firestore-backed [`IdempotencyStore`].
+#[derive(Debug)]
+pub struct FirestoreStore {
+    db: Firestore,
+    collection: String,
+    /// Our own live claims: key → the claim's update time.
+    mine: Mutex<HashMap<String, String>>,
+}
+
+fn store_err(e: ConnectorError) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn timestamp(doc: &Document, field: &str) -> Option<SystemTime> {
+    doc.fields
+        .get(field)
+        .and_then(|v| v["timestampValue"].as_str())
+        .and_then(|s| humantime::parse_rfc3339(s).ok())
+}
+
+impl FirestoreStore {
+    /// A ledger in `collection` of `db`.
+    pub fn new(db: Firestore, collection: impl Into<String>) -> Result<Self, String> {
+        let collection = collection.into();
+        if collection.is_empty() || collection.contains('/') {
+            return Err(format!(
+                "idempotency collection {collection:?} must be one collection id"
+            ));
+        }
+        Ok(Self {
+            db,
+            collection,
+            mine: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Firestore requests sent so far.
+    pub fn calls(&self) -> u64 {
+        self.db.calls()
+    }
+
+    fn path(&self, key: &str) -> String {
+        let digest = Sha256::digest(key.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}/{hex}", self.collection)
+    }
+
+    fn doc(&self, key: &str, state: &str, lease_until: SystemTime, expire_at: SystemTime) -> Value {
+        let shown: String = key.chars().take(1000).collect();
+        json!({
+            "name": self.db.document_name(&self.path(key)),
+            "fields": {
+                "key": { "stringValue": shown },
+                "state": { "stringValue": state },
+                "leaseUntil": { "timestampValue": rfc3339(lease_until) },
+                "expireAt": { "timestampValue": rfc3339(expire_at) },
+            }
+        })
+    }
+
+    fn remember(&self, key: &str, update_time: Option<String>) {
+        let mut mine = self.mine.lock().unwrap_or_else(|p| p.into_inner());
+        match update_time {
+            Some(t) => mine.insert(key.to_owned(), t),
+            None => mine.remove(key),
+        };
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for FirestoreStore {
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let now = SystemTime::now();
+        let fresh = self.doc(key, "in-flight", now + lease, now + lease + IN_FLIGHT_GRACE);
+        // Two rounds: a claim deleted between our create and our read is
+        // simply created again.
+        for _ in 0..2 {
+            let create = json!({ "update": fresh, "currentDocument": { "exists": false } });
+            let status = self.db.write(create).await.map_err(store_err)?;
+            match status.code {
+                0 => {
+                    self.remember(key, status.update_time);
+                    return Ok(Claim::Acquired);
+                }
+                6 => {}
+                _ => {
+                    return Err(StoreError(
+                        status.error(&format!("claiming {key}")).to_string(),
+                    ));
+                }
+            }
+            let Some(doc) = self.db.get(&self.path(key)).await.map_err(store_err)? else {
+                continue;
+            };
+            let state = doc
+                .fields
+                .get("state")
+                .and_then(|v| v["stringValue"].as_str())
+                .unwrap_or_default();
+            let now = SystemTime::now();
+            if state == "done" && timestamp(&doc, "expireAt").is_some_and(|t| t > now) {
+                return Ok(Claim::Done);
+            }
+            if state == "in-flight"
+                && let Some(remaining) =
+                    timestamp(&doc, "leaseUntil").and_then(|t| t.duration_since(now).ok())
+                && !remaining.is_zero()
+            {
+                return Ok(Claim::InFlight { remaining });
+            }
+            // The holder's lease ran out (or the done record expired): take over.
+            let takeover =
+                json!({ "update": fresh, "currentDocument": { "updateTime": doc.update_time } });
+            let status = self.db.write(takeover).await.map_err(store_err)?;
+            return match status.code {
+                0 => {
+                    self.remember(key, status.update_time);
+                    Ok(Claim::Acquired)
+                }
+                // Someone else took it over first.
+                9 => Ok(Claim::InFlight { remaining: lease }),
+                _ => Err(StoreError(
+                    status.error(&format!("taking over {key}")).to_string(),
+                )),
+            };
+        }
+        Err(StoreError(format!("claim for {key} kept disappearing")))
+    }
+
+    async fn complete(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
+        let now = SystemTime::now();
+        let status = self
+            .db
+            .write(json!({ "update": self.doc(key, "done", now, now + ttl) }))
+            .await
+            .map_err(store_err)?;
+        self.remember(key, None);
+        if status.is_ok() {
+            Ok(())
+        } else {
+            Err(StoreError(
+                status.error(&format!("marking {key} done")).to_string(),
+            ))
+        }
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        let claimed = self
+            .mine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        let Some(update_time) = claimed else {
+            return Ok(());
+        };
+        let delete = json!({
+            "delete": self.db.document_name(&self.path(key)),
+            "currentDocument": { "updateTime": update_time },
+        });
+        let status = self.db.write(delete).await.map_err(store_err)?;
+        match status.code {
+            // Gone already, or someone else's claim now: leave it.
+            0 | 5 | 9 => Ok(()),
+            _ => Err(StoreError(
+                status.error(&format!("releasing {key}")).to_string(),
+            )),
+        }
+    }
+}
