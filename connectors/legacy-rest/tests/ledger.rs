@@ -18,15 +18,29 @@ async fn two_workers_share_one_ledger_and_apply_each_event_once() {
     let pubsub = pubsub.expect("Pub/Sub emulator starts");
     let firestore = firestore.expect("Firestore emulator starts");
     pubsub.create_topic("orders").await.expect("topic");
-    pubsub.create_topic("dead").await.expect("dead-letter topic");
     pubsub
-        .create_subscription("orders-sub", "orders", SubscriptionOptions { ack_deadline_secs: 30, dead_letter: Some(("dead".into(), 10)) })
+        .create_topic("dead")
+        .await
+        .expect("dead-letter topic");
+    pubsub
+        .create_subscription(
+            "orders-sub",
+            "orders",
+            SubscriptionOptions {
+                ack_deadline_secs: 30,
+                dead_letter: Some(("dead".into(), 10)),
+            },
+        )
         .await
         .expect("subscription");
     let target = HttpTarget::start().await.expect("HTTP target");
     target.set_delay(Duration::from_millis(20));
 
-    let dir = std::env::temp_dir().join(format!("gluefleet-ledger-{}-{}", std::process::id(), free_port()));
+    let dir = std::env::temp_dir().join(format!(
+        "gluefleet-ledger-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let config = dir.join("c.toml");
     std::fs::write(
@@ -80,30 +94,52 @@ action = {{ path = "/orders/{{data.orderId}}" }}
     for _ in 0..2 {
         let mut e = env.to_vec();
         e.push(("PORT", free_port().to_string()));
-        workers.push(Worker::spawn(std::path::Path::new(BIN), &["run", "--config", &config], &e).await.expect("worker"));
+        workers.push(
+            Worker::spawn(std::path::Path::new(BIN), &["run", "--config", &config], &e)
+                .await
+                .expect("worker"),
+        );
     }
     let done = target
         .wait_for(
-            |reqs| reqs.iter().filter(|r| (200..300).contains(&r.status)).count() >= 2000,
+            |reqs| {
+                reqs.iter()
+                    .filter(|r| (200..300).contains(&r.status))
+                    .count()
+                    >= 2000
+            },
             Duration::from_secs(180),
         )
         .await;
-    assert!(done, "2,000 effects within 3 min\n{}", workers[0].logs().join("\n"));
+    assert!(
+        done,
+        "2,000 effects within 3 min\n{}",
+        workers[0].logs().join("\n")
+    );
     // Let any late duplicate show itself before counting.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let effects = target.effects();
     assert_eq!(effects.len(), 2000, "one key per event");
     let doubled: Vec<_> = effects.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(doubled.is_empty(), "events applied more than once: {doubled:?}");
+    assert!(
+        doubled.is_empty(),
+        "events applied more than once: {doubled:?}"
+    );
     for w in &workers {
         w.signal_term();
     }
     for w in &mut workers {
-        let status = w.wait(Duration::from_secs(12)).await.expect("exits after SIGTERM");
+        let status = w
+            .wait(Duration::from_secs(12))
+            .await
+            .expect("exits after SIGTERM");
         assert!(status.success());
     }
     // The ledger holds one done record per event, where the TTL policy will find it.
-    assert_eq!(firestore.count("ledger").await.expect("ledger readable"), 2000);
+    assert_eq!(
+        firestore.count("ledger").await.expect("ledger readable"),
+        2000
+    );
     let received: u64 = workers
         .iter()
         .flat_map(|w| w.logs())

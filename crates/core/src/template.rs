@@ -69,9 +69,22 @@ impl Template {
         &self.source
     }
 
-    /// Renders the template for `event`. A missing field, or a value that is
-    /// not a string, number or boolean, is a permanent error naming the field.
+    /// Renders the template for `event`, each value percent-encoded as one
+    /// URL path segment. A missing field, or a value that is not a string,
+    /// number or boolean, is a permanent error naming the field.
     pub fn render(&self, event: &Event) -> Result<String, ConnectorError> {
+        self.render_with(event, |text, _| {
+            Ok(utf8_percent_encode(text, SEGMENT).to_string())
+        })
+    }
+
+    /// Renders with a vendor's own rule for values: `encode(value, field)`
+    /// returns the text to insert or why the value cannot be used.
+    pub fn render_with(
+        &self,
+        event: &Event,
+        encode: impl Fn(&str, &str) -> Result<String, String>,
+    ) -> Result<String, ConnectorError> {
         let mut out = String::with_capacity(self.source.len() + 16);
         for part in &self.parts {
             match part {
@@ -100,11 +113,25 @@ impl Template {
                             self.source
                         )));
                     }
-                    out.extend(utf8_percent_encode(&text, SEGMENT));
+                    let encoded = encode(&text, f).map_err(|e| {
+                        ConnectorError::permanent(format!(
+                            "template {:?}: field {f}: {e}",
+                            self.source
+                        ))
+                    })?;
+                    out.push_str(&encoded);
                 }
             }
         }
         Ok(out)
+    }
+
+    /// The literal text between placeholders, in order (for config checks).
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Literal(l) => Some(l.as_str()),
+            Part::Field(_) => None,
+        })
     }
 }
 

@@ -1,0 +1,96 @@
+//! The Firestore side: the shared REST client, authenticated for Firestore,
+//! behind a batcher so that writes waiting at the same moment share one
+//! `batchWrite`.
+
+use crate::config::Target;
+use gluefleet_core::ConnectorError;
+use gluefleet_core::auth::{Fixed, Google, TokenProvider};
+use gluefleet_core::batch::{BatchSettings, Batcher};
+use gluefleet_core::firestore::{Firestore, WriteStatus};
+use secrecy::SecretString;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Firestore's own cap on one `batchWrite`.
+const MAX_WRITES: usize = 500;
+/// Firestore's request limit is 10 MiB; leave room for the envelope.
+const MAX_BYTES: usize = 9 * 1024 * 1024;
+
+/// A batched Firestore writer.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    db: Arc<Firestore>,
+    batcher: Batcher<Value, WriteStatus>,
+}
+
+impl Writer {
+    /// Connects to the emulator when `FIRESTORE_EMULATOR_HOST` is set (with
+    /// the emulator's `Bearer owner`), else to Firestore with Application
+    /// Default Credentials.
+    pub fn new(
+        target: &Target,
+        http: reqwest::Client,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let project = target
+            .project
+            .clone()
+            .or_else(|| env("GOOGLE_CLOUD_PROJECT"))
+            .ok_or("project is not set (set target.project or GOOGLE_CLOUD_PROJECT)")?;
+        let emulator = env("FIRESTORE_EMULATOR_HOST").filter(|h| !h.is_empty());
+        let auth: Arc<dyn TokenProvider> = match &emulator {
+            Some(_) => Arc::new(Fixed::bearer(&SecretString::from("owner"))),
+            None => Arc::new(Google::new(&["https://www.googleapis.com/auth/datastore"])?),
+        };
+        if target.max_batch == 0 || target.max_batch > MAX_WRITES {
+            return Err(format!("max_batch must be between 1 and {MAX_WRITES}"));
+        }
+        let db = Arc::new(Firestore::new(
+            http,
+            &project,
+            &target.database,
+            emulator.as_deref(),
+            auth,
+        ));
+        let settings = BatchSettings {
+            max_items: target.max_batch,
+            max_bytes: MAX_BYTES,
+            linger: target.linger,
+            max_in_flight: target.max_in_flight.max(1),
+        };
+        let flush_db = db.clone();
+        let batcher = Batcher::spawn(settings, move |writes: Vec<Value>| {
+            let db = flush_db.clone();
+            async move {
+                db.batch_write(writes)
+                    .await
+                    .map(|s| s.into_iter().map(Ok).collect())
+            }
+        });
+        Ok(Self { db, batcher })
+    }
+
+    /// The full name of a document path.
+    pub fn document_name(&self, path: &str) -> String {
+        self.db.document_name(path)
+    }
+
+    /// Queues one write for the next batch and waits for its status. Writes
+    /// to one document never share a batch and keep their order.
+    pub async fn write(&self, document: &str, write: Value) -> Result<WriteStatus, ConnectorError> {
+        let size = write.to_string().len();
+        self.batcher
+            .submit(write, Some(document.to_owned()), size)
+            .await
+    }
+
+    /// `batchWrite` requests sent so far.
+    pub fn calls(&self) -> u64 {
+        self.db.calls()
+    }
+
+    /// Reaches the database without writing.
+    pub async fn probe(&self) -> Result<String, ConnectorError> {
+        self.db.probe("gluefleet-check").await
+    }
+}

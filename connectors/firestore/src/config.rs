@@ -1,0 +1,197 @@
+//! `[target]` and each route's `action` for the Firestore connector.
+
+use gluefleet_core::mapping::Mapping;
+use gluefleet_core::template::Template;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// `[target]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Project (default: `GOOGLE_CLOUD_PROJECT`).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Database (default `(default)`).
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// Most writes per `batchWrite` (default 500, Firestore's limit).
+    #[serde(default = "max_writes")]
+    pub max_batch: usize,
+    /// How long the first write of a batch waits for company (default 5 ms).
+    #[serde(default = "linger", with = "humantime_serde")]
+    pub linger: Duration,
+    /// `batchWrite` requests out at once (default 2).
+    #[serde(default = "in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_database() -> String {
+    "(default)".into()
+}
+fn max_writes() -> usize {
+    500
+}
+fn linger() -> Duration {
+    Duration::from_millis(5)
+}
+fn in_flight() -> usize {
+    2
+}
+
+/// What a route does to its document.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Create; the document must not exist (if it does: already done).
+    Create,
+    /// Write the whole document, or merge the mapped fields (`merge = true`).
+    Set,
+    /// Change the mapped fields; the document must exist (if not: dead letter).
+    Update,
+    /// Delete (a missing document is fine).
+    Delete,
+}
+
+/// A server-side field transform.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Transform {
+    /// Set the field to the server's commit time.
+    ServerTimestamp,
+    /// Add this number to the field.
+    Increment(serde_json::Number),
+}
+
+/// A route's `action`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    /// `create`, `set`, `update` or `delete`.
+    pub operation: Operation,
+    /// Document path template: `accounts/{data.accountId}`. Values may not
+    /// contain `/`, so an event can never address another collection.
+    pub document: String,
+    /// jq filter giving the document's fields (default: the event's data,
+    /// which must then be an object).
+    #[serde(default)]
+    pub fields: Option<Mapping>,
+    /// With `set`: merge the mapped fields instead of replacing the document.
+    #[serde(default)]
+    pub merge: bool,
+    /// Dotted field paths whose string values are RFC 3339 timestamps.
+    #[serde(default)]
+    pub timestamps: Vec<String>,
+    /// Field transforms: `{ updatedAt = "server_timestamp", visits = { increment = 1 } }`.
+    #[serde(default)]
+    pub transforms: BTreeMap<String, Transform>,
+}
+
+/// A checked action.
+#[derive(Debug)]
+pub struct Action {
+    /// The operation.
+    pub operation: Operation,
+    /// The document path template.
+    pub document: Template,
+    /// Field mapping, if any.
+    pub fields: Option<Mapping>,
+    /// Merge on set.
+    pub merge: bool,
+    /// Timestamp fields.
+    pub timestamps: Vec<String>,
+    /// Transforms.
+    pub transforms: BTreeMap<String, Transform>,
+}
+
+impl RawAction {
+    /// Checks the action.
+    pub fn compile(self) -> Result<Action, String> {
+        let document = Template::parse(&self.document)?;
+        let segments = self.document.trim_matches('/').split('/').count();
+        if self.document.starts_with('/') || segments % 2 != 0 {
+            return Err(format!(
+                "document {:?} must be collection/id pairs without a leading slash, like accounts/{{data.id}}",
+                self.document
+            ));
+        }
+        for lit in document.literals() {
+            if lit.split('/').any(|s| {
+                s == "." || s == ".." || (s.starts_with("__") && s.ends_with("__") && s.len() > 4)
+            }) {
+                return Err(format!(
+                    "document {:?} has a reserved path segment",
+                    self.document
+                ));
+            }
+        }
+        if self.operation == Operation::Delete
+            && (self.fields.is_some() || !self.transforms.is_empty())
+        {
+            return Err("a delete takes no fields or transforms".into());
+        }
+        if self.merge && self.operation != Operation::Set {
+            return Err("merge applies to operation = \"set\" only".into());
+        }
+        Ok(Action {
+            operation: self.operation,
+            document,
+            fields: self.fields,
+            merge: self.merge,
+            timestamps: self.timestamps,
+            transforms: self.transforms,
+        })
+    }
+}
+
+/// Firestore's rule for one document id: no `/`, not `.` or `..`, not
+/// `__name__`-style, at most 1,500 bytes.
+pub fn document_id(value: &str, _field: &str) -> Result<String, String> {
+    if value.contains('/') {
+        return Err(format!(
+            "{value:?} contains '/', which would address another collection"
+        ));
+    }
+    if value.starts_with("__") && value.ends_with("__") && value.len() > 4 {
+        return Err(format!("{value:?} is a reserved Firestore id"));
+    }
+    if value.len() > 1500 {
+        return Err("longer than Firestore's 1,500-byte id limit".into());
+    }
+    Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Result<Action, String> {
+        toml::from_str::<RawAction>(text)
+            .map_err(|e| e.to_string())?
+            .compile()
+    }
+
+    #[test]
+    fn actions_are_checked() {
+        assert!(raw("operation = \"create\"\ndocument = \"accounts/{data.id}\"").is_ok());
+        assert!(
+            raw("operation = \"create\"\ndocument = \"accounts\"").is_err(),
+            "odd segments"
+        );
+        assert!(raw("operation = \"create\"\ndocument = \"/accounts/{data.id}\"").is_err());
+        assert!(raw("operation = \"update\"\nmerge = true\ndocument = \"a/{data.id}\"").is_err());
+        assert!(raw("operation = \"delete\"\ndocument = \"a/{data.id}\"\ntransforms = { n = \"server_timestamp\" }").is_err());
+        let a = raw(
+            "operation = \"set\"\ndocument = \"a/{data.id}\"\ntransforms = { seen = \"server_timestamp\", n = { increment = 2 } }",
+        );
+        assert_eq!(a.map(|a| a.transforms.len()), Ok(2));
+    }
+
+    #[test]
+    fn ids_cannot_escape_their_collection() {
+        assert!(document_id("A-1", "data.id").is_ok());
+        assert!(document_id("x/y", "data.id").is_err());
+        assert!(document_id("__name__", "data.id").is_err());
+    }
+}

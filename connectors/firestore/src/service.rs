@@ -1,0 +1,119 @@
+//! The connector: one event and one route's action → one Firestore write.
+
+use crate::client::Writer;
+use crate::config::{Action, Operation, Target, Transform, document_id};
+use crate::error::outcome;
+use gluefleet_core::auth::Credential;
+use gluefleet_core::firestore::value::{field_path, fields, leaf_paths};
+use gluefleet_core::{Connector, ConnectorError, Delivered, Request};
+use serde_json::{Value, json};
+
+/// The Firestore connector.
+#[derive(Debug)]
+pub struct FirestoreConnector {
+    writer: Writer,
+}
+
+impl FirestoreConnector {
+    /// Builds the connector from `[target]`; `env` supplies
+    /// `GOOGLE_CLOUD_PROJECT` and `FIRESTORE_EMULATOR_HOST`.
+    pub fn new(
+        target: Target,
+        http: reqwest::Client,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            writer: Writer::new(&target, http, env)?,
+        })
+    }
+
+    /// `batchWrite` requests sent so far.
+    pub fn calls(&self) -> u64 {
+        self.writer.calls()
+    }
+
+    /// The REST write for an event.
+    fn write(
+        &self,
+        action: &Action,
+        path: &str,
+        event_json: &Value,
+        data: &Value,
+    ) -> Result<Value, ConnectorError> {
+        let name = self.writer.document_name(path);
+        if action.operation == Operation::Delete {
+            return Ok(json!({ "delete": name }));
+        }
+        let mapped = match &action.fields {
+            Some(m) => m.apply(event_json)?,
+            None => data.clone(),
+        };
+        let Value::Object(object) = mapped else {
+            return Err(ConnectorError::permanent(format!(
+                "the document's fields must be a JSON object; got {}",
+                short(&mapped)
+            )));
+        };
+        let encoded = fields(&object, &action.timestamps).map_err(ConnectorError::permanent)?;
+        let mut write = json!({ "update": { "name": name, "fields": encoded } });
+        match action.operation {
+            Operation::Create => write["currentDocument"] = json!({ "exists": false }),
+            Operation::Update => {
+                write["currentDocument"] = json!({ "exists": true });
+                write["updateMask"] = json!({ "fieldPaths": leaf_paths(&object) });
+            }
+            Operation::Set if action.merge => {
+                write["updateMask"] = json!({ "fieldPaths": leaf_paths(&object) })
+            }
+            _ => {}
+        }
+        if !action.transforms.is_empty() {
+            let transforms: Vec<Value> = action
+                .transforms
+                .iter()
+                .map(|(field, t)| match t {
+                    Transform::ServerTimestamp => json!({ "fieldPath": field_path(field), "setToServerValue": "REQUEST_TIME" }),
+                    Transform::Increment(n) => {
+                        let by = if let Some(i) = n.as_i64() {
+                            json!({ "integerValue": i.to_string() })
+                        } else {
+                            json!({ "doubleValue": n.as_f64() })
+                        };
+                        json!({ "fieldPath": field_path(field), "increment": by })
+                    }
+                })
+                .collect();
+            write["updateTransforms"] = Value::Array(transforms);
+        }
+        Ok(write)
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 80 {
+        format!("{}...", &s[..s.floor_char_boundary(80)])
+    } else {
+        s
+    }
+}
+
+impl Connector for FirestoreConnector {
+    type Action = Action;
+
+    fn name(&self) -> &'static str {
+        "firestore"
+    }
+
+    async fn call(&self, r: Request<'_, Action>) -> Result<Delivered, ConnectorError> {
+        let action = &r.route.action;
+        let path = action.document.render_with(r.event, document_id)?;
+        let write = self.write(action, &path, &r.event.to_json(), &r.event.data)?;
+        let status = self.writer.write(&path, write).await?;
+        outcome(action.operation, &status, &path)
+    }
+
+    async fn check(&self, _credential: Option<&Credential>) -> Result<String, ConnectorError> {
+        self.writer.probe().await
+    }
+}
