@@ -113,6 +113,10 @@ impl Connector for FirestoreConnector {
         outcome(action.operation, &status, &path)
     }
 
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        vec![("target_requests", self.writer.calls())]
+    }
+
     async fn check(&self, _credential: Option<&Credential>) -> Result<String, ConnectorError> {
         self.writer.probe().await
     }

@@ -27,6 +27,7 @@ pub struct RestClient {
     base: url::Url,
     base_text: String,
     headers: http::HeaderMap,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One request to make.
@@ -82,6 +83,7 @@ impl RestClient {
             base,
             base_text,
             headers: header_map(&target.headers)?,
+            sent: Default::default(),
         })
     }
 
@@ -127,6 +129,7 @@ impl RestClient {
         if let Some(body) = &call.body {
             req = req.json(body);
         }
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let resp = req.send().await.map_err(|e| from_transport(e, &what))?;
         let status = resp.status().as_u16();
         let retry_after = resp
@@ -141,6 +144,11 @@ impl RestClient {
             body,
             what,
         })
+    }
+
+    /// Requests sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A GET to `path` for `check`: any answer below 500 proves the API is

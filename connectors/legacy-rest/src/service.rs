@@ -67,6 +67,10 @@ impl Connector for RestConnector {
         }
     }
 
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        vec![("target_requests", self.client.sent())]
+    }
+
     async fn check(&self, credential: Option<&Credential>) -> Result<String, ConnectorError> {
         self.client.probe(&self.check_path, credential).await
     }

@@ -53,6 +53,12 @@ pub trait Connector: Send + Sync + 'static {
         request: Request<'_, Self::Action>,
     ) -> impl Future<Output = Result<Delivered, ConnectorError>> + Send;
 
+    /// Counters worth reporting (requests sent to the target, say), for the
+    /// job summary and benchmarks.
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
     /// Reaches the target without changing anything (for `check` and
     /// readiness); returns a line describing what answered.
     fn check(

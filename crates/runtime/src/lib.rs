@@ -520,6 +520,9 @@ fn print_summary<C: Connector>(engine: &Engine<C>, started: tokio::time::Instant
                 .unwrap_or(u64::MAX)
                 .into(),
         );
+        for (name, value) in engine.connector_stats() {
+            o.insert(name.into(), value.into());
+        }
     }
     println!("{}", serde_json::json!({ "summary": v }));
 }

@@ -131,6 +131,11 @@ impl<C: Connector> Engine<C> {
             .elapsed()
     }
 
+    /// The connector's own counters.
+    pub fn connector_stats(&self) -> Vec<(&'static str, u64)> {
+        self.pipeline.connector().stats()
+    }
+
     /// Messages being processed or held.
     pub fn in_flight(&self) -> u64 {
         self.stats.in_flight.load(Ordering::Relaxed)
