@@ -2,7 +2,9 @@
 //! they run wherever cargo does (the alias lives in `.cargo/config.toml`).
 //!
 //! - `cargo xtask demo`: what to run on a fresh clone to see gluefleet work.
+//! - `cargo xtask bench firestore`: API calls per 1,000 events and events/s.
 
+mod bench;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -33,10 +35,32 @@ enum Command {
         #[arg(long)]
         no_emulator: bool,
     },
+    /// Benchmarks (numbers, not pass/fail); results go to docs/BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// gluefleet-firestore on the emulators: Firestore requests per 1,000
+    /// events and events per second, with a short and a long batch linger.
+    Firestore {
+        /// Events per run.
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        /// Rounds (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Demo { no_emulator } => demo::main(no_emulator),
+        Command::Bench {
+            which: Bench::Firestore { events, rounds },
+        } => bench::firestore(events, rounds),
     }
 }

@@ -1,0 +1,141 @@
+//! End to end: the `gluefleet-firestore` binary between the real Pub/Sub and
+//! Firestore emulators, as a Cloud Run job would run it.
+
+use gluefleet_testkit::bin::Worker;
+use gluefleet_testkit::firestore::{FirestoreEmulator, plain};
+use gluefleet_testkit::free_port;
+use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gluefleet-firestore");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_become_documents_and_bad_ones_are_dead_lettered() {
+    let (pubsub, firestore) = tokio::join!(PubsubEmulator::start(), FirestoreEmulator::start());
+    let pubsub = pubsub.expect("Pub/Sub emulator starts");
+    let firestore = firestore.expect("Firestore emulator starts");
+    pubsub.create_topic("accounts").await.expect("topic");
+    pubsub
+        .create_topic("dead")
+        .await
+        .expect("dead-letter topic");
+    pubsub
+        .create_subscription(
+            "accounts-sub",
+            "accounts",
+            SubscriptionOptions {
+                ack_deadline_secs: 30,
+                dead_letter: Some(("dead".into(), 10)),
+            },
+        )
+        .await
+        .expect("subscription");
+    pubsub
+        .create_subscription("dead-sub", "dead", SubscriptionOptions::default())
+        .await
+        .expect("inspect");
+
+    let mut msgs: Vec<OutgoingMessage> = (0..300)
+        .map(|i| {
+            OutgoingMessage::json(&json!({"specversion": "1.0", "id": format!("c{i}"), "source": "//mobile",
+                "type": "account.created", "data": {"accountId": format!("A{i:03}"), "name": format!("n{i}")}}))
+        })
+        .collect();
+    msgs.push(OutgoingMessage::json(
+        &json!({"type": "account.renamed", "data": {"accountId": "GHOST", "name": "x"}}),
+    ));
+    pubsub.publish("accounts", &msgs).await.expect("published");
+
+    let dir = std::env::temp_dir().join(format!(
+        "gluefleet-fs-e2e-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("firestore.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[pubsub]
+concurrency = 500
+
+[target]
+project = "{}"
+
+[[routes]]
+type = "account.created"
+action = {{ operation = "create", document = "accounts/{{data.accountId}}", fields = "{{name: .data.name}}", transforms = {{ createdAt = "server_timestamp" }} }}
+
+[[routes]]
+type = "account.renamed"
+action = {{ operation = "update", document = "accounts/{{data.accountId}}", fields = "{{name: .data.name}}" }}
+"#,
+            firestore.project()
+        ),
+    )
+    .expect("config");
+    let config = config.display().to_string();
+    let mut job = Worker::spawn(
+        std::path::Path::new(BIN),
+        &["job", "--config", &config, "--idle-exit", "2s"],
+        &[
+            ("PUBSUB_EMULATOR_HOST", pubsub.host()),
+            ("FIRESTORE_EMULATOR_HOST", firestore.host()),
+            ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
+            ("GLUEFLEET_SUBSCRIPTION", "accounts-sub".to_owned()),
+            ("GLUEFLEET_DEAD_LETTER_TOPIC", "dead".to_owned()),
+            ("PORT", free_port().to_string()),
+        ],
+    )
+    .await
+    .expect("job starts");
+    let status = job
+        .wait(Duration::from_secs(120))
+        .await
+        .expect("job ends when idle");
+    assert!(status.success(), "{}", job.logs().join("\n"));
+
+    assert_eq!(firestore.count("accounts").await.expect("count"), 300);
+    let a7 = firestore
+        .get("accounts/A007")
+        .await
+        .expect("read")
+        .expect("A007 exists");
+    assert_eq!(plain(&a7["fields"])["name"], json!("n7"));
+    assert!(a7["fields"]["createdAt"]["timestampValue"].is_string());
+
+    let dead = pubsub
+        .drain("dead-sub", Duration::from_secs(1))
+        .await
+        .expect("dead letters");
+    assert_eq!(dead.len(), 1, "the rename of a missing account");
+    let error = dead[0]
+        .attributes
+        .get("gluefleet-error")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        error.contains("NOT_FOUND") && error.contains("accounts/GHOST"),
+        "{error}"
+    );
+
+    let summary: Value = job
+        .logs()
+        .iter()
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .filter(|v| v.get("summary").is_some())
+        })
+        .expect("summary printed");
+    let requests = summary["summary"]["target_requests"]
+        .as_u64()
+        .expect("the connector counts requests");
+    assert!(
+        requests < 301,
+        "writes were batched: {requests} requests for 301 events"
+    );
+    assert_eq!(summary["summary"]["acked"].as_u64(), Some(300));
+}
