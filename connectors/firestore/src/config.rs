@@ -110,7 +110,7 @@ impl RawAction {
     pub fn compile(self) -> Result<Action, String> {
         let document = Template::parse(&self.document)?;
         let segments = self.document.trim_matches('/').split('/').count();
-        if self.document.starts_with('/') || segments % 2 != 0 {
+        if self.document.starts_with('/') || !segments.is_multiple_of(2) {
             return Err(format!(
                 "document {:?} must be collection/id pairs without a leading slash, like accounts/{{data.id}}",
                 self.document

@@ -200,6 +200,9 @@ async fn run<I, O, F, Fut>(
     }
 }
 
+/// A batch to send now, and the writes that wait.
+type Split<I, O> = (Vec<Job<I, O>>, VecDeque<Job<I, O>>);
+
 /// Splits `queue` into what goes now and what waits, keeping order among
 /// the writes that wait.
 fn take_batch<I, O>(
@@ -207,7 +210,7 @@ fn take_batch<I, O>(
     settings: &BatchSettings,
     max_items: usize,
     busy: &HashSet<String>,
-) -> (Vec<Job<I, O>>, VecDeque<Job<I, O>>) {
+) -> Split<I, O> {
     let mut batch = Vec::new();
     let mut keys = HashSet::new();
     let mut bytes = 0usize;
