@@ -1,8 +1,9 @@
 # Infrastructure for one gluefleet connector: its subscription on an existing
 # source topic, a dead-letter topic with an inspection subscription, a
-# dedicated service account with the least IAM it needs, and (optionally)
-# the Cloud Run service. Apply once per connector, each with its own state
-# (a workspace or a backend prefix per connector).
+# dedicated service account with the least IAM it needs, (optionally) the
+# Cloud Run service, and, when the connector uses Firestore, its Firestore
+# access and the idempotency ledger's TTL policy. Apply once per connector,
+# each with its own state (a workspace or a backend prefix per connector).
 #
 # Secrets are not created here, so their values never enter Terraform state:
 # create them with gcloud first (deploy/README.md), then list them in
@@ -32,6 +33,15 @@ locals {
   # Pub/Sub itself forwards messages to the dead-letter topic when
   # max_delivery_attempts is reached, acting as this service agent.
   pubsub_agent_member = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  # The shared idempotency ledger ([delivery.idempotency] store = "firestore").
+  use_ledger = var.idempotency_store == "firestore"
+  # Must match [delivery.idempotency] collection, whose default is the same.
+  idempotency_collection = coalesce(var.idempotency_collection, "gluefleet-idempotency-${var.connector}")
+
+  # roles/datastore.user: for the ledger, for the firestore connector, or on
+  # request.
+  firestore_access = local.use_ledger || var.connector == "firestore" || var.firestore_access
 
   # Full resource names: the worker gets these through its environment.
   worker_env = {
@@ -320,45 +330,75 @@ resource "google_cloud_run_v2_service" "worker" {
   }
 
   # Cloud Run checks secret access at deploy time, and the startup probe
-  # needs the Pub/Sub grants. IAM can still take a minute or two to
-  # propagate: if the very first apply fails on the startup probe, apply
-  # again.
+  # needs the Pub/Sub grants. Firestore access is not probed, but without it
+  # the first events would fail (the ledger nacks them; the firestore
+  # connector dead-letters them), so it is granted first too. IAM can still
+  # take a minute or two to propagate: if the very first apply fails on the
+  # startup probe, apply again, and run `check` before publishing.
   depends_on = [
     google_secret_manager_secret_iam_member.worker_secret_accessor,
     google_pubsub_subscription_iam_member.worker_subscriber,
     google_pubsub_subscription_iam_member.worker_viewer,
     google_pubsub_topic_iam_member.worker_dead_letter_publisher,
+    google_project_iam_member.worker_datastore_user,
   ]
 }
 
 # ---------------------------------------------------------------------------
-# Firestore TTL for the idempotency ledger (placeholder)
+# Firestore: the shared idempotency ledger, and access for workers that use
+# Firestore (the ledger, or the firestore connector itself)
 # ---------------------------------------------------------------------------
-#
-# Enable this when the connector uses the Firestore idempotency ledger. Each
-# ledger document carries an `expireAt` timestamp; the TTL policy lets
-# Firestore delete expired entries so the collection does not grow forever.
-# Deletion happens some time after expireAt, not at it, so the ledger must
-# still treat an entry past expireAt as absent. The worker also needs
-# roles/datastore.user on the project (Firestore IAM is project-wide), and the
-# database must already exist.
-#
-# resource "google_firestore_field" "idempotency_ttl" {
-#   project    = var.project_id
-#   database   = "(default)"
-#   collection = "gluefleet-idempotency-${var.connector}"
-#   field      = "expireAt"
-#
-#   # An empty block turns on the TTL policy for this field.
-#   ttl_config {}
-#
-#   # An empty block removes the single-field indexes on expireAt: nothing
-#   # queries by it, and indexes would only slow down writes.
-#   index_config {}
-# }
-#
-# resource "google_project_iam_member" "worker_firestore_user" {
-#   project = var.project_id
-#   role    = "roles/datastore.user"
-#   member  = local.worker_member
-# }
+
+# With idempotency_store = "firestore" (the worker's config must say
+# [delivery.idempotency] store = "firestore" too), every claim is a document
+# in the ledger collection carrying an `expireAt` timestamp: now + ttl once
+# done, lease + 24 h while in flight. This TTL policy lets Firestore delete
+# expired claims so the collection does not grow forever. Deletion happens
+# some time after expireAt (typically within a day), not at it; the worker
+# already treats a claim past its expireAt as gone, so the delay only costs
+# storage. The database must already exist, in Native mode.
+resource "google_firestore_field" "idempotency_expire_at" {
+  count = local.use_ledger ? 1 : 0
+
+  project    = var.project_id
+  database   = var.idempotency_database
+  collection = local.idempotency_collection
+  field      = "expireAt"
+
+  # An empty block turns on the TTL policy for this field.
+  ttl_config {}
+
+  # An empty block removes the single-field indexes on expireAt: nothing
+  # queries the ledger, and an index on an ever-increasing timestamp would
+  # only cost storage and limit the write rate.
+  index_config {}
+}
+
+# The same for leaseUntil, the other timestamp written with every claim. No
+# TTL here, only the index exemption. Applied after the field above, so the
+# two field operations on one collection do not run at once.
+resource "google_firestore_field" "idempotency_lease_until" {
+  count = local.use_ledger ? 1 : 0
+
+  project    = var.project_id
+  database   = var.idempotency_database
+  collection = local.idempotency_collection
+  field      = "leaseUntil"
+
+  index_config {}
+
+  depends_on = [google_firestore_field.idempotency_expire_at]
+}
+
+# Read and write Firestore documents: the ledger's claims, or the firestore
+# connector's writes. Firestore roles are granted on the project (IAM
+# conditions can narrow them to one database), not on a collection. A worker
+# whose Firestore project differs from project_id needs this grant in that
+# project instead.
+resource "google_project_iam_member" "worker_datastore_user" {
+  count = local.firestore_access ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = local.worker_member
+}

@@ -32,3 +32,8 @@ output "service_name" {
   description = "Cloud Run service name, or null when deploy_service is false."
   value       = one(google_cloud_run_v2_service.worker[*].name)
 }
+
+output "idempotency_collection" {
+  description = "Firestore collection of the shared idempotency ledger ([delivery.idempotency] collection), or null when idempotency_store is \"memory\"."
+  value       = local.use_ledger ? local.idempotency_collection : null
+}

@@ -42,7 +42,36 @@ variable "max_delivery_attempts" {
 }
 
 variable "enable_exactly_once_delivery" {
-  description = "Exactly-once delivery on the subscription. Off by default: it lowers throughput and raises ack latency, and the idempotency ledger still has to catch duplicate publishes."
+  description = "Exactly-once delivery on the subscription. Off by default: it lowers throughput and raises ack latency (the worker waits for each ack to be confirmed), and the idempotency ledger still has to catch duplicate publishes."
+  type        = bool
+  default     = false
+}
+
+variable "idempotency_store" {
+  description = "Where the worker keeps idempotency claims; must match [delivery.idempotency] store in its config. \"memory\" (default): per process, nothing to create. \"firestore\": the ledger shared by every instance; turns on the TTL policy on expireAt of the ledger collection and grants roles/datastore.user."
+  type        = string
+  default     = "memory"
+
+  validation {
+    condition     = contains(["memory", "firestore"], var.idempotency_store)
+    error_message = "idempotency_store must be \"memory\" or \"firestore\"."
+  }
+}
+
+variable "idempotency_collection" {
+  description = "Ledger collection id, when idempotency_store = \"firestore\". Defaults to gluefleet-idempotency-<connector>, the worker's own default; set both together if you change it."
+  type        = string
+  default     = null
+}
+
+variable "idempotency_database" {
+  description = "Firestore database of the ledger ([delivery.idempotency] database). It must already exist, in Native mode."
+  type        = string
+  default     = "(default)"
+}
+
+variable "firestore_access" {
+  description = "Grant the worker roles/datastore.user on project_id even without the ledger. The grant is made anyway for the ledger and for connector = \"firestore\"."
   type        = bool
   default     = false
 }

@@ -62,9 +62,18 @@ impl Writer {
         let batcher = Batcher::spawn(settings, move |writes: Vec<Value>| {
             let db = flush_db.clone();
             async move {
-                db.batch_write(writes)
-                    .await
-                    .map(|s| s.into_iter().map(Ok).collect())
+                match db.batch_write(&writes).await {
+                    // Firestore refuses a whole request for one malformed
+                    // write; send each alone so only that one fails.
+                    Err(e) if e.is_permanent() && writes.len() > 1 => {
+                        let mut out = Vec::with_capacity(writes.len());
+                        for w in writes {
+                            out.push(db.write(w).await);
+                        }
+                        Ok(out)
+                    }
+                    other => other.map(|s| s.into_iter().map(Ok).collect()),
+                }
             }
         });
         Ok(Self { db, batcher })

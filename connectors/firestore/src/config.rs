@@ -109,8 +109,8 @@ impl RawAction {
     /// Checks the action.
     pub fn compile(self) -> Result<Action, String> {
         let document = Template::parse(&self.document)?;
-        let segments = self.document.trim_matches('/').split('/').count();
-        if self.document.starts_with('/') || !segments.is_multiple_of(2) {
+        let segments: Vec<&str> = self.document.split('/').collect();
+        if segments.iter().any(|s| s.is_empty()) || !segments.len().is_multiple_of(2) {
             return Err(format!(
                 "document {:?} must be collection/id pairs without a leading slash, like accounts/{{data.id}}",
                 self.document
@@ -118,7 +118,7 @@ impl RawAction {
         }
         for lit in document.literals() {
             if lit.split('/').any(|s| {
-                s == "." || s == ".." || (s.starts_with("__") && s.ends_with("__") && s.len() > 4)
+                s == "." || s == ".." || (s.starts_with("__") && s.ends_with("__") && s.len() >= 4)
             }) {
                 return Err(format!(
                     "document {:?} has a reserved path segment",
@@ -153,7 +153,7 @@ pub fn document_id(value: &str, _field: &str) -> Result<String, String> {
             "{value:?} contains '/', which would address another collection"
         ));
     }
-    if value.starts_with("__") && value.ends_with("__") && value.len() > 4 {
+    if value.starts_with("__") && value.ends_with("__") && value.len() >= 4 {
         return Err(format!("{value:?} is a reserved Firestore id"));
     }
     if value.len() > 1500 {
@@ -180,6 +180,14 @@ mod tests {
             "odd segments"
         );
         assert!(raw("operation = \"create\"\ndocument = \"/accounts/{data.id}\"").is_err());
+        assert!(
+            raw("operation = \"create\"\ndocument = \"a//b/{data.id}\"").is_err(),
+            "empty segment"
+        );
+        assert!(
+            raw("operation = \"create\"\ndocument = \"a/{data.id}/\"").is_err(),
+            "trailing slash"
+        );
         assert!(raw("operation = \"update\"\nmerge = true\ndocument = \"a/{data.id}\"").is_err());
         assert!(raw("operation = \"delete\"\ndocument = \"a/{data.id}\"\ntransforms = { n = \"server_timestamp\" }").is_err());
         let a = raw(
@@ -193,5 +201,6 @@ mod tests {
         assert!(document_id("A-1", "data.id").is_ok());
         assert!(document_id("x/y", "data.id").is_err());
         assert!(document_id("__name__", "data.id").is_err());
+        assert!(document_id("____", "data.id").is_err());
     }
 }

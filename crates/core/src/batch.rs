@@ -216,6 +216,11 @@ fn take_batch<I, O>(
     let mut bytes = 0usize;
     let mut rest = VecDeque::new();
     while let Some(j) = queue.pop_front() {
+        if j.reply.is_closed() {
+            // Its caller gave up (the attempt timed out): sending it now would
+            // race the retry that follows.
+            continue;
+        }
         if batch.len() == max_items || (!batch.is_empty() && bytes + j.size > settings.max_bytes) {
             rest.push_back(j);
             rest.extend(queue);

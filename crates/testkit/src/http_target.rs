@@ -71,7 +71,7 @@ impl Reply {
         Self::status(201).body(r#"{"ok":true}"#)
     }
 
-    fn into_response(self) -> Response {
+    pub(crate) fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let has_content_type = self
             .headers
@@ -160,7 +160,7 @@ impl std::fmt::Debug for Shared {
 
 /// A poisoned lock means a test's rule panicked; the data is still usable
 /// and the panic is already reported.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -365,17 +365,17 @@ impl Drop for HttpTarget {
     }
 }
 
-/// Answers every request: log it, pick a reply (rules, script, default),
-/// wait the delay, answer.
-async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+/// Reads a request into a [`LoggedRequest`] (status 0), or the 413 answer
+/// for a body over the limit. Shared by the servers of this crate.
+pub(crate) async fn read_request(request: Request) -> Result<LoggedRequest, Response> {
     let at = Instant::now();
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(_) => {
-            return Reply::status(413)
+            return Err(Reply::status(413)
                 .body("request body over 10 MiB or unreadable")
-                .into_response();
+                .into_response());
         }
     };
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
@@ -389,7 +389,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             })
             .or_insert(value);
     }
-    let mut logged = LoggedRequest {
+    Ok(LoggedRequest {
         method: parts.method.as_str().to_owned(),
         path: parts
             .uri
@@ -399,6 +399,15 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         body,
         at,
         status: 0,
+    })
+}
+
+/// Answers every request: log it, pick a reply (rules, script, default),
+/// wait the delay, answer.
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let mut logged = match read_request(request).await {
+        Ok(logged) => logged,
+        Err(response) => return response,
     };
 
     // Rules are cloned out so a rule runs without any lock held.

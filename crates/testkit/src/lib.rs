@@ -4,7 +4,8 @@
 //! network, so the tests that matter run them against real servers rather
 //! than mocks: the Pub/Sub emulator ([`pubsub`]), the Firestore emulator
 //! ([`firestore`]) for connectors that keep state there, a scriptable local HTTP
-//! server standing in for the external system ([`http_target`]), and the
+//! server standing in for the external system ([`http_target`]), a double of a
+//! Salesforce org, which has no local server ([`salesforce`]), and the
 //! connector binaries themselves as child processes ([`bin`]). Everything
 //! listens on a free port of 127.0.0.1 and every child process gets its own
 //! process group, so parallel tests do not collide and nothing outlives the
@@ -16,6 +17,7 @@ pub mod firestore;
 pub mod http_target;
 mod process;
 pub mod pubsub;
+pub mod salesforce;
 
 pub use error::TestkitError;
 

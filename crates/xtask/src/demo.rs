@@ -1,4 +1,6 @@
-//! `cargo xtask demo`: one gluefleet worker, end to end, on this machine.
+//! `cargo xtask demo`: gluefleet workers, end to end, on this machine.
+//!
+//! Part 1, a legacy REST API:
 //!
 //! ```text
 //! sample events ──▶ Pub/Sub emulator (topic orders) ──▶ gluefleet-legacy-rest job
@@ -7,18 +9,31 @@
 //!                                  pretend order system (HTTP)   dead-letter topic
 //! ```
 //!
+//! Part 2, only with the emulators (see [`mobile_backend`]):
+//!
+//! ```text
+//! account events ──▶ Pub/Sub emulator (topic accounts) ──▶ gluefleet-firestore job
+//!                                                            │           │
+//!                                                            ▼           ▼
+//!                                    Firestore emulator (accounts/…)   dead-letter topic
+//! ```
+//!
 //! Everything runs locally: the order system is an in-process HTTP server,
-//! the emulator and the worker are child processes that the testkit stops
+//! the emulators and the workers are child processes that the testkit stops
 //! when the demo ends (or is interrupted), and the temporary files are
 //! removed.
 
+mod accounts;
+mod accounts_report;
 mod events;
+mod mobile_backend;
 mod order_system;
 mod report;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use gluefleet_testkit::bin::{Worker, connector_binary};
+use gluefleet_testkit::firestore::FirestoreEmulator;
 use gluefleet_testkit::pubsub::{PubsubEmulator, SubscriptionOptions};
 use report::{DeadLetter, Observed};
 use std::collections::BTreeMap;
@@ -30,7 +45,7 @@ use std::time::{Duration, Instant};
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
-/// The connector the demo runs.
+/// The connector part 1 runs.
 const CONNECTOR: &str = "legacy-rest";
 const TOPIC: &str = "orders";
 const DEAD_LETTER_TOPIC: &str = "orders-dead-letter";
@@ -77,11 +92,39 @@ pub(crate) fn main(no_emulator: bool) -> ExitCode {
 
 /// Ok(true) when everything happened as expected.
 async fn demo(no_emulator: bool) -> Result<bool> {
-    println!("gluefleet demo: a Pub/Sub worker delivering order events to a legacy REST API\n");
-    println!("• building gluefleet-{CONNECTOR} (first time takes a few minutes)…");
-    let binary = tokio::task::spawn_blocking(build_connector).await??;
-
     let tmp = TempDir::new()?;
+    let (legacy_ok, pubsub) = legacy_rest(no_emulator, &tmp).await?;
+    // Part 2 has no file-source variant: its point is Firestore, which
+    // only the emulator stands in for.
+    let firestore_ok = if no_emulator {
+        println!(
+            "\n• part 2 (mobile backend → Firestore) skipped: it needs the Pub/Sub and \
+             Firestore emulators (--no-emulator)"
+        );
+        true
+    } else if !FirestoreEmulator::available() {
+        println!(
+            "\n• part 2 (mobile backend → Firestore) skipped: gcloud is not installed \
+             (it needs the pubsub-emulator and cloud-firestore-emulator components)"
+        );
+        true
+    } else {
+        mobile_backend::run(pubsub, &tmp).await?
+    };
+    println!("\nNext: cargo test --workspace");
+    Ok(legacy_ok && firestore_ok)
+}
+
+/// Part 1: order events to the pretend order system. Ok(true) when
+/// everything happened as expected; also hands back the Pub/Sub emulator,
+/// if it ran, so part 2 need not wait for another one.
+async fn legacy_rest(no_emulator: bool, tmp: &TempDir) -> Result<(bool, Option<PubsubEmulator>)> {
+    println!(
+        "gluefleet demo, part 1: a Pub/Sub worker delivering order events to a legacy REST API\n"
+    );
+    println!("• building gluefleet-{CONNECTOR} (first time takes a few minutes)…");
+    let binary = tokio::task::spawn_blocking(|| build_connector(CONNECTOR)).await??;
+
     let target = order_system::start().await?;
     let base_url = format!("{}{}", target.url(), order_system::BASE_PATH);
     println!("• the pretend order system listens on {base_url}");
@@ -102,24 +145,14 @@ async fn demo(no_emulator: bool) -> Result<bool> {
 
     let samples = events::samples();
     let config = tmp.path().join(format!("{CONNECTOR}.toml"));
-    std::fs::write(&config, config_toml(&base_url, use_emulator))?;
-    println!(
-        "• the worker's config ({}, removed at the end):\n",
-        config.display()
-    );
-    for line in config_toml(&base_url, use_emulator).lines() {
-        if line.is_empty() {
-            println!();
-        } else {
-            println!("    {line}");
-        }
-    }
-    println!();
+    write_config(&config, &config_toml(&base_url, use_emulator))?;
 
-    let observed = if use_emulator {
-        via_emulator(&binary, &config, &samples).await?
+    let (observed, pubsub) = if use_emulator {
+        let emulator = start_pubsub().await?;
+        let observed = via_emulator(&emulator, &binary, &config, &samples).await?;
+        (observed, Some(emulator))
     } else {
-        via_file(&binary, &config, &samples, &tmp).await?
+        (via_file(&binary, &config, &samples, tmp).await?, None)
     };
     let observed = Observed {
         requests: target.requests(),
@@ -136,29 +169,52 @@ async fn demo(no_emulator: bool) -> Result<bool> {
              retries within one delivery, like the one after the 503, are not counted)"
         );
     }
+    print_verdict(&problems, &observed.worker_log);
+    Ok((problems.is_empty(), pubsub))
+}
+
+/// Writes a worker's config and shows it, indented.
+fn write_config(path: &Path, toml: &str) -> Result<()> {
+    std::fs::write(path, toml)?;
+    println!(
+        "• the worker's config ({}, removed at the end):\n",
+        path.display()
+    );
+    for line in toml.lines() {
+        if line.is_empty() {
+            println!();
+        } else {
+            println!("    {line}");
+        }
+    }
+    println!();
+    Ok(())
+}
+
+/// The closing lines of a part: all well, or each problem and the end of
+/// the worker's log to find out why.
+fn print_verdict(problems: &[String], worker_log: &[String]) {
     if problems.is_empty() {
         println!("\n✓ everything happened as expected.");
     } else {
         println!("\n✗ {} unexpected result(s):", problems.len());
-        for p in &problems {
+        for p in problems {
             println!("  - {p}");
         }
         println!("\nlast lines of the worker's log:");
-        for line in tail(&observed.worker_log, LOG_TAIL) {
+        for line in tail(worker_log, LOG_TAIL) {
             println!("  {line}");
         }
     }
-    println!("\nNext: cargo test --workspace");
-    Ok(problems.is_empty())
 }
 
-/// Brings the connector binary up to date and returns its path.
+/// Brings binary `gluefleet-<connector>` up to date and returns its path.
 ///
 /// `connector_binary` builds only a missing binary, so a demo on a checkout
 /// with local changes would run the stale one; `cargo build` first is a
 /// no-op when nothing changed.
-fn build_connector() -> Result<PathBuf> {
-    let package = format!("gluefleet-{CONNECTOR}");
+fn build_connector(connector: &str) -> Result<PathBuf> {
+    let package = format!("gluefleet-{connector}");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command.args(["build", "--quiet", "-p", &package, "--bin", &package]);
@@ -177,7 +233,7 @@ fn build_connector() -> Result<PathBuf> {
             format!("building {package} failed ({status}); see cargo's output above").into(),
         );
     }
-    Ok(connector_binary(CONNECTOR)?)
+    Ok(connector_binary(connector)?)
 }
 
 /// The connector's config. Pub/Sub settings come from the environment, as
@@ -219,17 +275,22 @@ path = "/orders/{{data.orderId}}/payments"   # body: the event's data
     toml
 }
 
+/// Starts the Pub/Sub emulator.
+async fn start_pubsub() -> Result<PubsubEmulator> {
+    println!("• starting the Pub/Sub emulator (about 10 s)…");
+    Ok(PubsubEmulator::start().await.map_err(|e| {
+        format!("{e}\n(run `cargo xtask demo --no-emulator` to try without Pub/Sub)")
+    })?)
+}
+
 /// Publishes the samples to the emulator, runs the worker as a job until
 /// the subscription is idle, and reads the dead letters back.
 async fn via_emulator(
+    emulator: &PubsubEmulator,
     binary: &Path,
     config: &Path,
     samples: &[events::Sample],
 ) -> Result<Observed> {
-    println!("• starting the Pub/Sub emulator (about 10 s)…");
-    let emulator = PubsubEmulator::start().await.map_err(|e| {
-        format!("{e}\n(run `cargo xtask demo --no-emulator` to try without Pub/Sub)")
-    })?;
     emulator.create_topic(TOPIC).await?;
     emulator.create_topic(DEAD_LETTER_TOPIC).await?;
     emulator

@@ -11,8 +11,14 @@
 
 use super::{AuthError, Credential, TokenProvider};
 use async_trait::async_trait;
-use oauth2::basic::{BasicClient, BasicErrorResponseType};
-use oauth2::{AuthType, ClientId, ClientSecret, RequestTokenError, Scope, TokenResponse, TokenUrl};
+use oauth2::basic::{
+    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
+    BasicTokenIntrospectionResponse, BasicTokenType,
+};
+use oauth2::{
+    AuthType, ClientId, ClientSecret, EndpointNotSet, ExtraTokenFields, RequestTokenError, Scope,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::sync::{Arc, RwLock};
@@ -44,6 +50,29 @@ pub struct ClientCredentialsConfig {
     pub default_lifetime: Option<Duration>,
 }
 
+/// Fields some servers add to the token response: Salesforce's
+/// `instance_url`, where API calls must go.
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+struct Extra {
+    #[serde(default)]
+    instance_url: Option<String>,
+}
+
+impl ExtraTokenFields for Extra {}
+
+type Client = oauth2::Client<
+    BasicErrorResponse,
+    StandardTokenResponse<Extra, BasicTokenType>,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+>;
+
 #[derive(Clone, Debug)]
 struct Cached {
     credential: Credential,
@@ -69,10 +98,7 @@ impl ClientCredentials {
         let token_url = TokenUrl::new(config.token_url.clone())
             .map_err(|e| format!("auth.token_url {:?}: {e}", config.token_url))?;
         // The client secret goes to this URL: plain http only to this machine.
-        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-            .iter()
-            .any(|p| config.token_url.starts_with(p));
-        if !config.token_url.starts_with("https://") && !loopback {
+        if !super::is_safe_token_url(&config.token_url) {
             return Err(format!(
                 "auth.token_url {:?} must be https (plain http is allowed only to localhost)",
                 config.token_url
@@ -101,7 +127,7 @@ impl ClientCredentials {
     async fn fetch(&self) -> Result<Cached, AuthError> {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut client = BasicClient::new(ClientId::new(self.config.client_id.clone()))
+        let mut client = Client::new(ClientId::new(self.config.client_id.clone()))
             .set_client_secret(ClientSecret::new(
                 self.config.client_secret.expose_secret().to_owned(),
             ))
@@ -136,8 +162,10 @@ impl ClientCredentials {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
         let value = SecretString::from(format!("Bearer {}", token.access_token().secret()));
+        let endpoint = token.extra_fields().instance_url.clone();
         Ok(Cached {
-            credential: Credential::new(http::header::AUTHORIZATION, value, generation),
+            credential: Credential::new(http::header::AUTHORIZATION, value, generation)
+                .with_endpoint(endpoint),
             refresh_at: started + lifetime - ahead,
             expires_at: started + lifetime,
         })

@@ -10,10 +10,12 @@
 pub mod client_credentials;
 pub mod fixed;
 pub mod google;
+pub mod jwt_bearer;
 
 pub use client_credentials::{ClientCredentials, ClientCredentialsConfig};
 pub use fixed::Fixed;
 pub use google::Google;
+pub use jwt_bearer::{JwtBearer, JwtBearerConfig};
 
 use crate::error::{ConnectorError, ErrorClass};
 use async_trait::async_trait;
@@ -28,6 +30,7 @@ pub struct Credential {
     header: http::HeaderName,
     value: SecretString,
     generation: u64,
+    endpoint: Option<String>,
 }
 
 impl Credential {
@@ -37,7 +40,20 @@ impl Credential {
             header,
             value,
             generation,
+            endpoint: None,
         }
+    }
+
+    /// Where the API lives, when the token response says so (Salesforce's
+    /// `instance_url`): calls must go there, not to the login host.
+    pub fn with_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.endpoint = endpoint;
+        self
+    }
+
+    /// The API endpoint that came with the token, if any.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
     }
 
     /// The header name (`authorization`, or an API-key header).
@@ -68,6 +84,7 @@ impl fmt::Debug for Credential {
             .field("header", &self.header)
             .field("value", &"[REDACTED]")
             .field("generation", &self.generation)
+            .field("endpoint", &self.endpoint)
             .finish()
     }
 }
@@ -129,6 +146,22 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
     fn invalidate(&self, stale: &Credential);
 }
 
+/// True for `https://` URLs, and for plain `http://` only when the host is
+/// this machine (tests, local token servers): a secret never crosses a
+/// network in clear.
+pub fn is_safe_token_url(url: &str) -> bool {
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" => true,
+        Ok(u) if u.scheme() == "http" => match u.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 /// `[auth]` in a connector's config.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -136,6 +169,8 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
 pub enum AuthConfig {
     /// OAuth 2.0 client credentials grant.
     Oauth2ClientCredentials(ClientCredentialsConfig),
+    /// OAuth 2.0 JWT bearer grant (Salesforce server-to-server).
+    JwtBearer(JwtBearerConfig),
     /// A fixed bearer token.
     Bearer {
         /// The token.
@@ -169,6 +204,7 @@ impl AuthConfig {
             AuthConfig::Oauth2ClientCredentials(c) => {
                 Arc::new(ClientCredentials::new(c.clone(), http)?)
             }
+            AuthConfig::JwtBearer(c) => Arc::new(JwtBearer::new(c.clone(), http)?),
             AuthConfig::Bearer { token } => Arc::new(Fixed::bearer(token)),
             AuthConfig::Basic { username, password } => Arc::new(Fixed::basic(username, password)),
             AuthConfig::ApiKey { header, key } => Arc::new(Fixed::api_key(header, key.clone())?),
@@ -179,6 +215,27 @@ impl AuthConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_urls_are_https_or_this_machine() {
+        for ok in [
+            "https://login.example.com/token",
+            "http://127.0.0.1:8080/t",
+            "http://localhost/t",
+            "http://[::1]:9/t",
+        ] {
+            assert!(is_safe_token_url(ok), "{ok}");
+        }
+        for bad in [
+            "http://localhost.evil.example/t",
+            "http://127.0.0.1.nip.io/t",
+            "http://localhost@evil.example/t",
+            "ftp://x",
+            "nonsense",
+        ] {
+            assert!(!is_safe_token_url(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn secrets_never_show_in_debug_or_display() {

@@ -127,15 +127,28 @@ impl Firestore {
             return Ok(None);
         }
         if !(200..300).contains(&status) {
-            let detail = serde_json::from_str::<Value>(&text)
-                .ok()
+            let error = serde_json::from_str::<Value>(&text).ok();
+            let detail = error
+                .as_ref()
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
                 .unwrap_or_else(|| text.chars().take(300).collect());
-            return Err(ConnectorError::from_status(
-                status,
-                format!("Firestore answered {status}: {detail}"),
-                retry_after,
-            ));
+            let message = format!("Firestore answered {status}: {detail}");
+            // Google APIs name the gRPC status too; it is more precise than
+            // the HTTP status (ABORTED comes as 409 but is worth a retry).
+            let code = error
+                .as_ref()
+                .and_then(|v| v["error"]["status"].as_str())
+                .and_then(grpc_code_of);
+            return Err(match code {
+                Some(code) => WriteStatus {
+                    code,
+                    message,
+                    update_time: None,
+                }
+                .error("request")
+                .with_http_status(status),
+                None => ConnectorError::from_status(status, message, retry_after),
+            });
         }
         serde_json::from_str(&text).map(Some).map_err(|e| {
             ConnectorError::transient(format!(
@@ -145,10 +158,7 @@ impl Firestore {
     }
 
     /// Sends `writes` in one `batchWrite`; one status per write, in order.
-    pub async fn batch_write(
-        &self,
-        writes: Vec<Value>,
-    ) -> Result<Vec<WriteStatus>, ConnectorError> {
+    pub async fn batch_write(&self, writes: &[Value]) -> Result<Vec<WriteStatus>, ConnectorError> {
         let n = writes.len();
         let url = format!("{}/{}/documents:batchWrite", self.base, self.database);
         let body = json!({ "writes": writes });
@@ -189,7 +199,7 @@ impl Firestore {
     /// One write, through `batchWrite` so a failed precondition is a status,
     /// not an error.
     pub async fn write(&self, write: Value) -> Result<WriteStatus, ConnectorError> {
-        self.batch_write(vec![write])
+        self.batch_write(std::slice::from_ref(&write))
             .await?
             .pop()
             .ok_or_else(|| ConnectorError::transient("Firestore answered no status"))
@@ -216,6 +226,11 @@ impl Firestore {
         self.send(reqwest::Method::GET, url, None).await?;
         Ok(format!("Firestore {} answered", self.database))
     }
+}
+
+/// The code of a gRPC status name (`"ABORTED"` → 10).
+fn grpc_code_of(name: &str) -> Option<i32> {
+    (1..=16).find(|c| grpc_name(*c) == name)
 }
 
 fn grpc_name(code: i32) -> &'static str {

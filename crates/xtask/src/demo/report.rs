@@ -4,6 +4,7 @@
 use super::events::{Expect, Sample};
 use super::order_system::BASE_PATH;
 use gluefleet_testkit::http_target::LoggedRequest;
+use gluefleet_testkit::pubsub::OutgoingMessage;
 use std::collections::BTreeMap;
 
 /// A dead letter as read back: the original body and attributes plus the
@@ -154,20 +155,7 @@ fn calls_text(calls: &[&LoggedRequest]) -> String {
 pub(crate) fn print(samples: &[Sample], observed: &Observed) -> Vec<String> {
     let mut problems = Vec::new();
 
-    // Dead letters by the message they stand for.
-    let mut dead: BTreeMap<usize, Vec<&DeadLetter>> = BTreeMap::new();
-    for dl in &observed.dead_letters {
-        let original = dl
-            .attributes
-            .get("gluefleet-original-message-id")
-            .map(String::as_str);
-        match original.and_then(|id| observed.message_ids.iter().position(|m| m == id)) {
-            Some(i) => dead.entry(i).or_default().push(dl),
-            None => problems.push(format!(
-                "a dead letter for a message the demo did not send ({original:?})"
-            )),
-        }
-    }
+    let dead = dead_letters_by_row(&observed.dead_letters, &observed.message_ids, &mut problems);
 
     let calls = calls_per_sample(samples, &observed.requests);
     let mut rows = Vec::new();
@@ -175,9 +163,6 @@ pub(crate) fn print(samples: &[Sample], observed: &Observed) -> Vec<String> {
         let mine = &calls[i];
         let oks = mine.iter().filter(|r| is_2xx(r.status)).count();
         let seen = if let Some(dls) = dead.get(&i) {
-            if dls.len() > 1 {
-                problems.push(format!("#{}: dead-lettered {} times", i + 1, dls.len()));
-            }
             let attr = |k: &str| dls[0].attributes.get(k).cloned().unwrap_or_default();
             Seen::DeadLettered {
                 class: attr("gluefleet-error-class"),
@@ -265,25 +250,64 @@ pub(crate) fn print(samples: &[Sample], observed: &Observed) -> Vec<String> {
         }
     }
 
-    print_dead_letters(samples, observed, &dead, &mut problems);
+    let sent: Vec<&OutgoingMessage> = samples.iter().map(|s| &s.message).collect();
+    print_dead_letters(
+        &sent,
+        &observed.dead_letter_place,
+        observed.dead_letters.len(),
+        &dead,
+        &mut problems,
+    );
     print_effects(observed, &mut problems);
-    check_summary(samples, observed, &mut problems);
+    check_summary(
+        observed.summary_line.as_deref(),
+        samples.len(),
+        observed.dead_letters.len(),
+        &mut problems,
+    );
     problems
 }
 
-fn print_dead_letters(
-    samples: &[Sample],
-    observed: &Observed,
+/// The dead letters by the row (0-based) of the message they stand for,
+/// found by `gluefleet-original-message-id`.
+pub(crate) fn dead_letters_by_row<'a>(
+    dead_letters: &'a [DeadLetter],
+    message_ids: &[String],
+    problems: &mut Vec<String>,
+) -> BTreeMap<usize, Vec<&'a DeadLetter>> {
+    let mut dead: BTreeMap<usize, Vec<&DeadLetter>> = BTreeMap::new();
+    for dl in dead_letters {
+        let original = dl
+            .attributes
+            .get("gluefleet-original-message-id")
+            .map(String::as_str);
+        match original.and_then(|id| message_ids.iter().position(|m| m == id)) {
+            Some(i) => dead.entry(i).or_default().push(dl),
+            None => problems.push(format!(
+                "a dead letter for a message the demo did not send ({original:?})"
+            )),
+        }
+    }
+    for (i, dls) in &dead {
+        if dls.len() > 1 {
+            problems.push(format!("#{}: dead-lettered {} times", i + 1, dls.len()));
+        }
+    }
+    dead
+}
+
+/// Lists the dead letters (`sent` are the published messages, by row) and
+/// checks that each kept its original's body and attributes.
+pub(crate) fn print_dead_letters(
+    sent: &[&OutgoingMessage],
+    place: &str,
+    count: usize,
     dead: &BTreeMap<usize, Vec<&DeadLetter>>,
     problems: &mut Vec<String>,
 ) {
-    println!(
-        "\nDead letters ({}): {}, each the original message plus why it failed:",
-        observed.dead_letter_place,
-        observed.dead_letters.len()
-    );
+    println!("\nDead letters ({place}): {count}, each the original message plus why it failed:");
     for (&i, dls) in dead {
-        let Some(sample) = samples.get(i) else {
+        let Some(message) = sent.get(i) else {
             continue;
         };
         for dl in dls {
@@ -300,14 +324,13 @@ fn print_dead_letters(
             })
             .collect();
             println!("  #{:<2} {}", i + 1, shown.join("  "));
-            if dl.data != sample.message.data {
+            if dl.data != message.data {
                 problems.push(format!(
                     "#{}: the dead letter's body differs from the original",
                     i + 1
                 ));
             }
-            let lost: Vec<&String> = sample
-                .message
+            let lost: Vec<&String> = message
                 .attributes
                 .iter()
                 .filter(|(k, v)| dl.attributes.get(*k) != Some(*v))
@@ -337,15 +360,21 @@ fn print_effects(observed: &Observed, problems: &mut Vec<String>) {
     }
 }
 
-fn check_summary(samples: &[Sample], observed: &Observed, problems: &mut Vec<String>) {
-    let summary = observed
-        .summary_line
-        .as_deref()
+/// Checks the worker's counters against what was sent (`sent` messages)
+/// and read back (`dead_letters_read`); returns the summary object for
+/// checks of a connector's own counters.
+pub(crate) fn check_summary(
+    summary_line: Option<&str>,
+    sent: usize,
+    dead_letters_read: usize,
+    problems: &mut Vec<String>,
+) -> Option<serde_json::Value> {
+    let summary = summary_line
         .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .and_then(|v| v.get("summary").cloned());
     let Some(summary) = summary else {
         problems.push("the worker printed no {\"summary\": …} line".to_owned());
-        return;
+        return None;
     };
     let n = |k: &str| summary.get(k).and_then(serde_json::Value::as_u64);
     let (
@@ -365,14 +394,13 @@ fn check_summary(samples: &[Sample], observed: &Observed, problems: &mut Vec<Str
     )
     else {
         problems.push(format!("the worker's summary lacks a counter: {summary}"));
-        return;
+        return Some(summary);
     };
     let settled = acked + duplicates + dead_lettered;
-    if settled != samples.len() as u64 {
+    if settled != sent as u64 {
         problems.push(format!(
             "the worker settled {settled} messages (acked + duplicates + dead-lettered), \
-             {} were sent",
-            samples.len()
+             {sent} were sent"
         ));
     }
     if received != settled + retried {
@@ -385,17 +413,20 @@ fn check_summary(samples: &[Sample], observed: &Observed, problems: &mut Vec<Str
             "{dead_letter_failed} dead letter(s) could not be published"
         ));
     }
-    if dead_lettered != observed.dead_letters.len() as u64 {
+    if dead_lettered != dead_letters_read as u64 {
         problems.push(format!(
-            "the worker says it dead-lettered {dead_lettered}, {} were read back",
-            observed.dead_letters.len()
+            "the worker says it dead-lettered {dead_lettered}, {dead_letters_read} were read back"
         ));
     }
+    Some(summary)
 }
 
 /// Prints left-aligned columns, two spaces apart; a row's detail, if any,
 /// goes on a line of its own below it.
-fn print_table<const N: usize>(header: [&str; N], rows: &[([String; N], Option<String>)]) {
+pub(crate) fn print_table<const N: usize>(
+    header: [&str; N],
+    rows: &[([String; N], Option<String>)],
+) {
     let mut widths = header.map(|h| h.chars().count());
     for (row, _) in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -420,6 +451,8 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[([String; N], Option<S
     for (row, detail) in rows {
         line(row.each_ref().map(String::as_str));
         if let Some(detail) = detail {
+            // One line, however many the target's message had.
+            let detail = detail.split_whitespace().collect::<Vec<_>>().join(" ");
             println!("{:indent$}└ {detail}", "");
         }
     }
