@@ -129,10 +129,10 @@ fn copies_of(samples: &[Sample], i: usize) -> impl Iterator<Item = usize> {
 /// What the log and the dead letters say about each sample.
 fn seen_per_sample(
     samples: &[Sample],
-    observed: &Observed,
+    message_ids: &[String],
+    logged: &BTreeMap<String, Logged>,
     dead: &BTreeMap<usize, Vec<&DeadLetter>>,
 ) -> Vec<Seen> {
-    let logged = logged(&observed.worker_log);
     samples
         .iter()
         .enumerate()
@@ -144,8 +144,7 @@ fn seen_per_sample(
                     error: attr("gluefleet-error"),
                 };
             }
-            let reason = observed
-                .message_ids
+            let reason = message_ids
                 .get(i)
                 .and_then(|id| logged.get(id))
                 .and_then(|l| l.acked.as_deref());
@@ -256,12 +255,9 @@ pub(crate) fn print(samples: &[Sample], observed: &Observed) -> Vec<String> {
     let mut problems = Vec::new();
     let dead =
         report::dead_letters_by_row(&observed.dead_letters, &observed.message_ids, &mut problems);
-    let seen = seen_per_sample(samples, observed, &dead);
+    let logged = logged(&observed.worker_log);
+    let seen = seen_per_sample(samples, &observed.message_ids, &logged, &dead);
     let documents = plain_documents(observed);
-    let handed_back: BTreeMap<String, usize> = logged(&observed.worker_log)
-        .into_iter()
-        .map(|(id, l)| (id, l.handed_back))
-        .collect();
 
     let mut rows = Vec::new();
     for (i, sample) in samples.iter().enumerate() {
@@ -281,14 +277,17 @@ pub(crate) fn print(samples: &[Sample], observed: &Observed) -> Vec<String> {
                 describe_expect(sample.expect),
                 seen[i].describe()
             ));
-            text = format!("✗ {text} (expected: {})", describe_expect(sample.expect));
+            let mark = if text.starts_with('✗') { "" } else { "✗ " };
+            text = format!(
+                "{mark}{text} (expected: {})",
+                describe_expect(sample.expect)
+            );
         }
         let times = observed
             .message_ids
             .get(i)
-            .and_then(|id| handed_back.get(id))
-            .copied()
-            .unwrap_or(0);
+            .and_then(|id| logged.get(id))
+            .map_or(0, |l| l.handed_back);
         match (&seen[i], times) {
             (_, 0) => {}
             (Seen::DuplicateSuppressed(Some(of)), 1) => {
@@ -350,10 +349,7 @@ fn print_documents(documents: &BTreeMap<String, (Value, &Value)>, problems: &mut
             continue;
         };
         if !same_fields(want, got, raw) {
-            problems.push(format!(
-                "{COLLECTION}/{id} holds {got}, expected {want} ({SERVER_TIME}: a timestamp the \
-                 server set)"
-            ));
+            problems.push(format!("{COLLECTION}/{id} holds {got}, expected {want}"));
         }
     }
     for id in documents.keys() {

@@ -1,0 +1,220 @@
+//! `[target]` and each route's `action` for the Salesforce connector.
+//! Credentials are the core's `[auth]` (`jwt_bearer` or
+//! `oauth2_client_credentials`); calls go to the token's `instance_url`.
+
+use gluefleet_core::mapping::Mapping;
+use gluefleet_core::template::Template;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// `[target]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// REST API version (default `v62.0`).
+    #[serde(default = "api_version")]
+    pub api_version: String,
+    /// Where API calls go when the token response has no `instance_url`.
+    #[serde(default)]
+    pub instance_url: Option<String>,
+    /// Share of the daily API limit above which calls slow down (default 0.80).
+    #[serde(default = "soft")]
+    pub soft_limit: f64,
+    /// Share above which calls stop and events wait (default 0.95).
+    #[serde(default = "hard")]
+    pub hard_limit: f64,
+    /// Pause before each call above the soft limit (default 250 ms).
+    #[serde(default = "soft_delay", with = "humantime_serde")]
+    pub soft_delay: Duration,
+    /// How long events wait once the hard limit or `REQUEST_LIMIT_EXCEEDED`
+    /// is reached before one call looks again (default 5 min).
+    #[serde(default = "limit_backoff", with = "humantime_serde")]
+    pub limit_backoff: Duration,
+    /// Records per Collections call (default 200, Salesforce's cap).
+    #[serde(default = "max_batch")]
+    pub max_batch: usize,
+    /// How long the first record of a batch waits for company (default 20 ms).
+    #[serde(default = "linger", with = "humantime_serde")]
+    pub linger: Duration,
+    /// Collections calls out at once per object (default 2).
+    #[serde(default = "in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn api_version() -> String {
+    "v62.0".into()
+}
+fn soft() -> f64 {
+    0.80
+}
+fn hard() -> f64 {
+    0.95
+}
+fn soft_delay() -> Duration {
+    Duration::from_millis(250)
+}
+fn limit_backoff() -> Duration {
+    Duration::from_secs(300)
+}
+fn max_batch() -> usize {
+    200
+}
+fn linger() -> Duration {
+    Duration::from_millis(20)
+}
+fn in_flight() -> usize {
+    2
+}
+
+impl Target {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), String> {
+        let v = self.api_version.strip_prefix('v').unwrap_or_default();
+        if v.split('.').count() != 2
+            || !v
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Err(format!(
+                "api_version {:?} is not like v62.0",
+                self.api_version
+            ));
+        }
+        if !(0.0 < self.soft_limit && self.soft_limit <= self.hard_limit && self.hard_limit <= 1.0)
+        {
+            return Err("need 0 < soft_limit <= hard_limit <= 1".into());
+        }
+        if self.max_batch == 0 || self.max_batch > 200 {
+            return Err("max_batch must be between 1 and 200".into());
+        }
+        Ok(())
+    }
+}
+
+/// What a route does.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Create or update by external id (201 created, 200/204 updated).
+    Upsert,
+    /// Create a record.
+    Create,
+    /// Update a record by its Salesforce id.
+    Update,
+    /// Delete a record by its Salesforce id (already gone is fine).
+    Delete,
+}
+
+/// A route's `action`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    /// `upsert`, `create`, `update` or `delete`.
+    pub operation: Operation,
+    /// The sObject: `Account`, `Contact`, `Order__c`.
+    pub sobject: String,
+    /// Upsert: the external id field (`External_Id__c`).
+    #[serde(default)]
+    pub external_id_field: Option<String>,
+    /// Upsert: template of the external id value (`{data.customerId}`).
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Update and delete: template of the record id (`{data.salesforceId}`).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// jq filter giving the record's fields (default: the event's data).
+    #[serde(default)]
+    pub fields: Option<Mapping>,
+    /// Upsert: batch through sObject Collections (default true).
+    #[serde(default = "yes")]
+    pub batch: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A checked action.
+#[derive(Debug)]
+pub struct Action {
+    /// The operation.
+    pub operation: Operation,
+    /// The sObject.
+    pub sobject: String,
+    /// Upsert: external id field and value template.
+    pub external_id: Option<(String, Template)>,
+    /// Update/delete: record id template.
+    pub id: Option<Template>,
+    /// Field mapping.
+    pub fields: Option<Mapping>,
+    /// Batch upserts.
+    pub batch: bool,
+}
+
+fn api_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what} {name:?} is not a Salesforce API name"))
+    }
+}
+
+impl RawAction {
+    /// Checks the action.
+    pub fn compile(self) -> Result<Action, String> {
+        api_name("sobject", &self.sobject)?;
+        let external_id = match (self.operation, self.external_id_field, self.external_id) {
+            (Operation::Upsert, Some(field), Some(value)) => {
+                api_name("external_id_field", &field)?;
+                Some((field, Template::parse(&value)?))
+            }
+            (Operation::Upsert, _, _) => {
+                return Err("upsert needs external_id_field and external_id".into());
+            }
+            (_, None, None) => None,
+            _ => return Err("external_id_field and external_id belong to upsert".into()),
+        };
+        let id = match (self.operation, self.id) {
+            (Operation::Update | Operation::Delete, Some(t)) => Some(Template::parse(&t)?),
+            (Operation::Update | Operation::Delete, None) => {
+                return Err("update and delete need id".into());
+            }
+            (_, Some(_)) => return Err("id belongs to update and delete".into()),
+            (_, None) => None,
+        };
+        if self.operation == Operation::Delete && self.fields.is_some() {
+            return Err("a delete takes no fields".into());
+        }
+        Ok(Action {
+            operation: self.operation,
+            sobject: self.sobject,
+            external_id,
+            id,
+            fields: self.fields,
+            batch: self.batch && self.operation == Operation::Upsert,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Result<Action, String> {
+        toml::from_str::<RawAction>(text)
+            .map_err(|e| e.to_string())?
+            .compile()
+    }
+
+    #[test]
+    fn actions_are_checked() {
+        let up = "operation = \"upsert\"\nsobject = \"Account\"\nexternal_id_field = \"Ext__c\"\nexternal_id = \"{data.id}\"";
+        assert!(raw(up).is_ok_and(|a| a.batch));
+        assert!(raw("operation = \"upsert\"\nsobject = \"Account\"").is_err());
+        assert!(raw("operation = \"update\"\nsobject = \"Account\"").is_err());
+        assert!(raw("operation = \"create\"\nsobject = \"Acc ount\"").is_err());
+        assert!(raw("operation = \"delete\"\nsobject = \"Account\"\nid = \"{data.sfid}\"").is_ok());
+    }
+}

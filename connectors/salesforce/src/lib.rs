@@ -1,0 +1,35 @@
+//! The Salesforce connector: upsert by external id (batched through sObject
+//! Collections), create, update and delete, within the org's daily API limit.
+//!
+//! Only what is specific to Salesforce lives here: the REST paths, the
+//! per-record results of Collections, the `Sforce-Limit-Info` bookkeeping and
+//! Salesforce's error codes. Auth (JWT bearer or client credentials, with
+//! `instance_url`), retries, rate limits and idempotency are the core's.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod service;
+
+pub use config::{Action, RawAction, Target};
+pub use service::SalesforceConnector;
+
+/// The connector's description for the runtime.
+#[derive(Debug)]
+pub struct SalesforceSpec;
+
+impl gluefleet_runtime::Spec for SalesforceSpec {
+    const NAME: &'static str = "salesforce";
+    type Target = Target;
+    type RawAction = RawAction;
+    type Connector = SalesforceConnector;
+
+    fn build(target: Target, http: reqwest::Client) -> Result<SalesforceConnector, String> {
+        SalesforceConnector::new(target, http)
+    }
+
+    fn compile_action(_connector: &SalesforceConnector, raw: RawAction) -> Result<Action, String> {
+        raw.compile()
+    }
+}

@@ -1,0 +1,259 @@
+//! The connector: one event and one route's action → one record operation.
+//! Upserts share sObject Collections calls through a batcher per object and
+//! external id field; each record's result is its own event's outcome.
+
+use crate::client::SfClient;
+use crate::config::{Action, Operation, Target};
+use crate::error::from_record;
+use crate::limits::Limits;
+use gluefleet_core::auth::Credential;
+use gluefleet_core::batch::{BatchSettings, Batcher, FlushResult};
+use gluefleet_core::{Connector, ConnectorError, Delivered, Request};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long one Collections call may take.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+type RecordBatcher = Batcher<(Value, Credential), Value>;
+
+/// The Salesforce connector.
+#[derive(Debug)]
+pub struct SalesforceConnector {
+    client: Arc<SfClient>,
+    batch: BatchSettings,
+    batchers: Mutex<HashMap<(String, String), RecordBatcher>>,
+}
+
+fn segment(value: &str) -> String {
+    utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
+}
+
+impl SalesforceConnector {
+    /// Builds the connector from `[target]`.
+    pub fn new(target: Target, http: reqwest::Client) -> Result<Self, String> {
+        target.validate()?;
+        let limits = Limits::new(
+            target.soft_limit,
+            target.hard_limit,
+            target.soft_delay,
+            target.limit_backoff,
+        );
+        let client = Arc::new(SfClient::new(
+            http,
+            target.api_version.clone(),
+            target.instance_url.clone(),
+            limits,
+        ));
+        let batch = BatchSettings {
+            max_items: target.max_batch,
+            max_bytes: 8 * 1024 * 1024,
+            linger: target.linger,
+            max_in_flight: target.max_in_flight.max(1),
+        };
+        Ok(Self {
+            client,
+            batch,
+            batchers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The org's API usage as last reported: (used, daily limit).
+    pub fn api_usage(&self) -> (u64, u64) {
+        self.client.limits.usage()
+    }
+
+    /// Metered requests sent.
+    pub fn requests(&self) -> u64 {
+        self.client.sent()
+    }
+
+    fn batcher(&self, sobject: &str, field: &str) -> RecordBatcher {
+        let mut map = self.batchers.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((sobject.to_owned(), field.to_owned()))
+            .or_insert_with(|| {
+                let client = self.client.clone();
+                let path = format!("/composite/sobjects/{sobject}/{field}");
+                Batcher::spawn(
+                    self.batch.clone(),
+                    move |items: Vec<(Value, Credential)>| {
+                        let client = client.clone();
+                        let path = path.clone();
+                        async move { upsert_collection(&client, &path, items).await }
+                    },
+                )
+            })
+            .clone()
+    }
+}
+
+/// One Collections upsert: `allOrNone = false`, so each record stands alone.
+async fn upsert_collection(
+    client: &SfClient,
+    path: &str,
+    items: Vec<(Value, Credential)>,
+) -> FlushResult<Value> {
+    let n = items.len();
+    // Every item carries the credential its attempt got. They come from one
+    // provider; use the newest, so a retry after a refresh is never sent
+    // with the stale token of a first attempt sharing its batch.
+    let credential = items
+        .iter()
+        .map(|(_, c)| c)
+        .max_by_key(|c| c.generation())
+        .cloned();
+    let records: Vec<Value> = items.into_iter().map(|(r, _)| r).collect();
+    let body = json!({ "allOrNone": false, "records": records });
+    let answer = client
+        .send(
+            credential.as_ref(),
+            reqwest::Method::PATCH,
+            path,
+            Some(&body),
+            BATCH_TIMEOUT,
+        )
+        .await?;
+    let results = answer.body.as_array().cloned().unwrap_or_default();
+    if results.len() != n {
+        return Err(ConnectorError::transient(format!(
+            "PATCH {path} answered {} results for {n} records",
+            results.len()
+        )));
+    }
+    Ok(results.into_iter().map(Ok).collect())
+}
+
+fn fields_of(
+    action: &Action,
+    r: &Request<'_, Action>,
+) -> Result<Map<String, Value>, ConnectorError> {
+    let mapped = match &action.fields {
+        Some(m) => m.apply(&r.event.to_json())?,
+        None => r.event.data.clone(),
+    };
+    match mapped {
+        Value::Object(m) => Ok(m),
+        other => Err(ConnectorError::permanent(format!(
+            "the record's fields must be a JSON object, got {other}"
+        ))),
+    }
+}
+
+impl Connector for SalesforceConnector {
+    type Action = Action;
+
+    fn name(&self) -> &'static str {
+        "salesforce"
+    }
+
+    async fn call(&self, r: Request<'_, Action>) -> Result<Delivered, ConnectorError> {
+        let a = &r.route.action;
+        let obj = &a.sobject;
+        match a.operation {
+            Operation::Upsert => {
+                let Some((field, template)) = &a.external_id else {
+                    return Err(ConnectorError::permanent("upsert without an external id"));
+                };
+                let value = template.render_with(r.event, |v, _| Ok(v.to_owned()))?;
+                let mut fields = fields_of(a, &r)?;
+                // The external id travels in the URL (single) or as a field (Collections).
+                fields.remove(field);
+                let what = format!("{obj} {field}={value}");
+                if a.batch {
+                    let mut record = fields;
+                    record.insert("attributes".into(), json!({ "type": obj }));
+                    record.insert(field.clone(), Value::String(value.clone()));
+                    let credential = r.credential.cloned().ok_or_else(|| {
+                        ConnectorError::permanent("no credential: configure [auth]")
+                    })?;
+                    let record = Value::Object(record);
+                    let size = record.to_string().len();
+                    let result = self
+                        .batcher(obj, field)
+                        .submit((record, credential), Some(value), size)
+                        .await?;
+                    return if result["success"].as_bool() == Some(true) {
+                        Ok(Delivered::Applied)
+                    } else {
+                        Err(from_record(&result, &what))
+                    };
+                }
+                let path = format!("/sobjects/{obj}/{field}/{}", segment(&value));
+                self.client
+                    .send(
+                        r.credential,
+                        reqwest::Method::PATCH,
+                        &path,
+                        Some(&Value::Object(fields)),
+                        r.timeout,
+                    )
+                    .await?;
+                Ok(Delivered::Applied)
+            }
+            Operation::Create => {
+                let fields = fields_of(a, &r)?;
+                self.client
+                    .send(
+                        r.credential,
+                        reqwest::Method::POST,
+                        &format!("/sobjects/{obj}"),
+                        Some(&Value::Object(fields)),
+                        r.timeout,
+                    )
+                    .await?;
+                Ok(Delivered::Applied)
+            }
+            Operation::Update | Operation::Delete => {
+                let Some(id) = &a.id else {
+                    return Err(ConnectorError::permanent("update/delete without an id"));
+                };
+                let id = id.render(r.event)?;
+                let path = format!("/sobjects/{obj}/{id}");
+                if a.operation == Operation::Update {
+                    let fields = fields_of(a, &r)?;
+                    self.client
+                        .send(
+                            r.credential,
+                            reqwest::Method::PATCH,
+                            &path,
+                            Some(&Value::Object(fields)),
+                            r.timeout,
+                        )
+                        .await?;
+                    return Ok(Delivered::Applied);
+                }
+                match self
+                    .client
+                    .send(
+                        r.credential,
+                        reqwest::Method::DELETE,
+                        &path,
+                        None,
+                        r.timeout,
+                    )
+                    .await
+                {
+                    Ok(_) => Ok(Delivered::Applied),
+                    Err(e) if e.http_status() == Some(404) => Ok(Delivered::AlreadyDone),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        let (used, max) = self.api_usage();
+        vec![
+            ("target_requests", self.requests()),
+            ("api_usage", used),
+            ("api_limit", max),
+        ]
+    }
+
+    async fn check(&self, credential: Option<&Credential>) -> Result<String, ConnectorError> {
+        self.client.probe(credential).await
+    }
+}

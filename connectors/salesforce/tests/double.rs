@@ -1,0 +1,278 @@
+//! The connector against the Salesforce sandbox double (the documented
+//! contract: JWT bearer, Collections, limits, sessions), with the pipeline in
+//! process so outcomes are read directly.
+
+use gluefleet_core::auth::{JwtBearer, JwtBearerConfig, TokenProvider};
+use gluefleet_core::idempotency::MemoryStore;
+use gluefleet_core::outcome::{AckReason, NackReason, Outcome};
+use gluefleet_core::rate_limit::RateLimits;
+use gluefleet_core::route::{RouteConfig, RouteTable};
+use gluefleet_core::{DeliverySettings, Pipeline, RawMessage};
+use gluefleet_salesforce::{RawAction, SalesforceConnector, Target};
+use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble, TEST_PRIVATE_KEY_PEM};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const ROUTES: &str = r#"
+[[routes]]
+type = "customer.upserted"
+action = { operation = "upsert", sobject = "Account", external_id_field = "External_Id__c", external_id = "{data.id}", fields = "{Name: .data.name}" }
+
+[[routes]]
+type = "customer.upserted.single"
+action = { operation = "upsert", batch = false, sobject = "Account", external_id_field = "External_Id__c", external_id = "{data.id}", fields = "{Name: .data.name}" }
+
+[[routes]]
+type = "customer.removed"
+action = { operation = "delete", sobject = "Account", id = "{data.sfid}" }
+"#;
+
+#[derive(serde::Deserialize)]
+struct Routes {
+    routes: Vec<RouteConfig<RawAction>>,
+}
+
+fn pipeline(double: &SalesforceDouble, linger_ms: u64) -> Arc<Pipeline<SalesforceConnector>> {
+    let http = gluefleet_core::http::client().expect("http client");
+    let target: Target = toml::from_str(&format!(
+        "linger = \"{linger_ms}ms\"\nlimit_backoff = \"120s\""
+    ))
+    .expect("target");
+    let connector = SalesforceConnector::new(target, http.clone()).expect("connector");
+    let auth = JwtBearer::new(
+        JwtBearerConfig {
+            login_url: double.url(),
+            token_url: None,
+            audience: None,
+            consumer_key: SalesforceConfig::default().consumer_key,
+            username: SalesforceConfig::default().username,
+            private_key: SecretString::from(TEST_PRIVATE_KEY_PEM),
+            assumed_lifetime: None,
+        },
+        http,
+    )
+    .expect("auth");
+    let auth: Arc<dyn TokenProvider> = Arc::new(auth);
+    let routes: Routes = toml::from_str(ROUTES).expect("routes parse");
+    let settings = DeliverySettings::default();
+    let table = RouteTable::build(routes.routes, &settings.retry, |raw| raw.compile())
+        .expect("routes compile");
+    let limits = RateLimits::new(&BTreeMap::new()).expect("limits");
+    Arc::new(
+        Pipeline::new(
+            connector,
+            table,
+            Some(Arc::new(MemoryStore::new())),
+            limits,
+            Some(auth),
+            settings,
+        )
+        .expect("pipeline"),
+    )
+}
+
+fn event(id: &str, ty: &str, data: Value) -> RawMessage {
+    let body = json!({"specversion": "1.0", "id": id, "source": "//erp", "type": ty, "data": data});
+    RawMessage {
+        data: body.to_string().into_bytes(),
+        message_id: format!("m-{id}"),
+        delivery_attempt: Some(1),
+        ..RawMessage::default()
+    }
+}
+
+async fn run_all(p: &Arc<Pipeline<SalesforceConnector>>, msgs: Vec<RawMessage>) -> Vec<Outcome> {
+    let tasks: Vec<_> = msgs
+        .into_iter()
+        .map(|m| {
+            let p = p.clone();
+            tokio::spawn(async move { p.process(&m).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
+fn upserts(prefix: &str, n: usize) -> Vec<RawMessage> {
+    (0..n)
+        .map(|i| {
+            event(
+                &format!("{prefix}-{i}"),
+                "customer.upserted",
+                json!({"id": format!("{prefix}-{i:04}"), "name": format!("Customer {i}")}),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_upserts_take_five_collections_calls() {
+    let double = SalesforceDouble::start(SalesforceConfig::default())
+        .await
+        .expect("double");
+    let p = pipeline(&double, 200);
+    let outcomes = run_all(&p, upserts("C", 1000)).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| *o == Outcome::Ack(AckReason::Delivered))
+    );
+    assert_eq!(double.record_count("Account"), 1000);
+    assert_eq!(
+        double
+            .record("Account", "C-0042")
+            .map(|r| r["Name"].clone()),
+        Some(json!("Customer 42"))
+    );
+    assert_eq!(double.api_calls(), 5, "200 records per call");
+    assert_eq!(double.token_calls(), 1);
+    assert_eq!(
+        p.connector().api_usage(),
+        (5, 15_000),
+        "usage read from Sforce-Limit-Info"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_invalid_records_are_dead_lettered_and_197_acked() {
+    let double = SalesforceDouble::start(SalesforceConfig::default())
+        .await
+        .expect("double");
+    double.fail_record_when(|r| {
+        r["Name"]
+            .as_str()
+            .filter(|n| n.ends_with(" 7") || n.ends_with(" 77") || n.ends_with(" 177"))
+            .map(|_| {
+                (
+                    "FIELD_CUSTOM_VALIDATION_EXCEPTION".to_owned(),
+                    "Name may not end in 7".to_owned(),
+                    vec!["Name".to_owned()],
+                )
+            })
+    });
+    let p = pipeline(&double, 200);
+    let outcomes = run_all(&p, upserts("V", 200)).await;
+    let acked = outcomes
+        .iter()
+        .filter(|o| **o == Outcome::Ack(AckReason::Delivered))
+        .count();
+    let dead: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::DeadLetter(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!((acked, dead.len()), (197, 3));
+    for d in dead {
+        assert_eq!(d.class, "permanent");
+        assert!(
+            d.error.contains(
+                "FIELD_CUSTOM_VALIDATION_EXCEPTION: Name may not end in 7 (fields: Name)"
+            ),
+            "{}",
+            d.error
+        );
+    }
+    assert_eq!(
+        double.api_calls(),
+        1,
+        "one Collections call for 200 records"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_expiry_mid_run_costs_one_refresh_and_no_event() {
+    let double = SalesforceDouble::start(SalesforceConfig::default())
+        .await
+        .expect("double");
+    let p = pipeline(&double, 50);
+    let first = run_all(&p, upserts("S1", 300)).await;
+    double.expire_sessions();
+    let second = run_all(&p, upserts("S2", 300)).await;
+    assert!(
+        first
+            .iter()
+            .chain(&second)
+            .all(|o| *o == Outcome::Ack(AckReason::Delivered))
+    );
+    assert_eq!(double.record_count("Account"), 600);
+    assert_eq!(double.token_calls(), 2, "one refresh after the expiry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_limit_reached_stops_calls_and_delays_events() {
+    let double = SalesforceDouble::start(SalesforceConfig {
+        daily_limit: 1000,
+        ..SalesforceConfig::default()
+    })
+    .await
+    .expect("double");
+    let p = pipeline(&double, 20);
+    double.set_usage(1000);
+    let outcomes = run_all(&p, upserts("L", 50)).await;
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Outcome::Nack { reason: NackReason::RateLimited, delay } if !delay.is_zero())),
+        "{outcomes:?}"
+    );
+    let calls = double.api_calls();
+    assert_eq!(double.record_count("Account"), 0);
+    // The org is known to be out of calls: nothing more goes out.
+    let again = run_all(&p, upserts("L", 50)).await;
+    assert!(again.iter().all(|o| matches!(
+        o,
+        Outcome::Nack {
+            reason: NackReason::RateLimited,
+            ..
+        }
+    )));
+    assert_eq!(
+        double.api_calls(),
+        calls,
+        "no call while the limit is spent"
+    );
+    let refused = double.requests().iter().filter(|r| r.status == 403).count();
+    assert!(refused >= 1, "the first call met REQUEST_LIMIT_EXCEEDED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_upsert_and_idempotent_delete() {
+    let double = SalesforceDouble::start(SalesforceConfig::default())
+        .await
+        .expect("double");
+    let p = pipeline(&double, 5);
+    let create = event(
+        "u1",
+        "customer.upserted.single",
+        json!({"id": "X-1", "name": "One"}),
+    );
+    assert_eq!(p.process(&create).await, Outcome::Ack(AckReason::Delivered));
+    let update = event(
+        "u2",
+        "customer.upserted.single",
+        json!({"id": "X-1", "name": "Uno"}),
+    );
+    assert_eq!(p.process(&update).await, Outcome::Ack(AckReason::Delivered));
+    assert_eq!(
+        double.record("Account", "X-1").map(|r| r["Name"].clone()),
+        Some(json!("Uno"))
+    );
+    let statuses: Vec<u16> = double
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/sobjects/Account/External_Id__c/"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [201, 200]);
+    let gone = event(
+        "d1",
+        "customer.removed",
+        json!({"sfid": "001000000000000AAA"}),
+    );
+    assert_eq!(p.process(&gone).await, Outcome::Ack(AckReason::AlreadyDone));
+}
