@@ -51,6 +51,7 @@ struct Job<I, O> {
     key: Option<String>,
     size: usize,
     reply: oneshot::Sender<Result<O, ConnectorError>>,
+    since: tokio::time::Instant,
 }
 
 /// What a flush gives back: one result per item, in order, or one error for
@@ -96,6 +97,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 item,
                 key,
                 size,
+                since: tokio::time::Instant::now(),
                 reply,
             })
             .map_err(|_| ConnectorError::transient("the batcher has stopped"))?;
@@ -123,7 +125,10 @@ async fn run<I, O, F, Fut>(
         if queue.is_empty() {
             let Some(first) = rx.recv().await else { return };
             queue.push_back(first);
-            let until = tokio::time::Instant::now() + settings.linger;
+        }
+        // The oldest waiting write waits at most `linger` for company.
+        if let Some(oldest) = queue.front() {
+            let until = oldest.since + settings.linger;
             while queue.len() < max_items {
                 match tokio::time::timeout_at(until, rx.recv()).await {
                     Ok(Some(j)) => queue.push_back(j),
