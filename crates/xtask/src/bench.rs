@@ -1,7 +1,8 @@
-//! `cargo xtask bench firestore`: Firestore API calls per 1,000 events and
-//! events per second through `gluefleet-firestore`, on the Pub/Sub and
-//! Firestore emulators. A benchmark, not a test: it prints numbers and writes
-//! them to docs/BENCHMARKS.md; it asserts nothing about speed.
+//! `cargo xtask bench firestore|salesforce`: target API calls per 1,000
+//! events and events per second through a batching connector, on the Pub/Sub
+//! emulator with the Firestore emulator or the Salesforce sandbox double. A
+//! benchmark, not a test: it prints numbers and writes them to
+//! docs/BENCHMARKS.md; it asserts nothing about speed.
 //!
 //! Each run: a fresh topic and subscription, N events of about 1 KiB
 //! published first, then the release binary in `job` mode; the job's summary
@@ -13,6 +14,7 @@
 use gluefleet_testkit::bin::Worker;
 use gluefleet_testkit::firestore::FirestoreEmulator;
 use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
+use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble, TEST_PRIVATE_KEY_PEM};
 use serde_json::{Value, json};
 use std::error::Error;
 use std::fmt::Write as _;
@@ -24,6 +26,42 @@ type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
 const IDLE_EXIT_MS: u64 = 2000;
 
+/// Which connector is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// gluefleet-firestore on the Firestore emulator.
+    Firestore,
+    /// gluefleet-salesforce on the Salesforce sandbox double.
+    Salesforce,
+}
+
+impl Target {
+    fn package(self) -> &'static str {
+        match self {
+            Target::Firestore => "gluefleet-firestore",
+            Target::Salesforce => "gluefleet-salesforce",
+        }
+    }
+    fn title(self) -> &'static str {
+        match self {
+            Target::Firestore => "Firestore connector (`cargo xtask bench firestore`)",
+            Target::Salesforce => "Salesforce connector (`cargo xtask bench salesforce`)",
+        }
+    }
+    fn lingers(self) -> [u64; 2] {
+        match self {
+            Target::Firestore => [5, 250],
+            Target::Salesforce => [20, 1000],
+        }
+    }
+}
+
+/// Where the connector writes.
+enum Sink {
+    Firestore(FirestoreEmulator),
+    Salesforce(SalesforceDouble),
+}
+
 /// One measured run.
 #[derive(Debug)]
 struct Run {
@@ -33,8 +71,8 @@ struct Run {
     seconds: f64,
 }
 
-/// Runs the Firestore benchmark with `events` per run and `rounds` rounds.
-pub(crate) fn firestore(events: usize, rounds: usize) -> ExitCode {
+/// Runs the benchmark of `target` with `events` per run and `rounds` rounds.
+pub(crate) fn run(target: Target, events: usize, rounds: usize) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,7 +83,7 @@ pub(crate) fn firestore(events: usize, rounds: usize) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_all(events, rounds)) {
+    match runtime.block_on(run_all(target, events, rounds)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench: {e}");
@@ -54,18 +92,18 @@ pub(crate) fn firestore(events: usize, rounds: usize) -> ExitCode {
     }
 }
 
-fn build_release() -> Result<PathBuf> {
+fn build_release(package: &str) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("• building gluefleet-firestore in release mode…");
+    eprintln!("• building {package} in release mode…");
     let status = Command::new(cargo)
         .args([
             "build",
             "--release",
             "--quiet",
             "-p",
-            "gluefleet-firestore",
+            package,
             "--bin",
-            "gluefleet-firestore",
+            package,
         ])
         .stdin(Stdio::null())
         .status()?;
@@ -78,22 +116,31 @@ fn build_release() -> Result<PathBuf> {
         .parent()
         .and_then(Path::parent)
         .ok_or("cannot find the target directory from the xtask binary")?;
-    Ok(target.join("release").join("gluefleet-firestore"))
+    Ok(target.join("release").join(package))
 }
 
-async fn run_all(events: usize, rounds: usize) -> Result<()> {
-    let binary = build_release()?;
-    eprintln!("• starting the Pub/Sub and Firestore emulators…");
-    let (pubsub, firestore) = tokio::join!(PubsubEmulator::start(), FirestoreEmulator::start());
-    let (pubsub, firestore) = (pubsub?, firestore?);
+async fn run_all(target: Target, events: usize, rounds: usize) -> Result<()> {
+    let binary = build_release(target.package())?;
+    eprintln!("• starting the Pub/Sub emulator and the target…");
+    let pubsub = PubsubEmulator::start().await?;
+    let sink = match target {
+        Target::Firestore => Sink::Firestore(FirestoreEmulator::start().await?),
+        Target::Salesforce => Sink::Salesforce(
+            SalesforceDouble::start(SalesforceConfig {
+                daily_limit: 10_000_000,
+                ..SalesforceConfig::default()
+            })
+            .await?,
+        ),
+    };
     let dir = std::env::temp_dir().join(format!("gluefleet-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut runs = Vec::new();
     let mut n = 0;
     for round in 0..rounds {
-        for linger_ms in [5u64, 250] {
+        for linger_ms in target.lingers() {
             n += 1;
-            let run = one_run(&binary, &pubsub, &firestore, &dir, n, events, linger_ms).await?;
+            let run = one_run(&binary, &pubsub, &sink, &dir, n, events, linger_ms).await?;
             eprintln!(
                 "  round {} linger {linger_ms} ms: {} requests for {} events, {:.0} events/s",
                 round + 1,
@@ -105,9 +152,9 @@ async fn run_all(events: usize, rounds: usize) -> Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let table = report(&runs, events, rounds);
+    let table = report(target, &runs, events, rounds);
     println!("{table}");
-    write_benchmarks(&table)?;
+    write_benchmarks(target.title(), &table)?;
     Ok(())
 }
 
@@ -115,7 +162,7 @@ async fn run_all(events: usize, rounds: usize) -> Result<()> {
 async fn one_run(
     binary: &Path,
     pubsub: &PubsubEmulator,
-    firestore: &FirestoreEmulator,
+    sink: &Sink,
     dir: &Path,
     n: usize,
     events: usize,
@@ -145,13 +192,11 @@ async fn one_run(
         .collect();
     pubsub.publish(&topic, &msgs).await?;
     let config = dir.join(format!("run-{n}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            r#"[pubsub]
-concurrency = 1000
-max_outstanding_messages = 2000
-
+    let common = "[pubsub]\nconcurrency = 1000\nmax_outstanding_messages = 2000\n";
+    let (text, mut env) = match sink {
+        Sink::Firestore(fs) => (
+            format!(
+                r#"{common}
 [target]
 project = "{project}"
 linger = "{linger_ms}ms"
@@ -160,23 +205,52 @@ linger = "{linger_ms}ms"
 type = "account.upserted"
 action = {{ operation = "set", document = "bench{n}/{{data.id}}" }}
 "#,
-            project = firestore.project()
+                project = fs.project()
+            ),
+            vec![("FIRESTORE_EMULATOR_HOST", fs.host())],
         ),
-    )?;
+        Sink::Salesforce(sf) => {
+            let d = SalesforceConfig::default();
+            (
+                format!(
+                    r#"{common}
+[auth]
+kind = "jwt_bearer"
+login_url = "{url}"
+consumer_key = "{key}"
+username = "{user}"
+private_key = "${{SALESFORCE_PRIVATE_KEY}}"
+
+[target]
+linger = "{linger_ms}ms"
+
+[[routes]]
+type = "account.upserted"
+action = {{ operation = "upsert", sobject = "Account", external_id_field = "External_Id__c", external_id = "{{data.id}}", fields = "{{Name: .data.id, Description: .data.note}}" }}
+"#,
+                    url = sf.url(),
+                    key = d.consumer_key,
+                    user = d.username
+                ),
+                vec![("SALESFORCE_PRIVATE_KEY", TEST_PRIVATE_KEY_PEM.to_owned())],
+            )
+        }
+    };
+    std::fs::write(&config, text)?;
     let config = config.display().to_string();
     let idle = format!("{IDLE_EXIT_MS}ms");
+    env.extend([
+        ("PUBSUB_EMULATOR_HOST", pubsub.host()),
+        ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
+        ("GLUEFLEET_SUBSCRIPTION", sub),
+        ("GLUEFLEET_DEAD_LETTER_TOPIC", dead),
+        ("PORT", gluefleet_testkit::free_port().to_string()),
+        ("RUST_LOG", "warn".to_owned()),
+    ]);
     let mut worker = Worker::spawn(
         binary,
         &["job", "--config", &config, "--idle-exit", &idle],
-        &[
-            ("PUBSUB_EMULATOR_HOST", pubsub.host()),
-            ("FIRESTORE_EMULATOR_HOST", firestore.host()),
-            ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
-            ("GLUEFLEET_SUBSCRIPTION", sub),
-            ("GLUEFLEET_DEAD_LETTER_TOPIC", dead),
-            ("PORT", gluefleet_testkit::free_port().to_string()),
-            ("RUST_LOG", "warn".to_owned()),
-        ],
+        &env,
     )
     .await?;
     let status = worker
@@ -218,23 +292,24 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn report(runs: &[Run], events: usize, rounds: usize) -> String {
+fn report(target: Target, runs: &[Run], events: usize, rounds: usize) -> String {
     let mut t = String::new();
-    let _ = writeln!(
-        t,
-        "## Firestore connector (`cargo xtask bench firestore`)\n"
-    );
+    let _ = writeln!(t, "## {}\n", target.title());
     let _ = writeln!(t, "{}\n", machine());
     let _ = writeln!(
         t,
-        "{events} events of about 1 KiB per run, {rounds} round(s), medians; Pub/Sub and Firestore emulators on this machine, one stream, concurrency 1,000, release build. Events/s includes start-up, excludes the idle-exit wait.\n"
+        "{events} events of about 1 KiB per run, {rounds} round(s), medians; the Pub/Sub emulator and the target ({}) on this machine, one stream, concurrency 1,000, release build. Events/s includes start-up, excludes the idle-exit wait. Token calls are not counted as API calls.\n",
+        match target {
+            Target::Firestore => "Firestore emulator",
+            Target::Salesforce => "Salesforce sandbox double",
+        }
     );
     let _ = writeln!(
         t,
-        "| batch linger | Firestore requests per 1,000 events | events/s |"
+        "| batch linger | API calls per 1,000 events | events/s |"
     );
     let _ = writeln!(t, "|---|---|---|");
-    for linger in [5u64, 250] {
+    for linger in target.lingers() {
         let mine: Vec<&Run> = runs.iter().filter(|r| r.linger_ms == linger).collect();
         let per_k = median(
             mine.iter()
@@ -262,14 +337,15 @@ fn machine() -> String {
     format!("Machine: {cores} cores, {cpu}.")
 }
 
-/// Replaces the Firestore section of docs/BENCHMARKS.md (or creates it).
-fn write_benchmarks(section: &str) -> Result<()> {
+/// Replaces this connector's section of docs/BENCHMARKS.md (or adds it).
+fn write_benchmarks(title: &str, section: &str) -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let path = root.join("docs/BENCHMARKS.md");
+    let path = path.canonicalize().unwrap_or(path);
     let old = std::fs::read_to_string(&path).unwrap_or_else(|_| {
         "# Benchmarks\n\nNumbers from `cargo xtask bench`; rerun to refresh.\n\n".into()
     });
-    let start = old.find("## Firestore connector");
+    let start = old.find(&format!("## {title}"));
     let new = match start {
         Some(i) => {
             let end = old[i + 2..]

@@ -2,7 +2,7 @@
 //! they run wherever cargo does (the alias lives in `.cargo/config.toml`).
 //!
 //! - `cargo xtask demo`: what to run on a fresh clone to see gluefleet work.
-//! - `cargo xtask bench firestore`: API calls per 1,000 events and events/s.
+//! - `cargo xtask bench firestore|salesforce`: API calls per 1,000 events and events/s.
 
 mod bench;
 mod demo;
@@ -54,6 +54,16 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// gluefleet-salesforce on the sandbox double: API calls per 1,000
+    /// events and events per second, with a short and a long batch linger.
+    Salesforce {
+        /// Events per run.
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        /// Rounds (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +71,9 @@ fn main() -> ExitCode {
         Command::Demo { no_emulator } => demo::main(no_emulator),
         Command::Bench {
             which: Bench::Firestore { events, rounds },
-        } => bench::firestore(events, rounds),
+        } => bench::run(bench::Target::Firestore, events, rounds),
+        Command::Bench {
+            which: Bench::Salesforce { events, rounds },
+        } => bench::run(bench::Target::Salesforce, events, rounds),
     }
 }
