@@ -29,7 +29,13 @@ impl gluefleet_runtime::Spec for SalesforceSpec {
         SalesforceConnector::new(target, http)
     }
 
-    fn compile_action(_connector: &SalesforceConnector, raw: RawAction) -> Result<Action, String> {
-        raw.compile()
+    fn compile_action(connector: &SalesforceConnector, raw: RawAction) -> Result<Action, String> {
+        let action = raw.compile()?;
+        // `check` describes every object the routes use.
+        connector.uses(
+            &action.sobject,
+            action.external_id.as_ref().map(|(f, _)| f.as_str()),
+        );
+        Ok(action)
     }
 }

@@ -26,6 +26,7 @@ pub struct SalesforceConnector {
     client: Arc<SfClient>,
     batch: BatchSettings,
     batchers: Mutex<HashMap<(String, String), RecordBatcher>>,
+    used: Mutex<std::collections::BTreeSet<(String, Option<String>)>>,
 }
 
 fn segment(value: &str) -> String {
@@ -58,7 +59,16 @@ impl SalesforceConnector {
             client,
             batch,
             batchers: Mutex::new(HashMap::new()),
+            used: Mutex::default(),
         })
+    }
+
+    /// Notes an object (and external id field) a route uses, for `check`.
+    pub fn uses(&self, sobject: &str, external_id_field: Option<&str>) {
+        self.used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((sobject.to_owned(), external_id_field.map(str::to_owned)));
     }
 
     /// The org's API usage as last reported: (used, daily limit).
@@ -253,7 +263,55 @@ impl Connector for SalesforceConnector {
         ]
     }
 
+    /// The instance offers the API version, and every object the routes use
+    /// exists, with its external id field marked as one.
     async fn check(&self, credential: Option<&Credential>) -> Result<String, ConnectorError> {
-        self.client.probe(credential).await
+        let mut report = vec![self.client.probe(credential).await?];
+        let used: Vec<_> = self
+            .used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        for (sobject, field) in used {
+            let path = format!("/sobjects/{sobject}/describe");
+            let d = self
+                .client
+                .send(
+                    credential,
+                    reqwest::Method::GET,
+                    &path,
+                    None,
+                    Duration::from_secs(30),
+                )
+                .await?;
+            let fields = d.body["fields"].as_array().cloned().unwrap_or_default();
+            let line = match &field {
+                Some(f) => {
+                    let found = fields
+                        .iter()
+                        .find(|x| x["name"].as_str() == Some(f.as_str()));
+                    match found {
+                        Some(x) if x["externalId"].as_bool() == Some(true) => {
+                            format!("{sobject}.{f} is an external id")
+                        }
+                        Some(_) => {
+                            return Err(ConnectorError::permanent(format!(
+                                "{sobject}.{f} exists but is not an external id field"
+                            )));
+                        }
+                        None => {
+                            return Err(ConnectorError::permanent(format!(
+                                "{sobject} has no field {f}"
+                            )));
+                        }
+                    }
+                }
+                None => format!("{sobject} has {} fields", fields.len()),
+            };
+            report.push(line);
+        }
+        Ok(report.join("; "))
     }
 }

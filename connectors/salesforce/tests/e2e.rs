@@ -13,12 +13,26 @@ const BIN: &str = env!("CARGO_BIN_EXE_gluefleet-salesforce");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_upserts_through_pubsub() {
-    let pubsub = PubsubEmulator::start().await.expect("Pub/Sub emulator starts");
-    let double = SalesforceDouble::start(SalesforceConfig::default()).await.expect("double");
+    let pubsub = PubsubEmulator::start()
+        .await
+        .expect("Pub/Sub emulator starts");
+    let double = SalesforceDouble::start(SalesforceConfig::default())
+        .await
+        .expect("double");
     pubsub.create_topic("customers").await.expect("topic");
-    pubsub.create_topic("dead").await.expect("dead-letter topic");
     pubsub
-        .create_subscription("customers-sub", "customers", SubscriptionOptions { ack_deadline_secs: 60, dead_letter: Some(("dead".into(), 10)) })
+        .create_topic("dead")
+        .await
+        .expect("dead-letter topic");
+    pubsub
+        .create_subscription(
+            "customers-sub",
+            "customers",
+            SubscriptionOptions {
+                ack_deadline_secs: 60,
+                dead_letter: Some(("dead".into(), 10)),
+            },
+        )
         .await
         .expect("subscription");
     let msgs: Vec<OutgoingMessage> = (0..1000)
@@ -30,7 +44,11 @@ async fn a_thousand_upserts_through_pubsub() {
     pubsub.publish("customers", &msgs).await.expect("published");
 
     let defaults = SalesforceConfig::default();
-    let dir = std::env::temp_dir().join(format!("gluefleet-sf-e2e-{}-{}", std::process::id(), free_port()));
+    let dir = std::env::temp_dir().join(format!(
+        "gluefleet-sf-e2e-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let config = dir.join("salesforce.toml");
     std::fs::write(
@@ -71,27 +89,52 @@ action = {{ operation = "upsert", sobject = "Account", external_id_field = "Exte
         ("SALESFORCE_PRIVATE_KEY", TEST_PRIVATE_KEY_PEM.to_owned()),
         ("PORT", free_port().to_string()),
     ];
-    let mut check = Worker::spawn(std::path::Path::new(BIN), &["check", "--config", &config], &env).await.expect("check starts");
-    let checked = check.wait(Duration::from_secs(60)).await.expect("check ends");
+    let mut check = Worker::spawn(
+        std::path::Path::new(BIN),
+        &["check", "--config", &config],
+        &env,
+    )
+    .await
+    .expect("check starts");
+    let checked = check
+        .wait(Duration::from_secs(60))
+        .await
+        .expect("check ends");
     assert!(checked.success(), "{}", check.logs().join("\n"));
 
-    let mut job = Worker::spawn(std::path::Path::new(BIN), &["job", "--config", &config, "--idle-exit", "3s"], &env)
+    let before = double.api_calls();
+    let mut job = Worker::spawn(
+        std::path::Path::new(BIN),
+        &["job", "--config", &config, "--idle-exit", "3s"],
+        &env,
+    )
+    .await
+    .expect("job starts");
+    let status = job
+        .wait(Duration::from_secs(180))
         .await
-        .expect("job starts");
-    let status = job.wait(Duration::from_secs(180)).await.expect("job ends when idle");
+        .expect("job ends when idle");
     assert!(status.success(), "{}", job.logs().join("\n"));
     assert_eq!(double.record_count("Account"), 1000);
     let summary: Value = job
         .logs()
         .iter()
-        .find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v.get("summary").is_some()))
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .filter(|v| v.get("summary").is_some())
+        })
         .expect("summary printed");
     let s = &summary["summary"];
     assert_eq!(s["acked"].as_u64(), Some(1000));
-    let calls = double.api_calls();
+    let calls = double.api_calls() - before;
     assert_eq!(s["target_requests"].as_u64(), Some(calls));
     assert!(calls <= 6, "1,000 upserts in {calls} Collections calls");
-    assert_eq!(s["api_usage"].as_u64(), Some(calls), "usage as the org reported it");
+    assert_eq!(
+        s["api_usage"].as_u64(),
+        Some(before + calls),
+        "usage as the org reported it"
+    );
     // One token for the job, one for `check`.
     assert_eq!(double.token_calls(), 2);
 }

@@ -772,6 +772,7 @@ impl Call<'_> {
         match (method, segments) {
             ("POST", ["sobjects", sobject]) => self.create(org, sobject),
             (_, ["sobjects", _]) => method_not_allowed(method, "GET,HEAD,POST"),
+            ("GET", ["sobjects", sobject, "describe"]) => self.describe(sobject),
             ("GET", ["sobjects", sobject, id]) => self.get_by_id(org, sobject, id),
             ("PATCH", ["sobjects", sobject, id]) => self.update_by_id(org, sobject, id),
             ("DELETE", ["sobjects", sobject, id]) => self.delete_by_id(org, sobject, id),
@@ -1015,6 +1016,42 @@ impl Call<'_> {
             records.remove(index);
         }
         Reply::status(204)
+    }
+
+    /// `GET sobjects/{S}/describe`: the objects the config names, with `Id`,
+    /// `Name`, their external id fields (`externalId: true`) and required
+    /// fields (`nillable: false`); others are 404 `NOT_FOUND`.
+    fn describe(&self, sobject: &str) -> Reply {
+        let c = self.config;
+        let known = c
+            .external_ids
+            .iter()
+            .chain(&c.required_fields)
+            .any(|(o, _)| o == sobject);
+        if !known {
+            return not_found();
+        }
+        let mut fields = vec![
+            json!({"name": "Id", "type": "id", "externalId": false, "nillable": false, "createable": false, "updateable": false}),
+        ];
+        let mut names = vec!["Name".to_owned()];
+        names.extend(
+            c.external_ids
+                .iter()
+                .chain(&c.required_fields)
+                .filter(|(o, _)| o == sobject)
+                .map(|(_, f)| f.clone()),
+        );
+        names.dedup();
+        for name in names {
+            let external = c.is_external_id(sobject, &name);
+            let required = c
+                .required_fields
+                .iter()
+                .any(|(o, f)| o == sobject && *f == name);
+            fields.push(json!({"name": name, "type": "string", "externalId": external, "nillable": !required, "createable": true, "updateable": true}));
+        }
+        Reply::status(200).body(json!({"name": sobject, "fields": fields}).to_string())
     }
 
     fn get_by_id(&self, org: &Org, sobject: &str, id: &str) -> Reply {
