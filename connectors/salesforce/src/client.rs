@@ -78,7 +78,7 @@ impl SfClient {
     ) -> Result<Answer, ConnectorError> {
         match self.limits.gate() {
             Gate::Open => {}
-            Gate::Slow(pause) => tokio::time::sleep(pause).await,
+            Gate::Slow(pause) => gluefleet_core::rate_limit::pace(pause).await,
             Gate::Closed(wait) => {
                 let (used, max) = self.limits.usage();
                 return Err(ConnectorError::rate_limited(
@@ -121,6 +121,13 @@ impl SfClient {
                 _ => ConnectorError::transient(format!("{what}: request failed")).with_source(e),
             })?;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                gluefleet_core::classify::parse_retry_after(v, std::time::SystemTime::now())
+            });
         self.limits.observe(
             resp.headers()
                 .get("sforce-limit-info")
@@ -139,7 +146,11 @@ impl SfClient {
                 ))
                 .with_http_status(300));
             }
-            let err = from_call(status, &body, &what);
+            let mut err = from_call(status, &body, &what);
+            if status == 429 {
+                err = ConnectorError::rate_limited(err.message().to_owned(), retry_after)
+                    .with_http_status(429);
+            }
             if err.is_rate_limited() && status == 403 {
                 self.limits.exceeded();
             }

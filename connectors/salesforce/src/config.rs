@@ -84,6 +84,13 @@ impl Target {
         {
             return Err("need 0 < soft_limit <= hard_limit <= 1".into());
         }
+        if let Some(url) = &self.instance_url
+            && !gluefleet_core::auth::is_safe_token_url(url)
+        {
+            return Err(format!(
+                "instance_url {url:?} must be https (plain http only to localhost): the token travels there"
+            ));
+        }
         if self.max_batch == 0 || self.max_batch > 200 {
             return Err("max_batch must be between 1 and 200".into());
         }

@@ -24,7 +24,12 @@ struct State {
     used: u64,
     max: u64,
     blocked_until: Option<Instant>,
+    /// After a closed spell, one call goes out to read the usage again.
+    probing: bool,
 }
+
+/// How long the others wait while the probe call is out.
+const PROBE_WAIT: Duration = Duration::from_secs(5);
 
 /// Usage bookkeeping shared by every call of the connector.
 #[derive(Debug)]
@@ -68,6 +73,7 @@ impl Limits {
         let mut s = self.lock();
         s.used = used;
         s.max = max;
+        s.probing = false;
         if max > 0 && used as f64 >= self.hard * max as f64 {
             s.blocked_until = Some(Instant::now() + self.backoff);
         }
@@ -75,7 +81,9 @@ impl Limits {
 
     /// The org answered `REQUEST_LIMIT_EXCEEDED`.
     pub fn exceeded(&self) {
-        self.lock().blocked_until = Some(Instant::now() + self.backoff);
+        let mut s = self.lock();
+        s.probing = false;
+        s.blocked_until = Some(Instant::now() + self.backoff);
     }
 
     /// May a call go now?
@@ -86,9 +94,16 @@ impl Limits {
             if now < until {
                 return Gate::Closed(until - now);
             }
-            // Let calls through again; the next header tells the truth.
+            // One call looks again; its header tells the truth for the rest.
+            if s.probing {
+                return Gate::Closed(PROBE_WAIT);
+            }
+            s.probing = true;
             s.blocked_until = None;
             return Gate::Open;
+        }
+        if s.probing {
+            return Gate::Closed(PROBE_WAIT);
         }
         if s.max > 0 && s.used as f64 >= self.soft * s.max as f64 {
             Gate::Slow(self.soft_delay)
@@ -138,6 +153,11 @@ mod tests {
         assert!(matches!(l.gate(), Gate::Closed(d) if d == Duration::from_secs(300)));
         tokio::time::advance(Duration::from_secs(301)).await;
         assert_eq!(l.gate(), Gate::Open, "one call may look again");
+        assert_eq!(
+            l.gate(),
+            Gate::Closed(PROBE_WAIT),
+            "the others wait for its answer"
+        );
         l.observe(Some("api-usage=10/1000"));
         assert_eq!(l.gate(), Gate::Open, "a new day");
         l.exceeded();

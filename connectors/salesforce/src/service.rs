@@ -188,7 +188,11 @@ impl Connector for SalesforceConnector {
                     return if result["success"].as_bool() == Some(true) {
                         Ok(Delivered::Applied)
                     } else {
-                        Err(from_record(&result, &what))
+                        let err = from_record(&result, &what);
+                        if err.is_rate_limited() {
+                            self.client.limits.exceeded();
+                        }
+                        Err(err)
                     };
                 }
                 let path = format!("/sobjects/{obj}/{field}/{}", segment(&value));
@@ -267,14 +271,16 @@ impl Connector for SalesforceConnector {
     /// exists, with its external id field marked as one.
     async fn check(&self, credential: Option<&Credential>) -> Result<String, ConnectorError> {
         let mut report = vec![self.client.probe(credential).await?];
-        let used: Vec<_> = self
-            .used
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        for (sobject, field) in used {
+        let mut by_object: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (sobject, field) in self.used.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            by_object
+                .entry(sobject.clone())
+                .or_default()
+                .extend(field.clone());
+        }
+        // One describe per object (each costs an API call), whatever the
+        // routes use it for.
+        for (sobject, wanted) in by_object {
             let path = format!("/sobjects/{sobject}/describe");
             let d = self
                 .client
@@ -287,30 +293,29 @@ impl Connector for SalesforceConnector {
                 )
                 .await?;
             let fields = d.body["fields"].as_array().cloned().unwrap_or_default();
-            let line = match &field {
-                Some(f) => {
-                    let found = fields
-                        .iter()
-                        .find(|x| x["name"].as_str() == Some(f.as_str()));
-                    match found {
-                        Some(x) if x["externalId"].as_bool() == Some(true) => {
-                            format!("{sobject}.{f} is an external id")
-                        }
-                        Some(_) => {
-                            return Err(ConnectorError::permanent(format!(
-                                "{sobject}.{f} exists but is not an external id field"
-                            )));
-                        }
-                        None => {
-                            return Err(ConnectorError::permanent(format!(
-                                "{sobject} has no field {f}"
-                            )));
-                        }
+            for f in &wanted {
+                match fields
+                    .iter()
+                    .find(|x| x["name"].as_str() == Some(f.as_str()))
+                {
+                    Some(x) if x["externalId"].as_bool() == Some(true) => {}
+                    Some(_) => {
+                        return Err(ConnectorError::permanent(format!(
+                            "{sobject}.{f} exists but is not an external id field"
+                        )));
+                    }
+                    None => {
+                        return Err(ConnectorError::permanent(format!(
+                            "{sobject} has no field {f}"
+                        )));
                     }
                 }
-                None => format!("{sobject} has {} fields", fields.len()),
-            };
-            report.push(line);
+            }
+            report.push(if wanted.is_empty() {
+                format!("{sobject} has {} fields", fields.len())
+            } else {
+                format!("{sobject}.{} is an external id", wanted.join(", "))
+            });
         }
         Ok(report.join("; "))
     }

@@ -59,6 +59,13 @@ pub struct RateLimits {
     clock: DefaultClock,
 }
 
+/// Waits a pause that a vendor's own usage signal calls for (Salesforce's
+/// `Sforce-Limit-Info` above the soft share, say). The connector decides how
+/// long; the waiting is the core's, like every other wait.
+pub async fn pace(pause: Duration) {
+    tokio::time::sleep(pause).await;
+}
+
 /// The limiter says: not before this long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MustWait(pub Duration);

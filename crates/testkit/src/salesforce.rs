@@ -1042,6 +1042,7 @@ impl Call<'_> {
                 .filter(|(o, _)| o == sobject)
                 .map(|(_, f)| f.clone()),
         );
+        names.sort();
         names.dedup();
         for name in names {
             let external = c.is_external_id(sobject, &name);

@@ -42,6 +42,23 @@ pub struct JwtBearerConfig {
     pub assumed_lifetime: Option<Duration>,
 }
 
+/// Salesforce wants `aud` to be its login host, also when signing in through
+/// a My Domain URL: `test.salesforce.com` for sandboxes, `login.salesforce.com`
+/// otherwise. Any other host (a test double) is its own audience.
+fn default_audience(login: &str) -> String {
+    let host = url::Url::parse(login)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    if host == "test.salesforce.com" || host.ends_with(".sandbox.my.salesforce.com") {
+        "https://test.salesforce.com".into()
+    } else if host == "login.salesforce.com" || host.ends_with(".my.salesforce.com") {
+        "https://login.salesforce.com".into()
+    } else {
+        login.to_owned()
+    }
+}
+
 #[derive(serde::Serialize)]
 struct Claims<'a> {
     iss: &'a str,
@@ -94,7 +111,10 @@ impl JwtBearer {
                 "auth: token URL {token_url:?} must be https (plain http only to localhost)"
             ));
         }
-        let audience = config.audience.clone().unwrap_or_else(|| login.clone());
+        let audience = config
+            .audience
+            .clone()
+            .unwrap_or_else(|| default_audience(&login));
         Ok(Self {
             config,
             key,
@@ -216,5 +236,57 @@ impl TokenProvider for JwtBearer {
         {
             *cache = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audience_follows_salesforce_rules() {
+        assert_eq!(
+            default_audience("https://acme.my.salesforce.com"),
+            "https://login.salesforce.com"
+        );
+        assert_eq!(
+            default_audience("https://acme--uat.sandbox.my.salesforce.com"),
+            "https://test.salesforce.com"
+        );
+        assert_eq!(
+            default_audience("https://test.salesforce.com"),
+            "https://test.salesforce.com"
+        );
+        assert_eq!(
+            default_audience("http://127.0.0.1:9000"),
+            "http://127.0.0.1:9000"
+        );
+    }
+
+    #[test]
+    fn bad_keys_and_plain_http_are_refused() {
+        let config = |key: &str, login: &str| JwtBearerConfig {
+            login_url: login.into(),
+            token_url: None,
+            audience: None,
+            consumer_key: "k".into(),
+            username: "u".into(),
+            private_key: SecretString::from(key.to_owned()),
+            assumed_lifetime: None,
+        };
+        let err = JwtBearer::new(
+            config("not a key", "https://login.salesforce.com"),
+            reqwest::Client::new(),
+        )
+        .expect_err("bad key");
+        assert!(err.contains("private_key"), "{err}");
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
+        assert!(
+            JwtBearer::new(
+                config(pem, "http://login.example.com"),
+                reqwest::Client::new()
+            )
+            .is_err()
+        );
     }
 }
