@@ -18,6 +18,7 @@ pub mod http_target;
 mod process;
 pub mod pubsub;
 pub mod salesforce;
+pub mod sap;
 
 pub use error::TestkitError;
 

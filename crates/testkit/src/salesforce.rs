@@ -1194,7 +1194,7 @@ impl Org {
             records
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| value_text(r.fields.get(field)).as_deref() == Some(value))
+                .filter(|(_, r)| matches_text(r.fields.get(field), value))
                 .map(|(i, _)| i)
                 .collect()
         })
@@ -1250,6 +1250,15 @@ fn key_prefix(sobject: &str) -> &'static str {
 }
 
 /// A field value as text, for comparing external ids: strings and numbers.
+/// `value_text(v) == Some(want)` without allocating for strings: lookups by
+/// external id scan every record, so this runs millions of times in a bench.
+fn matches_text(value: Option<&Value>, want: &str) -> bool {
+    match value {
+        Some(Value::String(s)) => !s.is_empty() && s == want,
+        other => value_text(other).as_deref() == Some(want),
+    }
+}
+
 fn value_text(value: Option<&Value>) -> Option<String> {
     match value? {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
