@@ -56,10 +56,11 @@ impl Target {
     }
 }
 
-/// Where the connector writes.
+/// Where the connector writes. The Salesforce double is started afresh for
+/// each run, so records of earlier runs never slow its lookups.
 enum Sink {
     Firestore(FirestoreEmulator),
-    Salesforce(SalesforceDouble),
+    Salesforce,
 }
 
 /// One measured run.
@@ -125,13 +126,7 @@ async fn run_all(target: Target, events: usize, rounds: usize) -> Result<()> {
     let pubsub = PubsubEmulator::start().await?;
     let sink = match target {
         Target::Firestore => Sink::Firestore(FirestoreEmulator::start().await?),
-        Target::Salesforce => Sink::Salesforce(
-            SalesforceDouble::start(SalesforceConfig {
-                daily_limit: 10_000_000,
-                ..SalesforceConfig::default()
-            })
-            .await?,
-        ),
+        Target::Salesforce => Sink::Salesforce,
     };
     let dir = std::env::temp_dir().join(format!("gluefleet-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -193,8 +188,18 @@ async fn one_run(
     pubsub.publish(&topic, &msgs).await?;
     let config = dir.join(format!("run-{n}.toml"));
     let common = "[pubsub]\nconcurrency = 1000\nmax_outstanding_messages = 2000\n";
-    let (text, mut env) = match sink {
-        Sink::Firestore(fs) => (
+    let double = match sink {
+        Sink::Salesforce => Some(
+            SalesforceDouble::start(SalesforceConfig {
+                daily_limit: 10_000_000,
+                ..SalesforceConfig::default()
+            })
+            .await?,
+        ),
+        Sink::Firestore(_) => None,
+    };
+    let (text, mut env) = match (sink, &double) {
+        (Sink::Firestore(fs), _) => (
             format!(
                 r#"{common}
 [target]
@@ -209,7 +214,7 @@ action = {{ operation = "set", document = "bench{n}/{{data.id}}" }}
             ),
             vec![("FIRESTORE_EMULATOR_HOST", fs.host())],
         ),
-        Sink::Salesforce(sf) => {
+        (Sink::Salesforce, Some(sf)) => {
             let d = SalesforceConfig::default();
             (
                 format!(
@@ -235,6 +240,7 @@ action = {{ operation = "upsert", sobject = "Account", external_id_field = "Exte
                 vec![("SALESFORCE_PRIVATE_KEY", TEST_PRIVATE_KEY_PEM.to_owned())],
             )
         }
+        (Sink::Salesforce, None) => return Err("the Salesforce double did not start".into()),
     };
     std::fs::write(&config, text)?;
     let config = config.display().to_string();
