@@ -59,7 +59,7 @@ impl Target {
 /// Where the connector writes. The Salesforce double is started afresh for
 /// each run, so records of earlier runs never slow its lookups.
 enum Sink {
-    Firestore(FirestoreEmulator),
+    Firestore(Box<FirestoreEmulator>),
     Salesforce,
 }
 
@@ -125,7 +125,7 @@ async fn run_all(target: Target, events: usize, rounds: usize) -> Result<()> {
     eprintln!("• starting the Pub/Sub emulator and the target…");
     let pubsub = PubsubEmulator::start().await?;
     let sink = match target {
-        Target::Firestore => Sink::Firestore(FirestoreEmulator::start().await?),
+        Target::Firestore => Sink::Firestore(Box::new(FirestoreEmulator::start().await?)),
         Target::Salesforce => Sink::Salesforce,
     };
     let dir = std::env::temp_dir().join(format!("gluefleet-bench-{}", std::process::id()));
