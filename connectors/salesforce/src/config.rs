@@ -33,7 +33,9 @@ pub struct Target {
     /// Records per Collections call (default 200, Salesforce's cap).
     #[serde(default = "max_batch")]
     pub max_batch: usize,
-    /// How long the first record of a batch waits for company (default 20 ms).
+    /// How long the first record of a batch waits for company (default 1 s:
+    /// every call counts against the org's daily limit, so fuller batches
+    /// are worth a second of latency).
     #[serde(default = "linger", with = "humantime_serde")]
     pub linger: Duration,
     /// Collections calls out at once per object (default 2).
@@ -60,7 +62,7 @@ fn max_batch() -> usize {
     200
 }
 fn linger() -> Duration {
-    Duration::from_millis(20)
+    Duration::from_secs(1)
 }
 fn in_flight() -> usize {
     2
