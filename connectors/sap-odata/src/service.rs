@@ -1,0 +1,385 @@
+//! The connector: one event and one route's action → OData requests.
+//!
+//! | operation | requests                                              | outcome |
+//! |-----------|-------------------------------------------------------|---------|
+//! | create    | POST (batched in `$batch` when waiting together)      | 409 → already done |
+//! | update    | GET for the ETag (unless the event carries one), then PATCH (V4) / MERGE (V2) with `If-Match` | 404 → dead letter; 412 → re-read and apply once if `last_writer_wins`, else dead letter; 428 → read the ETag, once |
+//! | upsert    | GET; 404 → POST, else as update                       | |
+//! | delete    | GET for the ETag, DELETE with `If-Match`              | 404 → already done |
+
+use crate::batch::{Part, PartAnswer, multipart_answers, v2_body, v4_answers, v4_body};
+use crate::client::{Answer, Body, Session};
+use crate::config::{Action, Operation, Target, Version, string_literal};
+use crate::error::from_answer;
+use gluefleet_core::auth::Credential;
+use gluefleet_core::batch::{BatchSettings, Batcher, FlushResult};
+use gluefleet_core::event::Event;
+use gluefleet_core::{Connector, ConnectorError, Delivered, Request};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything but unreserved characters and `'` is encoded inside a key.
+const KEY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'\'');
+
+/// How long one `$batch` may take.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+type CreateBatcher = Batcher<(Part, Option<Credential>), PartAnswer>;
+
+/// The SAP OData connector.
+#[derive(Debug)]
+pub struct SapConnector {
+    session: Arc<Session>,
+    batcher: Option<CreateBatcher>,
+}
+
+impl SapConnector {
+    /// Builds the connector from `[target]`.
+    pub fn new(target: Target) -> Result<Self, String> {
+        if target.max_batch == 0 || target.max_batch > 1000 {
+            return Err("max_batch must be between 1 and 1000".into());
+        }
+        let session = Arc::new(Session::new(&target)?);
+        let batcher = target.batch.then(|| {
+            let settings = BatchSettings {
+                max_items: target.max_batch,
+                max_bytes: 8 * 1024 * 1024,
+                linger: target.linger,
+                max_in_flight: 2,
+            };
+            let s = session.clone();
+            Batcher::spawn(settings, move |items: Vec<(Part, Option<Credential>)>| {
+                let s = s.clone();
+                async move { send_batch(&s, items).await }
+            })
+        });
+        Ok(Self { session, batcher })
+    }
+
+    /// OData requests sent (token fetches included).
+    pub fn requests(&self) -> u64 {
+        self.session.sent()
+    }
+
+    /// CSRF token fetches.
+    pub fn token_fetches(&self) -> u64 {
+        self.session.fetches()
+    }
+}
+
+async fn send_batch(
+    session: &Session,
+    items: Vec<(Part, Option<Credential>)>,
+) -> FlushResult<PartAnswer> {
+    let n = items.len();
+    let credential = items
+        .iter()
+        .filter_map(|(_, c)| c.as_ref())
+        .max_by_key(|c| c.generation())
+        .cloned();
+    let parts: Vec<Part> = items.into_iter().map(|(p, _)| p).collect();
+    let (body, expect) = match session.version {
+        Version::V4 => (Body::Json(v4_body(&parts)), 200),
+        Version::V2 => {
+            let boundary = format!("batch_{:016x}", fastrand::u64(..));
+            let ct = format!("multipart/mixed; boundary={boundary}");
+            (Body::Raw(v2_body(&parts, &boundary), ct), 202)
+        }
+    };
+    let answer = session
+        .write(
+            credential.as_ref(),
+            "POST",
+            "$batch",
+            Some(&body),
+            None,
+            BATCH_TIMEOUT,
+        )
+        .await?;
+    if answer.status >= 400 || (answer.status != expect && answer.status != 200) {
+        return Err(from_answer(
+            answer.status,
+            &answer.json,
+            &answer.text,
+            "POST $batch",
+        ));
+    }
+    let answers = if answer.content_type.contains("multipart") {
+        multipart_answers(&answer.text, n)
+    } else {
+        v4_answers(&answer.json, n)
+    };
+    Ok(answers
+        .into_iter()
+        .map(|a| {
+            a.ok_or_else(|| {
+                ConnectorError::transient("the $batch answer left this part unanswered")
+            })
+        })
+        .collect())
+}
+
+/// `Set('a')` or `Set(K1='a',K2='b')`, values quoted and encoded.
+fn entity_path(
+    action: &Action,
+    event: &Event,
+) -> Result<(String, Vec<(String, String)>), ConnectorError> {
+    let mut values = Vec::new();
+    for (name, t) in &action.key {
+        values.push((name.clone(), t.render_with(event, |v, _| Ok(v.to_owned()))?));
+    }
+    let lit = |v: &str| utf8_percent_encode(&string_literal(v), KEY).to_string();
+    let predicate = match values.as_slice() {
+        [(_, v)] => lit(v),
+        many => many
+            .iter()
+            .map(|(k, v)| format!("{k}={}", lit(v)))
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    Ok((format!("{}({predicate})", action.entity_set), values))
+}
+
+fn etag_of(answer: &Answer) -> Option<String> {
+    answer
+        .etag
+        .clone()
+        .or_else(|| answer.json["@odata.etag"].as_str().map(str::to_owned))
+        .or_else(|| {
+            answer.json["d"]["__metadata"]["etag"]
+                .as_str()
+                .map(str::to_owned)
+        })
+}
+
+fn fields_of(action: &Action, event: &Event) -> Result<Map<String, Value>, ConnectorError> {
+    let mapped = match &action.fields {
+        Some(m) => m.apply(&event.to_json())?,
+        None => event.data.clone(),
+    };
+    match mapped {
+        Value::Object(m) => Ok(m),
+        other => Err(ConnectorError::permanent(format!(
+            "the entity's properties must be a JSON object, got {other}"
+        ))),
+    }
+}
+
+fn ok_status(s: u16) -> bool {
+    (200..300).contains(&s)
+}
+
+impl SapConnector {
+    async fn create(
+        &self,
+        r: &Request<'_, Action>,
+        keys: &[(String, String)],
+    ) -> Result<Delivered, ConnectorError> {
+        let a = &r.route.action;
+        let mut body = fields_of(a, r.event)?;
+        for (k, v) in keys {
+            body.entry(k.clone())
+                .or_insert_with(|| Value::String(v.clone()));
+        }
+        let what = format!("POST {}", a.entity_set);
+        let (status, json, text) = match &self.batcher {
+            Some(b) => {
+                let part = Part {
+                    method: "POST".into(),
+                    url: a.entity_set.clone(),
+                    body: Some(Value::Object(body)),
+                    if_match: None,
+                };
+                let key = format!("{}{:?}", a.entity_set, keys);
+                let size = part.body.as_ref().map_or(0, |b| b.to_string().len());
+                let ans = b
+                    .submit((part, r.credential.cloned()), Some(key), size)
+                    .await?;
+                (ans.status, ans.body, String::new())
+            }
+            None => {
+                let ans = self
+                    .session
+                    .write(
+                        r.credential,
+                        "POST",
+                        &a.entity_set,
+                        Some(&Body::Json(Value::Object(body))),
+                        None,
+                        r.timeout,
+                    )
+                    .await?;
+                (ans.status, ans.json, ans.text)
+            }
+        };
+        match status {
+            s if ok_status(s) => Ok(Delivered::Applied),
+            409 => Ok(Delivered::AlreadyDone),
+            s => Err(from_answer(s, &json, &text, &what)),
+        }
+    }
+
+    async fn read(
+        &self,
+        r: &Request<'_, Action>,
+        path: &str,
+    ) -> Result<Option<Answer>, ConnectorError> {
+        let ans = self.session.read(r.credential, path, r.timeout).await?;
+        match ans.status {
+            404 => Ok(None),
+            s if ok_status(s) => Ok(Some(ans)),
+            s => Err(from_answer(s, &ans.json, &ans.text, &format!("GET {path}"))),
+        }
+    }
+
+    async fn update(
+        &self,
+        r: &Request<'_, Action>,
+        path: &str,
+        known: Option<String>,
+    ) -> Result<Delivered, ConnectorError> {
+        let a = &r.route.action;
+        let body = Body::Json(Value::Object(fields_of(a, r.event)?));
+        let method = match self.session.version {
+            Version::V2 => "MERGE",
+            Version::V4 => "PATCH",
+        };
+        let mut etag = known;
+        let mut reread = false;
+        for _ in 0..3 {
+            let tag = match etag.take() {
+                Some(t) => t,
+                None => {
+                    let current = self.read(r, path).await?.ok_or_else(|| {
+                        ConnectorError::permanent(format!("{} does not exist", path))
+                            .with_http_status(404)
+                    })?;
+                    etag_of(&current).unwrap_or_else(|| "*".into())
+                }
+            };
+            let ans = self
+                .session
+                .write(
+                    r.credential,
+                    method,
+                    path,
+                    Some(&body),
+                    Some(&tag),
+                    r.timeout,
+                )
+                .await?;
+            match ans.status {
+                s if ok_status(s) => return Ok(Delivered::Applied),
+                // "Needs If-Match", or the entity changed since: read again.
+                428 => continue,
+                412 if a.last_writer_wins && !reread => {
+                    reread = true;
+                    continue;
+                }
+                412 => {
+                    let e = from_answer(412, &ans.json, &ans.text, &format!("{method} {path}"));
+                    return Err(ConnectorError::permanent(format!(
+                        "conflict: the entity changed since the event's version ({})",
+                        e.message()
+                    ))
+                    .with_http_status(412));
+                }
+                s => {
+                    return Err(from_answer(
+                        s,
+                        &ans.json,
+                        &ans.text,
+                        &format!("{method} {path}"),
+                    ));
+                }
+            }
+        }
+        Err(ConnectorError::transient(format!(
+            "{method} {path}: the ETag kept changing"
+        )))
+    }
+}
+
+impl Connector for SapConnector {
+    type Action = Action;
+
+    fn name(&self) -> &'static str {
+        "sap-odata"
+    }
+
+    async fn call(&self, r: Request<'_, Action>) -> Result<Delivered, ConnectorError> {
+        let a = &r.route.action;
+        let (path, keys) = entity_path(a, r.event)?;
+        let event_etag = a
+            .etag
+            .as_ref()
+            .map(|t| t.render_with(r.event, |v, _| Ok(v.to_owned())))
+            .transpose()?;
+        match a.operation {
+            Operation::Create => self.create(&r, &keys).await,
+            Operation::Update => self.update(&r, &path, event_etag).await,
+            Operation::Upsert => match self.read(&r, &path).await? {
+                None => self.create(&r, &keys).await,
+                Some(current) => {
+                    self.update(&r, &path, event_etag.or_else(|| etag_of(&current)))
+                        .await
+                }
+            },
+            Operation::Delete => {
+                let Some(current) = self.read(&r, &path).await? else {
+                    return Ok(Delivered::AlreadyDone);
+                };
+                let tag = etag_of(&current).unwrap_or_else(|| "*".into());
+                let ans = self
+                    .session
+                    .write(r.credential, "DELETE", &path, None, Some(&tag), r.timeout)
+                    .await?;
+                match ans.status {
+                    s if ok_status(s) => Ok(Delivered::Applied),
+                    404 => Ok(Delivered::AlreadyDone),
+                    s => Err(from_answer(
+                        s,
+                        &ans.json,
+                        &ans.text,
+                        &format!("DELETE {path}"),
+                    )),
+                }
+            }
+        }
+    }
+
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("target_requests", self.requests()),
+            ("csrf_fetches", self.token_fetches()),
+        ]
+    }
+
+    async fn check(&self, credential: Option<&Credential>) -> Result<String, ConnectorError> {
+        let ans = self
+            .session
+            .read(credential, "$metadata", Duration::from_secs(30))
+            .await?;
+        if ok_status(ans.status) {
+            Ok(format!(
+                "{} $metadata answered {}",
+                self.session.url(""),
+                ans.status
+            ))
+        } else {
+            Err(from_answer(
+                ans.status,
+                &ans.json,
+                &ans.text,
+                "GET $metadata",
+            ))
+        }
+    }
+}
