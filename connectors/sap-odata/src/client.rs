@@ -48,6 +48,8 @@ pub struct Session {
     pub version: Version,
     sap_client: Option<String>,
     token: Mutex<Option<String>>,
+    fetching: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
     fetches: AtomicU64,
     sent: AtomicU64,
 }
@@ -75,6 +77,8 @@ impl Session {
             version: target.version,
             sap_client: target.sap_client.clone(),
             token: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
             fetches: AtomicU64::new(0),
             sent: AtomicU64::new(0),
         })
@@ -165,7 +169,19 @@ impl Session {
         })
     }
 
-    async fn fetch_token(&self, credential: Option<&Credential>) -> Result<String, ConnectorError> {
+    /// One fetch at a time: callers that queued behind a fetch take its
+    /// token instead of opening another session.
+    async fn fetch_token(
+        &self,
+        credential: Option<&Credential>,
+        seen: u64,
+    ) -> Result<String, ConnectorError> {
+        let _one = self.fetching.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen
+            && let Some(t) = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        {
+            return Ok(t);
+        }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let req = self
             .request(
@@ -196,6 +212,7 @@ impl Session {
             .map(str::to_owned)
             .ok_or_else(|| ConnectorError::permanent("the service gave no CSRF token"))?;
         *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(token)
     }
 
@@ -225,10 +242,11 @@ impl Session {
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| ConnectorError::permanent(format!("{method} is not an HTTP method")))?;
         for round in 0..2 {
+            let seen = self.generation.load(Ordering::Acquire);
             let cached = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let token = match cached {
                 Some(t) if round == 0 => t,
-                _ => self.fetch_token(credential).await?,
+                _ => self.fetch_token(credential, seen).await?,
             };
             let mut req = self
                 .request(method.clone(), &self.url(path), credential, timeout)?

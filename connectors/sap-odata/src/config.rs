@@ -134,6 +134,11 @@ impl RawAction {
         if self.operation == Operation::Delete && self.fields.is_some() {
             return Err("a delete takes no fields".into());
         }
+        if matches!(self.operation, Operation::Create | Operation::Delete)
+            && (self.etag.is_some() || self.last_writer_wins)
+        {
+            return Err("etag and last_writer_wins belong to update and upsert".into());
+        }
         Ok(Action {
             operation: self.operation,
             entity_set: self.entity_set,

@@ -85,12 +85,12 @@ async fn send_batch(
         .max_by_key(|c| c.generation())
         .cloned();
     let parts: Vec<Part> = items.into_iter().map(|(p, _)| p).collect();
-    let (body, expect) = match session.version {
-        Version::V4 => (Body::Json(v4_body(&parts)), 200),
+    let body = match session.version {
+        Version::V4 => Body::Json(v4_body(&parts)),
         Version::V2 => {
             let boundary = format!("batch_{:016x}", fastrand::u64(..));
             let ct = format!("multipart/mixed; boundary={boundary}");
-            (Body::Raw(v2_body(&parts, &boundary), ct), 202)
+            Body::Raw(v2_body(&parts, &boundary), ct)
         }
     };
     let answer = session
@@ -103,7 +103,7 @@ async fn send_batch(
             BATCH_TIMEOUT,
         )
         .await?;
-    if answer.status >= 400 || (answer.status != expect && answer.status != 200) {
+    if !ok_status(answer.status) {
         return Err(from_answer(
             answer.status,
             &answer.json,
@@ -279,7 +279,9 @@ impl SapConnector {
                 s if ok_status(s) => return Ok(Delivered::Applied),
                 // "Needs If-Match", or the entity changed since: read again.
                 428 => continue,
-                412 if a.last_writer_wins && !reread => {
+                // Someone wrote between our read and our write (no event ETag),
+                // or the route says the last writer wins: read again, once.
+                412 if (a.last_writer_wins || a.etag.is_none()) && !reread => {
                     reread = true;
                     continue;
                 }
@@ -326,7 +328,11 @@ impl Connector for SapConnector {
             Operation::Create => self.create(&r, &keys).await,
             Operation::Update => self.update(&r, &path, event_etag).await,
             Operation::Upsert => match self.read(&r, &path).await? {
-                None => self.create(&r, &keys).await,
+                // Created by someone else between our read and our POST: update it.
+                None => match self.create(&r, &keys).await? {
+                    Delivered::AlreadyDone => self.update(&r, &path, None).await,
+                    done => Ok(done),
+                },
                 Some(current) => {
                     self.update(&r, &path, event_etag.or_else(|| etag_of(&current)))
                         .await
