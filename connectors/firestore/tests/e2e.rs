@@ -5,7 +5,7 @@ use gluefleet_testkit::bin::Worker;
 use gluefleet_testkit::firestore::{FirestoreEmulator, plain};
 use gluefleet_testkit::free_port;
 use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gluefleet-firestore");
@@ -15,22 +15,10 @@ async fn events_become_documents_and_bad_ones_are_dead_lettered() {
     let (pubsub, firestore) = tokio::join!(PubsubEmulator::start(), FirestoreEmulator::start());
     let pubsub = pubsub.expect("Pub/Sub emulator starts");
     let firestore = firestore.expect("Firestore emulator starts");
-    pubsub.create_topic("accounts").await.expect("topic");
     pubsub
-        .create_topic("dead")
+        .create_worker_subscription("accounts", "accounts-sub", "dead", 30)
         .await
-        .expect("dead-letter topic");
-    pubsub
-        .create_subscription(
-            "accounts-sub",
-            "accounts",
-            SubscriptionOptions {
-                ack_deadline_secs: 30,
-                dead_letter: Some(("dead".into(), 10)),
-            },
-        )
-        .await
-        .expect("subscription");
+        .expect("topic and subscription");
     pubsub
         .create_subscription("dead-sub", "dead", SubscriptionOptions::default())
         .await
@@ -121,21 +109,13 @@ action = {{ operation = "update", document = "accounts/{{data.accountId}}", fiel
         "{error}"
     );
 
-    let summary: Value = job
-        .logs()
-        .iter()
-        .find_map(|l| {
-            serde_json::from_str::<Value>(l)
-                .ok()
-                .filter(|v| v.get("summary").is_some())
-        })
-        .expect("summary printed");
-    let requests = summary["summary"]["target_requests"]
+    let summary = job.summary().expect("summary printed");
+    let requests = summary["target_requests"]
         .as_u64()
         .expect("the connector counts requests");
     assert!(
         requests < 301,
         "writes were batched: {requests} requests for 301 events"
     );
-    assert_eq!(summary["summary"]["acked"].as_u64(), Some(300));
+    assert_eq!(summary["acked"].as_u64(), Some(300));
 }

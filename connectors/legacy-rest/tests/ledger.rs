@@ -6,7 +6,7 @@ use gluefleet_testkit::bin::Worker;
 use gluefleet_testkit::firestore::FirestoreEmulator;
 use gluefleet_testkit::free_port;
 use gluefleet_testkit::http_target::HttpTarget;
-use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
+use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator};
 use serde_json::json;
 use std::time::Duration;
 
@@ -17,22 +17,10 @@ async fn two_workers_share_one_ledger_and_apply_each_event_once() {
     let (pubsub, firestore) = tokio::join!(PubsubEmulator::start(), FirestoreEmulator::start());
     let pubsub = pubsub.expect("Pub/Sub emulator starts");
     let firestore = firestore.expect("Firestore emulator starts");
-    pubsub.create_topic("orders").await.expect("topic");
     pubsub
-        .create_topic("dead")
+        .create_worker_subscription("orders", "orders-sub", "dead", 30)
         .await
-        .expect("dead-letter topic");
-    pubsub
-        .create_subscription(
-            "orders-sub",
-            "orders",
-            SubscriptionOptions {
-                ack_deadline_secs: 30,
-                dead_letter: Some(("dead".into(), 10)),
-            },
-        )
-        .await
-        .expect("subscription");
+        .expect("topic and subscription");
     let target = HttpTarget::start().await.expect("HTTP target");
     target.set_delay(Duration::from_millis(20));
 

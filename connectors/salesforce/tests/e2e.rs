@@ -4,9 +4,9 @@
 
 use gluefleet_testkit::bin::Worker;
 use gluefleet_testkit::free_port;
-use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
+use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator};
 use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble, TEST_PRIVATE_KEY_PEM};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gluefleet-salesforce");
@@ -19,22 +19,10 @@ async fn a_thousand_upserts_through_pubsub() {
     let double = SalesforceDouble::start(SalesforceConfig::default())
         .await
         .expect("double");
-    pubsub.create_topic("customers").await.expect("topic");
     pubsub
-        .create_topic("dead")
+        .create_worker_subscription("customers", "customers-sub", "dead", 60)
         .await
-        .expect("dead-letter topic");
-    pubsub
-        .create_subscription(
-            "customers-sub",
-            "customers",
-            SubscriptionOptions {
-                ack_deadline_secs: 60,
-                dead_letter: Some(("dead".into(), 10)),
-            },
-        )
-        .await
-        .expect("subscription");
+        .expect("topic and subscription");
     let msgs: Vec<OutgoingMessage> = (0..1000)
         .map(|i| {
             OutgoingMessage::json(&json!({"specversion": "1.0", "id": format!("c{i}"), "source": "//erp",
@@ -116,16 +104,8 @@ action = {{ operation = "upsert", sobject = "Account", external_id_field = "Exte
         .expect("job ends when idle");
     assert!(status.success(), "{}", job.logs().join("\n"));
     assert_eq!(double.record_count("Account"), 1000);
-    let summary: Value = job
-        .logs()
-        .iter()
-        .find_map(|l| {
-            serde_json::from_str::<Value>(l)
-                .ok()
-                .filter(|v| v.get("summary").is_some())
-        })
-        .expect("summary printed");
-    let s = &summary["summary"];
+    let summary = job.summary().expect("summary printed");
+    let s = &summary;
     assert_eq!(s["acked"].as_u64(), Some(1000));
     let calls = double.api_calls() - before;
     assert_eq!(s["target_requests"].as_u64(), Some(calls));

@@ -5,7 +5,7 @@ use gluefleet_testkit::bin::Worker;
 use gluefleet_testkit::free_port;
 use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
 use gluefleet_testkit::sap::SapCap;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gluefleet-sap-odata");
@@ -106,24 +106,10 @@ action = {{ operation = "create", entity_set = "BusinessPartners", key = {{ ID =
                 "{version}: {id} created"
             );
         }
-        let summary: Value = job
-            .logs()
-            .iter()
-            .find_map(|l| {
-                serde_json::from_str::<Value>(l)
-                    .ok()
-                    .filter(|v| v.get("summary").is_some())
-            })
-            .expect("summary printed");
-        assert_eq!(summary["summary"]["acked"].as_u64(), Some(50), "{version}");
-        assert_eq!(
-            summary["summary"]["dead_lettered"].as_u64(),
-            Some(1),
-            "{version}"
-        );
-        let requests = summary["summary"]["target_requests"]
-            .as_u64()
-            .unwrap_or(u64::MAX);
+        let summary = job.summary().expect("summary printed");
+        assert_eq!(summary["acked"].as_u64(), Some(50), "{version}");
+        assert_eq!(summary["dead_lettered"].as_u64(), Some(1), "{version}");
+        let requests = summary["target_requests"].as_u64().unwrap_or(u64::MAX);
         assert!(
             requests < 20,
             "{version}: 51 events in {requests} OData requests"

@@ -147,6 +147,16 @@ impl Worker {
         })
     }
 
+    /// The job summary the worker printed (`{"summary": {...}}`), if any:
+    /// the inner object.
+    pub fn summary(&self) -> Option<serde_json::Value> {
+        self.logs().iter().find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("summary").cloned())
+        })
+    }
+
     /// Everything the worker printed so far (stdout and stderr interleaved).
     pub fn logs(&self) -> Vec<String> {
         process::snapshot(&self.log)

@@ -250,6 +250,28 @@ impl PubsubEmulator {
         Ok(())
     }
 
+    /// A topic and its worker subscription with a dead-letter policy (10
+    /// attempts, so the emulator counts deliveries), creating the dead-letter
+    /// topic when it does not exist yet: what every connector test needs.
+    pub async fn create_worker_subscription(
+        &self,
+        topic: &str,
+        subscription: &str,
+        dead_letter_topic: &str,
+        ack_deadline_secs: u32,
+    ) -> Result<(), TestkitError> {
+        self.create_topic(topic).await?;
+        match self.create_topic(dead_letter_topic).await {
+            Ok(()) | Err(TestkitError::Api { status: 409, .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let opts = SubscriptionOptions {
+            ack_deadline_secs,
+            dead_letter: Some((dead_letter_topic.to_owned(), 10)),
+        };
+        self.create_subscription(subscription, topic, opts).await
+    }
+
     /// Publishes `messages` to `topic` in batches of 1000 and returns their
     /// message ids in the same order.
     pub async fn publish(
