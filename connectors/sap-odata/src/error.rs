@@ -36,7 +36,10 @@ pub fn describe(body: &Value) -> Option<String> {
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
-    let mut s = if code.is_empty() {
+    // CAP puts the HTTP status in `code` for protocol errors ("412"): leave
+    // it out then, the status is named already.
+    let numeric = !code.is_empty() && code.chars().all(|c| c.is_ascii_digit());
+    let mut s = if code.is_empty() || numeric {
         message
     } else {
         format!("{code}: {message}")

@@ -18,23 +18,36 @@
 //!                                    Firestore emulator (accounts/…)   dead-letter topic
 //! ```
 //!
+//! Part 3, only with the Pub/Sub emulator and Node.js (see [`sap_partners`]):
+//!
+//! ```text
+//! partner events ──▶ Pub/Sub emulator (topic partners) ──▶ gluefleet-sap-odata job
+//!                                                            │           │
+//!                                                            ▼           ▼
+//!                      SAP CAP server (OData V4, BusinessPartners)   dead-letter topic
+//! ```
+//!
 //! Everything runs locally: the order system is an in-process HTTP server,
-//! the emulators and the workers are child processes that the testkit stops
-//! when the demo ends (or is interrupted), and the temporary files are
-//! removed.
+//! the emulators, the SAP CAP server and the workers are child processes
+//! that the testkit stops when the demo ends (or is interrupted), and the
+//! temporary files are removed.
 
 mod accounts;
 mod accounts_report;
 mod events;
 mod mobile_backend;
 mod order_system;
+mod partners;
+mod partners_report;
 mod report;
+mod sap_partners;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use gluefleet_testkit::bin::{Worker, connector_binary};
 use gluefleet_testkit::firestore::FirestoreEmulator;
 use gluefleet_testkit::pubsub::{PubsubEmulator, SubscriptionOptions};
+use gluefleet_testkit::sap::SapCap;
 use report::{DeadLetter, Observed};
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -47,10 +60,13 @@ type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
 /// The connector part 1 runs.
 const CONNECTOR: &str = "legacy-rest";
-const TOPIC: &str = "orders";
-const DEAD_LETTER_TOPIC: &str = "orders-dead-letter";
-const SUBSCRIPTION: &str = "orders-gluefleet";
-const INSPECT_SUBSCRIPTION: &str = "orders-dead-letter-inspect";
+/// Part 1's topics and subscriptions.
+const TOPICS: Topics = Topics {
+    topic: "orders",
+    subscription: "orders-gluefleet",
+    dead_letter_topic: "orders-dead-letter",
+    inspect: "orders-dead-letter-inspect",
+};
 /// The subscription's dead-letter policy (Pub/Sub's count of deliveries).
 const MAX_DELIVERY_ATTEMPTS: u32 = 10;
 /// The job exits once nothing arrived for this long.
@@ -59,6 +75,11 @@ const IDLE_EXIT: &str = "3s";
 const WORKER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Worker log lines shown when something went wrong.
 const LOG_TAIL: usize = 40;
+/// The worker logs each message's outcome (`Acked.` with its reason) at
+/// debug level; that is how parts 2 and 3 tell a suppressed duplicate from
+/// a create that found its entity existing, which look the same in the
+/// target.
+const WORKER_LOG_FILTER: &str = "info,gluefleet_runtime::worker=debug";
 
 /// Runs the demo; the exit code says whether everything went as expected.
 pub(crate) fn main(no_emulator: bool) -> ExitCode {
@@ -94,25 +115,47 @@ pub(crate) fn main(no_emulator: bool) -> ExitCode {
 async fn demo(no_emulator: bool) -> Result<bool> {
     let tmp = TempDir::new()?;
     let (legacy_ok, pubsub) = legacy_rest(no_emulator, &tmp).await?;
-    // Part 2 has no file-source variant: its point is Firestore, which
-    // only the emulator stands in for.
-    let firestore_ok = if no_emulator {
+    // Parts 2 and 3 have no file-source variant: their point is the
+    // target, and the worker settles them through the emulator.
+    let (firestore_ok, pubsub) = if no_emulator {
         println!(
             "\n• part 2 (mobile backend → Firestore) skipped: it needs the Pub/Sub and \
              Firestore emulators (--no-emulator)"
         );
-        true
+        (true, pubsub)
     } else if !FirestoreEmulator::available() {
         println!(
             "\n• part 2 (mobile backend → Firestore) skipped: gcloud is not installed \
              (it needs the pubsub-emulator and cloud-firestore-emulator components)"
         );
+        (true, pubsub)
+    } else {
+        let (ok, pubsub) = mobile_backend::run(pubsub, &tmp).await?;
+        (ok, Some(pubsub))
+    };
+    let sap_ok = if no_emulator {
+        println!(
+            "\n• part 3 (order system → SAP) skipped: it needs the Pub/Sub emulator \
+             (--no-emulator)"
+        );
+        true
+    } else if !PubsubEmulator::available() {
+        println!(
+            "\n• part 3 (order system → SAP) skipped: gcloud is not installed (it needs the \
+             pubsub-emulator component)"
+        );
+        true
+    } else if !SapCap::available() {
+        println!(
+            "\n• part 3 (order system → SAP) skipped: it needs Node.js 20 and npm for the SAP \
+             CAP server (tests/sandboxes/sap-cap)"
+        );
         true
     } else {
-        mobile_backend::run(pubsub, &tmp).await?
+        sap_partners::run(pubsub, &tmp).await?
     };
     println!("\nNext: cargo test --workspace");
-    Ok(legacy_ok && firestore_ok)
+    Ok(legacy_ok && firestore_ok && sap_ok)
 }
 
 /// Part 1: order events to the pretend order system. Ok(true) when
@@ -291,60 +334,30 @@ async fn via_emulator(
     config: &Path,
     samples: &[events::Sample],
 ) -> Result<Observed> {
-    emulator.create_topic(TOPIC).await?;
-    emulator.create_topic(DEAD_LETTER_TOPIC).await?;
-    emulator
-        .create_subscription(
-            SUBSCRIPTION,
-            TOPIC,
-            SubscriptionOptions {
-                dead_letter: Some((DEAD_LETTER_TOPIC.to_owned(), MAX_DELIVERY_ATTEMPTS)),
-                ..SubscriptionOptions::default()
-            },
-        )
-        .await?;
-    emulator
-        .create_subscription(
-            INSPECT_SUBSCRIPTION,
-            DEAD_LETTER_TOPIC,
-            SubscriptionOptions::default(),
-        )
-        .await?;
+    TOPICS.create(emulator).await?;
     println!(
-        "  emulator on {} (project {}): topic {TOPIC} → subscription {SUBSCRIPTION}, \
-         dead letters → topic {DEAD_LETTER_TOPIC} → subscription {INSPECT_SUBSCRIPTION}",
+        "  emulator on {} (project {}): {}",
         emulator.host(),
-        emulator.project()
+        emulator.project(),
+        TOPICS.describe()
     );
 
     let messages: Vec<_> = samples.iter().map(|s| s.message.clone()).collect();
-    let message_ids = emulator.publish(TOPIC, &messages).await?;
-    println!("• published {} events to topic {TOPIC}", message_ids.len());
+    let message_ids = emulator.publish(TOPICS.topic, &messages).await?;
+    println!(
+        "• published {} events to topic {}",
+        message_ids.len(),
+        TOPICS.topic
+    );
 
     let config_arg = config.display().to_string();
     let args = ["job", "--config", &config_arg, "--idle-exit", IDLE_EXIT];
-    let envs = [
-        ("PUBSUB_EMULATOR_HOST", emulator.host()),
-        ("GOOGLE_CLOUD_PROJECT", emulator.project().to_owned()),
-        ("GLUEFLEET_SUBSCRIPTION", SUBSCRIPTION.to_owned()),
-        ("GLUEFLEET_DEAD_LETTER_TOPIC", DEAD_LETTER_TOPIC.to_owned()),
-        ("PORT", gluefleet_testkit::free_port().to_string()),
-    ];
-    let (worker_log, summary_line) = run_worker(binary, &args, &envs).await?;
+    let (worker_log, summary_line) = run_worker(binary, &args, &TOPICS.envs(emulator)).await?;
 
-    let dead_letters = emulator
-        .drain(INSPECT_SUBSCRIPTION, Duration::from_secs(1))
-        .await?
-        .into_iter()
-        .map(|m| DeadLetter {
-            data: m.data,
-            attributes: m.attributes,
-        })
-        .collect();
     Ok(Observed {
         message_ids,
-        dead_letters,
-        dead_letter_place: format!("read back from subscription {INSPECT_SUBSCRIPTION}"),
+        dead_letters: TOPICS.dead_letters(emulator).await?,
+        dead_letter_place: TOPICS.dead_letter_place(),
         worker_log,
         summary_line,
         ..Observed::default()
@@ -480,6 +493,84 @@ async fn run_worker(
         })
         .cloned();
     Ok((log, summary))
+}
+
+/// A part's Pub/Sub names: the topic the events go to, the worker's
+/// subscription (with a dead-letter policy, as deployed), the dead-letter
+/// topic, and a subscription to read the dead letters back.
+#[derive(Clone, Copy, Debug)]
+struct Topics {
+    topic: &'static str,
+    subscription: &'static str,
+    dead_letter_topic: &'static str,
+    inspect: &'static str,
+}
+
+impl Topics {
+    /// Creates the topics and subscriptions.
+    async fn create(&self, pubsub: &PubsubEmulator) -> Result<()> {
+        pubsub.create_topic(self.topic).await?;
+        pubsub.create_topic(self.dead_letter_topic).await?;
+        pubsub
+            .create_subscription(
+                self.subscription,
+                self.topic,
+                SubscriptionOptions {
+                    dead_letter: Some((self.dead_letter_topic.to_owned(), MAX_DELIVERY_ATTEMPTS)),
+                    ..SubscriptionOptions::default()
+                },
+            )
+            .await?;
+        pubsub
+            .create_subscription(
+                self.inspect,
+                self.dead_letter_topic,
+                SubscriptionOptions::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `topic orders → subscription orders-gluefleet, dead letters → …`.
+    fn describe(&self) -> String {
+        format!(
+            "topic {} → subscription {}, dead letters → topic {} → subscription {}",
+            self.topic, self.subscription, self.dead_letter_topic, self.inspect
+        )
+    }
+
+    /// The environment a worker on these needs, as on Cloud Run.
+    fn envs(&self, pubsub: &PubsubEmulator) -> Vec<(&'static str, String)> {
+        vec![
+            ("PUBSUB_EMULATOR_HOST", pubsub.host()),
+            ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
+            ("GLUEFLEET_SUBSCRIPTION", self.subscription.to_owned()),
+            (
+                "GLUEFLEET_DEAD_LETTER_TOPIC",
+                self.dead_letter_topic.to_owned(),
+            ),
+            // Health probes off port 8080.
+            ("PORT", gluefleet_testkit::free_port().to_string()),
+        ]
+    }
+
+    /// Reads back (and acks) the dead letters.
+    async fn dead_letters(&self, pubsub: &PubsubEmulator) -> Result<Vec<DeadLetter>> {
+        Ok(pubsub
+            .drain(self.inspect, Duration::from_secs(1))
+            .await?
+            .into_iter()
+            .map(|m| DeadLetter {
+                data: m.data,
+                attributes: m.attributes,
+            })
+            .collect())
+    }
+
+    /// Where [`Self::dead_letters`] come from, for the report.
+    fn dead_letter_place(&self) -> String {
+        format!("read back from subscription {}", self.inspect)
+    }
 }
 
 fn tail(lines: &[String], n: usize) -> &[String] {

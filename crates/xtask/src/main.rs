@@ -2,7 +2,7 @@
 //! they run wherever cargo does (the alias lives in `.cargo/config.toml`).
 //!
 //! - `cargo xtask demo`: what to run on a fresh clone to see gluefleet work.
-//! - `cargo xtask bench firestore|salesforce`: API calls per 1,000 events and events/s.
+//! - `cargo xtask bench firestore|salesforce|sap-odata`: API calls per 1,000 events and events/s.
 
 mod bench;
 mod demo;
@@ -20,18 +20,24 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Watch a gluefleet worker deliver sample order events to a local
-    /// stand-in for a legacy REST order system.
+    /// Watch gluefleet workers deliver sample events, in three parts: order
+    /// events to a legacy REST API, account events to Firestore, and an
+    /// order system's business-partner events to SAP over OData.
     ///
-    /// Builds gluefleet-legacy-rest, starts the pretend order system and (if
-    /// gcloud is installed) the Pub/Sub emulator, publishes a handful of
-    /// events, good and bad, runs the worker until it has handled them, and
-    /// prints what happened to each one. Exits non-zero if anything
+    /// Part 1 builds gluefleet-legacy-rest, starts a pretend order system
+    /// and (if gcloud is installed) the Pub/Sub emulator, publishes a
+    /// handful of events, good and bad, and runs the worker until it has
+    /// handled them. Part 2 (gluefleet-firestore) needs gcloud's Pub/Sub and
+    /// Firestore emulators; part 3 (gluefleet-sap-odata, OData V4 against a
+    /// real SAP CAP server) needs the Pub/Sub emulator and Node.js with npm.
+    /// A part whose tools are missing is skipped, with a note. Each part
+    /// prints what happened to each event. Exits non-zero if anything
     /// unexpected happened, so it doubles as a smoke check. Set
-    /// GLUEFLEET_TEST_ECHO=1 to watch the worker's own log live.
+    /// GLUEFLEET_TEST_ECHO=1 to watch the workers' own logs live.
     Demo {
-        /// Feed the worker a local JSONL file instead of the Pub/Sub
-        /// emulator (what happens anyway when gcloud is not installed).
+        /// Feed part 1's worker a local JSONL file instead of the Pub/Sub
+        /// emulator (what happens anyway when gcloud is not installed), and
+        /// skip parts 2 and 3, which need the emulator.
         #[arg(long)]
         no_emulator: bool,
     },
@@ -64,6 +70,17 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// gluefleet-sap-odata on a real SAP CAP server (a fresh one per run):
+    /// OData requests per 1,000 `partner.created` events with $batch, and
+    /// events per second, for OData V4 and V2.
+    SapOdata {
+        /// Events per run (at most 99,999: partner keys are `String(10)`).
+        #[arg(long, default_value_t = 2_000)]
+        events: usize,
+        /// Rounds (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,5 +92,8 @@ fn main() -> ExitCode {
         Command::Bench {
             which: Bench::Salesforce { events, rounds },
         } => bench::run(bench::Target::Salesforce, events, rounds),
+        Command::Bench {
+            which: Bench::SapOdata { events, rounds },
+        } => bench::run(bench::Target::SapOdata, events, rounds),
     }
 }

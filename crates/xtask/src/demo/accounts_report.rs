@@ -3,7 +3,7 @@
 //! log lines, checked against what should have.
 
 use super::accounts::{self, COLLECTION, Expect, SERVER_TIME, Sample};
-use super::report::{self, DeadLetter};
+use super::report::{self, DeadLetter, Logged, logged};
 use gluefleet_testkit::firestore::plain;
 use gluefleet_testkit::pubsub::OutgoingMessage;
 use serde_json::Value;
@@ -25,38 +25,6 @@ pub(crate) struct Observed {
     pub(crate) worker_log: Vec<String>,
     /// The worker's `{"summary": …}` line.
     pub(crate) summary_line: Option<String>,
-}
-
-/// What the worker's log says about one message.
-#[derive(Debug, Default)]
-struct Logged {
-    /// The `reason` of its `Acked.` line: `Delivered`, `AlreadyDone` or
-    /// `Duplicate`.
-    acked: Option<String>,
-    /// How often it was handed back for redelivery first (a copy that
-    /// arrived while the same event was in flight).
-    handed_back: usize,
-}
-
-/// The worker's log lines about each message, by message id.
-fn logged(log: &[String]) -> BTreeMap<String, Logged> {
-    let mut by_id: BTreeMap<String, Logged> = BTreeMap::new();
-    for line in log {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let text = |k: &str| v.get(k).and_then(Value::as_str);
-        let (Some(message), Some(id)) = (text("message"), text("message_id")) else {
-            continue;
-        };
-        let entry = by_id.entry(id.to_owned()).or_default();
-        match message {
-            "Acked." => entry.acked = text("reason").map(str::to_owned),
-            "Nacked with a delay." => entry.handed_back += 1,
-            _ => {}
-        }
-    }
-    by_id
 }
 
 /// What happened to one event.
@@ -443,23 +411,6 @@ mod tests {
         // Both written: the second copy is the one in the wrong.
         seen[0] = Seen::Written;
         assert!(matches(&samples, &seen, 0) && !matches(&samples, &seen, 3));
-    }
-
-    #[test]
-    fn the_log_gives_each_message_its_reason_and_handbacks() {
-        let log = [
-            r#"{"message":"Nacked with a delay.","message_id":"7","reason":"InFlight"}"#,
-            r#"{"message":"Acked.","message_id":"7","reason":"Duplicate"}"#,
-            r#"{"message":"Acked.","message_id":"8","reason":"Delivered"}"#,
-            r#"{"summary":{"acked":1}}"#,
-            "not json",
-        ]
-        .map(str::to_owned);
-        let by_id = logged(&log);
-        assert_eq!(by_id["7"].acked.as_deref(), Some("Duplicate"));
-        assert_eq!(by_id["7"].handed_back, 1);
-        assert_eq!(by_id["8"].acked.as_deref(), Some("Delivered"));
-        assert_eq!(by_id.len(), 2);
     }
 
     #[test]

@@ -6,30 +6,30 @@
 
 use super::accounts::{self, COLLECTION};
 use super::accounts_report::{self, Observed};
-use super::report::DeadLetter;
 use super::{
-    IDLE_EXIT, MAX_DELIVERY_ATTEMPTS, Result, TempDir, build_connector, print_verdict, run_worker,
-    start_pubsub, write_config,
+    IDLE_EXIT, Result, TempDir, Topics, WORKER_LOG_FILTER, build_connector, print_verdict,
+    run_worker, start_pubsub, write_config,
 };
 use gluefleet_testkit::firestore::FirestoreEmulator;
-use gluefleet_testkit::pubsub::{PubsubEmulator, SubscriptionOptions};
+use gluefleet_testkit::pubsub::PubsubEmulator;
 use std::path::Path;
-use std::time::Duration;
 
 /// The connector part 2 runs.
 const CONNECTOR: &str = "firestore";
-const TOPIC: &str = "accounts";
-const DEAD_LETTER_TOPIC: &str = "accounts-dead-letter";
-const SUBSCRIPTION: &str = "accounts-gluefleet";
-const INSPECT_SUBSCRIPTION: &str = "accounts-dead-letter-inspect";
-/// The worker logs each message's outcome (`Acked.` with its reason) at
-/// debug level; that is how the report tells a suppressed duplicate from
-/// a create that found its document existing, which look the same in
-/// Firestore.
-const WORKER_LOG_FILTER: &str = "info,gluefleet_runtime::worker=debug";
+/// Part 2's topics and subscriptions.
+const TOPICS: Topics = Topics {
+    topic: "accounts",
+    subscription: "accounts-gluefleet",
+    dead_letter_topic: "accounts-dead-letter",
+    inspect: "accounts-dead-letter-inspect",
+};
 
-/// Runs part 2; Ok(true) when everything happened as expected.
-pub(crate) async fn run(pubsub: Option<PubsubEmulator>, tmp: &TempDir) -> Result<bool> {
+/// Runs part 2; Ok(true) when everything happened as expected. Hands the
+/// Pub/Sub emulator back for part 3.
+pub(crate) async fn run(
+    pubsub: Option<PubsubEmulator>,
+    tmp: &TempDir,
+) -> Result<(bool, PubsubEmulator)> {
     println!("\n{}\n", "═".repeat(78));
     println!(
         "gluefleet demo, part 2: a mobile backend's account events kept as Firestore documents\n"
@@ -52,15 +52,14 @@ pub(crate) async fn run(pubsub: Option<PubsubEmulator>, tmp: &TempDir) -> Result
         None => start_pubsub().await?,
     };
     seed(&firestore).await?;
-    create_topics(&pubsub).await?;
+    TOPICS.create(&pubsub).await?;
     println!(
-        "  Firestore emulator on {} (project {}); Pub/Sub emulator on {} (project {}): \
-         topic {TOPIC} → subscription {SUBSCRIPTION}, dead letters → topic \
-         {DEAD_LETTER_TOPIC} → subscription {INSPECT_SUBSCRIPTION}",
+        "  Firestore emulator on {} (project {}); Pub/Sub emulator on {} (project {}): {}",
         firestore.host(),
         firestore.project(),
         pubsub.host(),
         pubsub.project(),
+        TOPICS.describe(),
     );
 
     let config = tmp.path().join(format!("{CONNECTOR}.toml"));
@@ -68,30 +67,25 @@ pub(crate) async fn run(pubsub: Option<PubsubEmulator>, tmp: &TempDir) -> Result
 
     let samples = accounts::samples();
     let messages: Vec<_> = samples.iter().map(|s| s.message.clone()).collect();
-    let message_ids = pubsub.publish(TOPIC, &messages).await?;
-    println!("• published {} events to topic {TOPIC}", message_ids.len());
+    let message_ids = pubsub.publish(TOPICS.topic, &messages).await?;
+    println!(
+        "• published {} events to topic {}",
+        message_ids.len(),
+        TOPICS.topic
+    );
 
     let (worker_log, summary_line) = run_job(&binary, &config, &pubsub, &firestore).await?;
-    let dead_letters = pubsub
-        .drain(INSPECT_SUBSCRIPTION, Duration::from_secs(1))
-        .await?
-        .into_iter()
-        .map(|m| DeadLetter {
-            data: m.data,
-            attributes: m.attributes,
-        })
-        .collect();
     let observed = Observed {
         message_ids,
         documents: firestore.list(COLLECTION).await?,
-        dead_letters,
-        dead_letter_place: format!("read back from subscription {INSPECT_SUBSCRIPTION}"),
+        dead_letters: TOPICS.dead_letters(&pubsub).await?,
+        dead_letter_place: TOPICS.dead_letter_place(),
         worker_log,
         summary_line,
     };
     let problems = accounts_report::print(&samples, &observed);
     print_verdict(&problems, &observed.worker_log);
-    Ok(problems.is_empty())
+    Ok((problems.is_empty(), pubsub))
 }
 
 /// Writes the accounts that exist before the worker runs.
@@ -107,31 +101,6 @@ async fn seed(firestore: &FirestoreEmulator) -> Result<()> {
         "• seeded the accounts that existed before: {COLLECTION}/{}",
         ids.join(", ")
     );
-    Ok(())
-}
-
-/// The topic, its dead-letter topic, the worker's subscription (with a
-/// dead-letter policy, as deployed) and one to read dead letters back.
-async fn create_topics(pubsub: &PubsubEmulator) -> Result<()> {
-    pubsub.create_topic(TOPIC).await?;
-    pubsub.create_topic(DEAD_LETTER_TOPIC).await?;
-    pubsub
-        .create_subscription(
-            SUBSCRIPTION,
-            TOPIC,
-            SubscriptionOptions {
-                dead_letter: Some((DEAD_LETTER_TOPIC.to_owned(), MAX_DELIVERY_ATTEMPTS)),
-                ..SubscriptionOptions::default()
-            },
-        )
-        .await?;
-    pubsub
-        .create_subscription(
-            INSPECT_SUBSCRIPTION,
-            DEAD_LETTER_TOPIC,
-            SubscriptionOptions::default(),
-        )
-        .await?;
     Ok(())
 }
 
@@ -184,14 +153,10 @@ async fn run_job(
 ) -> Result<(Vec<String>, Option<String>)> {
     let config_arg = config.display().to_string();
     let args = ["job", "--config", &config_arg, "--idle-exit", IDLE_EXIT];
-    let envs = [
-        ("PUBSUB_EMULATOR_HOST", pubsub.host()),
+    let mut envs = TOPICS.envs(pubsub);
+    envs.extend([
         ("FIRESTORE_EMULATOR_HOST", firestore.host()),
-        ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
-        ("GLUEFLEET_SUBSCRIPTION", SUBSCRIPTION.to_owned()),
-        ("GLUEFLEET_DEAD_LETTER_TOPIC", DEAD_LETTER_TOPIC.to_owned()),
-        ("PORT", gluefleet_testkit::free_port().to_string()),
         ("RUST_LOG", WORKER_LOG_FILTER.to_owned()),
-    ];
+    ]);
     run_worker(binary, &args, &envs).await
 }

@@ -360,6 +360,38 @@ fn print_effects(observed: &Observed, problems: &mut Vec<String>) {
     }
 }
 
+/// What the worker's log says about one message.
+#[derive(Debug, Default)]
+pub(crate) struct Logged {
+    /// The `reason` of its `Acked.` line: `Delivered`, `AlreadyDone` or
+    /// `Duplicate`.
+    pub(crate) acked: Option<String>,
+    /// How often it was handed back for redelivery first (a copy that
+    /// arrived while the same event was in flight).
+    pub(crate) handed_back: usize,
+}
+
+/// The worker's log lines about each message, by message id.
+pub(crate) fn logged(log: &[String]) -> BTreeMap<String, Logged> {
+    let mut by_id: BTreeMap<String, Logged> = BTreeMap::new();
+    for line in log {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let text = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
+        let (Some(message), Some(id)) = (text("message"), text("message_id")) else {
+            continue;
+        };
+        let entry = by_id.entry(id.to_owned()).or_default();
+        match message {
+            "Acked." => entry.acked = text("reason").map(str::to_owned),
+            "Nacked with a delay." => entry.handed_back += 1,
+            _ => {}
+        }
+    }
+    by_id
+}
+
 /// Checks the worker's counters against what was sent (`sent` messages)
 /// and read back (`dead_letters_read`); returns the summary object for
 /// checks of a connector's own counters.
@@ -473,6 +505,23 @@ mod tests {
             at: Instant::now(),
             status,
         }
+    }
+
+    #[test]
+    fn the_log_gives_each_message_its_reason_and_handbacks() {
+        let log = [
+            r#"{"message":"Nacked with a delay.","message_id":"7","reason":"InFlight"}"#,
+            r#"{"message":"Acked.","message_id":"7","reason":"Duplicate"}"#,
+            r#"{"message":"Acked.","message_id":"8","reason":"Delivered"}"#,
+            r#"{"summary":{"acked":1}}"#,
+            "not json",
+        ]
+        .map(str::to_owned);
+        let by_id = logged(&log);
+        assert_eq!(by_id["7"].acked.as_deref(), Some("Duplicate"));
+        assert_eq!(by_id["7"].handed_back, 1);
+        assert_eq!(by_id["8"].acked.as_deref(), Some("Delivered"));
+        assert_eq!(by_id.len(), 2);
     }
 
     #[test]
