@@ -73,6 +73,26 @@ linger = "300ms"
 [[routes]]
 type = "partner.created"
 action = {{ operation = "create", entity_set = "BusinessPartners", key = {{ ID = "{{data.id}}" }}, fields = "{{name: .data.name}}" }}
+
+[[routes]]
+type = "partner.renamed"
+action = {{ operation = "update", entity_set = "BusinessPartners", key = {{ ID = "{{data.id}}" }}, fields = "{{name: .data.name}}" }}
+
+[[routes]]
+type = "partner.renamed.from"
+action = {{ operation = "update", entity_set = "BusinessPartners", key = {{ ID = "{{data.id}}" }}, fields = "{{name: .data.name}}", etag = "{{data.etag}}" }}
+
+[[routes]]
+type = "partner.renamed.lww"
+action = {{ operation = "update", entity_set = "BusinessPartners", key = {{ ID = "{{data.id}}" }}, fields = "{{name: .data.name}}", etag = "{{data.etag}}", last_writer_wins = true }}
+
+[[routes]]
+type = "partner.upserted"
+action = {{ operation = "upsert", entity_set = "BusinessPartners", key = {{ ID = "{{data.id}}" }}, fields = "{{name: .data.name}}" }}
+
+[[routes]]
+type = "partner.deleted"
+action = {{ operation = "delete", entity_set = "BusinessPartners", key = {{ ID = "{{data.id}}" }} }}
 "#
             ),
         )
@@ -127,6 +147,128 @@ action = {{ operation = "create", entity_set = "BusinessPartners", key = {{ ID =
         assert!(
             error.contains("String(10)"),
             "{version}: SAP's message on the dead letter: {error}"
+        );
+
+        // Second wave, on what the first created: updates (ETag read first,
+        // a stale ETag from the event, last writer wins), upserts, a delete.
+        let stale = "W/\"2000-01-01T00:00:00.000Z\"";
+        let id = |i: u32| format!("E{tag}{i:03}");
+        let wave = [
+            ("partner.renamed", json!({"id": id(0), "name": "Renamed"})),
+            (
+                "partner.renamed.from",
+                json!({"id": id(1), "name": "Stale", "etag": stale}),
+            ),
+            (
+                "partner.renamed.lww",
+                json!({"id": id(2), "name": "Latest", "etag": stale}),
+            ),
+            ("partner.upserted", json!({"id": id(3), "name": "Upserted"})),
+            (
+                "partner.upserted",
+                json!({"id": format!("N{tag}"), "name": "Brand new"}),
+            ),
+            ("partner.deleted", json!({"id": id(4)})),
+        ];
+        let msgs: Vec<OutgoingMessage> = wave
+            .iter()
+            .enumerate()
+            .map(|(n, (ty, data))| {
+                OutgoingMessage::json(
+                    &json!({"specversion": "1.0", "id": format!("{version}-w{n}"),
+                    "source": "//crm", "type": ty, "data": data}),
+                )
+            })
+            .collect();
+        // A fresh subscription: the emulator may keep feeding a closed
+        // stream of the old one for a while.
+        let sub2 = format!("{sub}-2");
+        pubsub
+            .create_subscription(
+                &sub2,
+                &topic,
+                SubscriptionOptions {
+                    ack_deadline_secs: 30,
+                    dead_letter: Some(("dead".into(), 10)),
+                },
+            )
+            .await
+            .expect("second subscription");
+        pubsub
+            .publish(&topic, &msgs)
+            .await
+            .expect("second wave published");
+        let mut job = Worker::spawn(
+            std::path::Path::new(BIN),
+            &["job", "--config", &config, "--idle-exit", "2s"],
+            &[
+                ("PUBSUB_EMULATOR_HOST", pubsub.host()),
+                ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
+                ("GLUEFLEET_SUBSCRIPTION", sub2.clone()),
+                ("GLUEFLEET_DEAD_LETTER_TOPIC", "dead".to_owned()),
+                ("PORT", free_port().to_string()),
+            ],
+        )
+        .await
+        .expect("second job starts");
+        let status = job
+            .wait(Duration::from_secs(120))
+            .await
+            .expect("second job ends");
+        assert!(status.success(), "{version}: {}", job.logs().join("\n"));
+        let name = |e: Option<serde_json::Value>| e.map(|e| e["name"].clone());
+        let read = |key: String| {
+            let cap = &cap;
+            async move {
+                cap.get_entity("BusinessPartners", &key)
+                    .await
+                    .expect("readable")
+            }
+        };
+        assert_eq!(
+            name(read(id(0)).await),
+            Some(json!("Renamed")),
+            "{version}: update\n{}",
+            job.logs().join("\n")
+        );
+        assert_eq!(
+            name(read(id(1)).await),
+            Some(json!("P1")),
+            "{version}: stale ETag not applied"
+        );
+        assert_eq!(
+            name(read(id(2)).await),
+            Some(json!("Latest")),
+            "{version}: last writer wins"
+        );
+        assert_eq!(
+            name(read(id(3)).await),
+            Some(json!("Upserted")),
+            "{version}: upsert of an existing entity"
+        );
+        assert_eq!(
+            name(read(format!("N{tag}")).await),
+            Some(json!("Brand new")),
+            "{version}: upsert creates"
+        );
+        assert_eq!(read(id(4)).await, None, "{version}: deleted");
+        let dead = pubsub
+            .drain("dead-sub", Duration::from_secs(1))
+            .await
+            .expect("dead letters");
+        assert_eq!(dead.len(), 1, "{version}: only the stale ETag");
+        let error = dead[0]
+            .attributes
+            .get("gluefleet-error")
+            .cloned()
+            .unwrap_or_default();
+        assert!(error.contains("conflict"), "{version}: {error}");
+        assert_eq!(
+            dead[0]
+                .attributes
+                .get("gluefleet-http-status")
+                .map(String::as_str),
+            Some("412")
         );
     }
 }
