@@ -2,15 +2,12 @@
 //! precondition outcome, a mixed batch, and a 1,001-event burst. The pipeline
 //! runs in process (no Pub/Sub), so outcomes are read directly.
 
-use gluefleet_core::idempotency::MemoryStore;
 use gluefleet_core::outcome::{AckReason, Outcome};
-use gluefleet_core::rate_limit::RateLimits;
-use gluefleet_core::route::{RouteConfig, RouteTable};
-use gluefleet_core::{DeliverySettings, Pipeline, RawMessage};
+use gluefleet_core::{Pipeline, RawMessage};
 use gluefleet_firestore::{FirestoreConnector, RawAction, Target};
 use gluefleet_testkit::firestore::{FirestoreEmulator, plain};
+use gluefleet_testkit::pipeline;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const ROUTES: &str = r#"
@@ -35,11 +32,6 @@ type = "account.deleted"
 action = { operation = "delete", document = "accounts/{data.id}" }
 "#;
 
-#[derive(serde::Deserialize)]
-struct Routes {
-    routes: Vec<RouteConfig<RawAction>>,
-}
-
 fn pipeline(emulator: &FirestoreEmulator, linger_ms: u64) -> Arc<Pipeline<FirestoreConnector>> {
     let target: Target = toml::from_str(&format!(
         "project = \"{}\"\nlinger = \"{linger_ms}ms\"",
@@ -50,31 +42,11 @@ fn pipeline(emulator: &FirestoreEmulator, linger_ms: u64) -> Arc<Pipeline<Firest
     let env = move |k: &str| (k == "FIRESTORE_EMULATOR_HOST").then(|| host.clone());
     let http = gluefleet_core::http::client().expect("http client");
     let connector = FirestoreConnector::new(target, http, &env).expect("connector");
-    let routes: Routes = toml::from_str(ROUTES).expect("routes parse");
-    let settings = DeliverySettings::default();
-    let table = RouteTable::build(routes.routes, &settings.retry, |raw| raw.compile())
-        .expect("routes compile");
-    let limits = RateLimits::new(&BTreeMap::new()).expect("limits");
-    let p = Pipeline::new(
-        connector,
-        table,
-        Some(Arc::new(MemoryStore::new())),
-        limits,
-        None,
-        settings,
-    )
-    .expect("pipeline");
-    Arc::new(p)
+    pipeline::build(connector, ROUTES, |raw: RawAction| raw.compile(), None)
 }
 
 fn event(id: &str, ty: &str, data: Value) -> RawMessage {
-    let body = json!({"specversion": "1.0", "id": id, "source": "//crm", "type": ty, "data": data});
-    RawMessage {
-        data: body.to_string().into_bytes(),
-        message_id: format!("m-{id}"),
-        delivery_attempt: Some(1),
-        ..RawMessage::default()
-    }
+    pipeline::cloudevent(id, ty, data)
 }
 
 async fn doc(emulator: &FirestoreEmulator, path: &str) -> Option<Value> {

@@ -3,16 +3,13 @@
 //! process so outcomes are read directly.
 
 use gluefleet_core::auth::{JwtBearer, JwtBearerConfig, TokenProvider};
-use gluefleet_core::idempotency::MemoryStore;
 use gluefleet_core::outcome::{AckReason, NackReason, Outcome};
-use gluefleet_core::rate_limit::RateLimits;
-use gluefleet_core::route::{RouteConfig, RouteTable};
-use gluefleet_core::{DeliverySettings, Pipeline, RawMessage};
+use gluefleet_core::{Pipeline, RawMessage};
 use gluefleet_salesforce::{RawAction, SalesforceConnector, Target};
+use gluefleet_testkit::pipeline;
 use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble, TEST_PRIVATE_KEY_PEM};
 use secrecy::SecretString;
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use serde_json::json;
 use std::sync::Arc;
 
 const ROUTES: &str = r#"
@@ -28,11 +25,6 @@ action = { operation = "upsert", batch = false, sobject = "Account", external_id
 type = "customer.removed"
 action = { operation = "delete", sobject = "Account", id = "{data.sfid}" }
 "#;
-
-#[derive(serde::Deserialize)]
-struct Routes {
-    routes: Vec<RouteConfig<RawAction>>,
-}
 
 fn pipeline(double: &SalesforceDouble, linger_ms: u64) -> Arc<Pipeline<SalesforceConnector>> {
     let http = gluefleet_core::http::client().expect("http client");
@@ -55,53 +47,18 @@ fn pipeline(double: &SalesforceDouble, linger_ms: u64) -> Arc<Pipeline<Salesforc
     )
     .expect("auth");
     let auth: Arc<dyn TokenProvider> = Arc::new(auth);
-    let routes: Routes = toml::from_str(ROUTES).expect("routes parse");
-    let settings = DeliverySettings::default();
-    let table = RouteTable::build(routes.routes, &settings.retry, |raw| raw.compile())
-        .expect("routes compile");
-    let limits = RateLimits::new(&BTreeMap::new()).expect("limits");
-    Arc::new(
-        Pipeline::new(
-            connector,
-            table,
-            Some(Arc::new(MemoryStore::new())),
-            limits,
-            Some(auth),
-            settings,
-        )
-        .expect("pipeline"),
+    pipeline::build(
+        connector,
+        ROUTES,
+        |raw: RawAction| raw.compile(),
+        Some(auth),
     )
-}
-
-fn event(id: &str, ty: &str, data: Value) -> RawMessage {
-    let body = json!({"specversion": "1.0", "id": id, "source": "//erp", "type": ty, "data": data});
-    RawMessage {
-        data: body.to_string().into_bytes(),
-        message_id: format!("m-{id}"),
-        delivery_attempt: Some(1),
-        ..RawMessage::default()
-    }
-}
-
-async fn run_all(p: &Arc<Pipeline<SalesforceConnector>>, msgs: Vec<RawMessage>) -> Vec<Outcome> {
-    let tasks: Vec<_> = msgs
-        .into_iter()
-        .map(|m| {
-            let p = p.clone();
-            tokio::spawn(async move { p.process(&m).await })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.expect("task"));
-    }
-    out
 }
 
 fn upserts(prefix: &str, n: usize) -> Vec<RawMessage> {
     (0..n)
         .map(|i| {
-            event(
+            pipeline::cloudevent(
                 &format!("{prefix}-{i}"),
                 "customer.upserted",
                 json!({"id": format!("{prefix}-{i:04}"), "name": format!("Customer {i}")}),
@@ -116,7 +73,7 @@ async fn a_thousand_upserts_take_five_collections_calls() {
         .await
         .expect("double");
     let p = pipeline(&double, 200);
-    let outcomes = run_all(&p, upserts("C", 1000)).await;
+    let outcomes = pipeline::process_all(&p, upserts("C", 1000)).await;
     assert!(
         outcomes
             .iter()
@@ -156,7 +113,7 @@ async fn three_invalid_records_are_dead_lettered_and_197_acked() {
             })
     });
     let p = pipeline(&double, 200);
-    let outcomes = run_all(&p, upserts("V", 200)).await;
+    let outcomes = pipeline::process_all(&p, upserts("V", 200)).await;
     let acked = outcomes
         .iter()
         .filter(|o| **o == Outcome::Ack(AckReason::Delivered))
@@ -192,9 +149,9 @@ async fn session_expiry_mid_run_costs_one_refresh_and_no_event() {
         .await
         .expect("double");
     let p = pipeline(&double, 50);
-    let first = run_all(&p, upserts("S1", 300)).await;
+    let first = pipeline::process_all(&p, upserts("S1", 300)).await;
     double.expire_sessions();
-    let second = run_all(&p, upserts("S2", 300)).await;
+    let second = pipeline::process_all(&p, upserts("S2", 300)).await;
     assert!(
         first
             .iter()
@@ -215,7 +172,7 @@ async fn daily_limit_reached_stops_calls_and_delays_events() {
     .expect("double");
     let p = pipeline(&double, 20);
     double.set_usage(1000);
-    let outcomes = run_all(&p, upserts("L", 50)).await;
+    let outcomes = pipeline::process_all(&p, upserts("L", 50)).await;
     assert!(
         outcomes.iter().all(|o| matches!(o, Outcome::Nack { reason: NackReason::RateLimited, delay } if !delay.is_zero())),
         "{outcomes:?}"
@@ -223,7 +180,7 @@ async fn daily_limit_reached_stops_calls_and_delays_events() {
     let calls = double.api_calls();
     assert_eq!(double.record_count("Account"), 0);
     // The org is known to be out of calls: nothing more goes out.
-    let again = run_all(&p, upserts("L", 50)).await;
+    let again = pipeline::process_all(&p, upserts("L", 50)).await;
     assert!(again.iter().all(|o| matches!(
         o,
         Outcome::Nack {
@@ -246,13 +203,13 @@ async fn single_upsert_and_idempotent_delete() {
         .await
         .expect("double");
     let p = pipeline(&double, 5);
-    let create = event(
+    let create = pipeline::cloudevent(
         "u1",
         "customer.upserted.single",
         json!({"id": "X-1", "name": "One"}),
     );
     assert_eq!(p.process(&create).await, Outcome::Ack(AckReason::Delivered));
-    let update = event(
+    let update = pipeline::cloudevent(
         "u2",
         "customer.upserted.single",
         json!({"id": "X-1", "name": "Uno"}),
@@ -269,7 +226,7 @@ async fn single_upsert_and_idempotent_delete() {
         .map(|r| r.status)
         .collect();
     assert_eq!(statuses, [201, 200]);
-    let gone = event(
+    let gone = pipeline::cloudevent(
         "d1",
         "customer.removed",
         json!({"sfid": "001000000000000AAA"}),

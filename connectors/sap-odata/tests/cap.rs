@@ -2,15 +2,12 @@
 //! the adapter) with Gateway-style CSRF and ETags; the pipeline runs in
 //! process so outcomes are read directly.
 
-use gluefleet_core::idempotency::MemoryStore;
 use gluefleet_core::outcome::{AckReason, Outcome};
-use gluefleet_core::rate_limit::RateLimits;
-use gluefleet_core::route::{RouteConfig, RouteTable};
-use gluefleet_core::{DeliverySettings, Pipeline, RawMessage};
+use gluefleet_core::{Pipeline, RawMessage};
 use gluefleet_sap_odata::{RawAction, SapConnector, Target};
+use gluefleet_testkit::pipeline;
 use gluefleet_testkit::sap::SapCap;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const ROUTES: &str = r#"
@@ -39,43 +36,17 @@ type = "partner.deleted"
 action = { operation = "delete", entity_set = "BusinessPartners", key = { ID = "{data.id}" } }
 "#;
 
-#[derive(serde::Deserialize)]
-struct Routes {
-    routes: Vec<RouteConfig<RawAction>>,
-}
-
 fn pipeline(service: &str, version: &str, batch: bool) -> Arc<Pipeline<SapConnector>> {
     let target: Target = toml::from_str(&format!(
         "service_url = \"{service}\"\nversion = \"{version}\"\nallow_insecure_http = true\nbatch = {batch}\nlinger = \"200ms\"\nsap_client = \"100\""
     ))
     .expect("target");
     let connector = SapConnector::new(target).expect("connector");
-    let routes: Routes = toml::from_str(ROUTES).expect("routes parse");
-    let settings = DeliverySettings::default();
-    let table = RouteTable::build(routes.routes, &settings.retry, |raw| raw.compile())
-        .expect("routes compile");
-    let limits = RateLimits::new(&BTreeMap::new()).expect("limits");
-    Arc::new(
-        Pipeline::new(
-            connector,
-            table,
-            Some(Arc::new(MemoryStore::new())),
-            limits,
-            None,
-            settings,
-        )
-        .expect("pipeline"),
-    )
+    pipeline::build(connector, ROUTES, |raw: RawAction| raw.compile(), None)
 }
 
 fn event(id: &str, ty: &str, data: Value) -> RawMessage {
-    let body = json!({"specversion": "1.0", "id": id, "source": "//crm", "type": ty, "data": data});
-    RawMessage {
-        data: body.to_string().into_bytes(),
-        message_id: format!("m-{id}"),
-        delivery_attempt: Some(1),
-        ..RawMessage::default()
-    }
+    pipeline::cloudevent(id, ty, data)
 }
 
 async fn name_of(cap: &SapCap, id: &str) -> Option<Value> {
@@ -195,7 +166,7 @@ async fn burst(
     n: usize,
     bad: &[usize],
 ) -> Vec<Outcome> {
-    let tasks: Vec<_> = (0..n)
+    let messages = (0..n)
         .map(|i| {
             // String(10) keys: a longer one is refused by the service.
             let id = if bad.contains(&i) {
@@ -203,20 +174,14 @@ async fn burst(
             } else {
                 format!("{prefix}{i:04}")
             };
-            let m = event(
+            event(
                 &format!("{prefix}-{i}"),
                 "partner.created",
                 json!({"id": id, "name": format!("P{i}"), "city": "X"}),
-            );
-            let p = p.clone();
-            tokio::spawn(async move { p.process(&m).await })
+            )
         })
         .collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.expect("task"));
-    }
-    out
+    pipeline::process_all(p, messages).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ pub mod bin;
 mod error;
 pub mod firestore;
 pub mod http_target;
+pub mod pipeline;
 mod process;
 pub mod pubsub;
 pub mod salesforce;
