@@ -4,10 +4,8 @@
 
 use crate::config::Target;
 use gluefleet_core::ConnectorError;
-use gluefleet_core::auth::{Fixed, Google, TokenProvider};
 use gluefleet_core::batch::{BatchSettings, Batcher};
 use gluefleet_core::firestore::{Firestore, WriteStatus};
-use secrecy::SecretString;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -37,21 +35,10 @@ impl Writer {
             .clone()
             .or_else(|| env("GOOGLE_CLOUD_PROJECT"))
             .ok_or("project is not set (set target.project or GOOGLE_CLOUD_PROJECT)")?;
-        let emulator = env("FIRESTORE_EMULATOR_HOST").filter(|h| !h.is_empty());
-        let auth: Arc<dyn TokenProvider> = match &emulator {
-            Some(_) => Arc::new(Fixed::bearer(&SecretString::from("owner"))),
-            None => Arc::new(Google::new(&["https://www.googleapis.com/auth/datastore"])?),
-        };
         if target.max_batch == 0 || target.max_batch > MAX_WRITES {
             return Err(format!("max_batch must be between 1 and {MAX_WRITES}"));
         }
-        let db = Arc::new(Firestore::new(
-            http,
-            &project,
-            &target.database,
-            emulator.as_deref(),
-            auth,
-        ));
+        let db = Arc::new(Firestore::connect(http, &project, &target.database, env)?);
         let settings = BatchSettings {
             max_items: target.max_batch,
             max_bytes: MAX_BYTES,

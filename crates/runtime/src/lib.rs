@@ -147,26 +147,19 @@ fn idempotency_store(
     pubsub: &config::PubsubSettings,
     http: reqwest::Client,
 ) -> Result<Arc<dyn IdempotencyStore>, ConfigError> {
-    use gluefleet_core::auth::{Fixed, Google};
     use gluefleet_core::firestore::Firestore;
     use gluefleet_core::idempotency::FirestoreStore;
     use gluefleet_core::pipeline::StoreKind;
     match settings.store {
+        // With idempotency off the pipeline ignores the store: build nothing remote.
+        _ if !settings.enabled => Ok(Arc::new(MemoryStore::new())),
         StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreKind::Firestore => {
             let project = settings.project.as_ref().or(pubsub.project.as_ref()).ok_or_else(|| {
                 ConfigError("delivery.idempotency.project is not set (nor pubsub.project / GOOGLE_CLOUD_PROJECT)".into())
             })?;
-            let emulator = env_var("FIRESTORE_EMULATOR_HOST").filter(|h| !h.is_empty());
-            let auth: Arc<dyn TokenProvider> = match &emulator {
-                // The emulator takes this fixed token for privileged calls.
-                Some(_) => Arc::new(Fixed::bearer(&secrecy::SecretString::from("owner"))),
-                None => Arc::new(
-                    Google::new(&["https://www.googleapis.com/auth/datastore"])
-                        .map_err(|e| ConfigError(format!("delivery.idempotency: {e}")))?,
-                ),
-            };
-            let db = Firestore::new(http, project, &settings.database, emulator.as_deref(), auth);
+            let db = Firestore::connect(http, project, &settings.database, &env_var)
+                .map_err(|e| ConfigError(format!("delivery.idempotency: {e}")))?;
             let collection = settings
                 .collection
                 .clone()

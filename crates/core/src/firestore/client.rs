@@ -82,6 +82,34 @@ impl Firestore {
         }
     }
 
+    /// A client the way every gluefleet process reaches Firestore: the
+    /// emulator when `FIRESTORE_EMULATOR_HOST` is set (with the emulator's
+    /// `Bearer owner`), else Firestore with Application Default Credentials.
+    /// `env` reads the environment (injectable for tests).
+    pub fn connect(
+        http: reqwest::Client,
+        project: &str,
+        database: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let emulator = env("FIRESTORE_EMULATOR_HOST").filter(|h| !h.is_empty());
+        let auth: Arc<dyn TokenProvider> = match &emulator {
+            Some(_) => Arc::new(crate::auth::Fixed::bearer(&secrecy::SecretString::from(
+                "owner",
+            ))),
+            None => Arc::new(crate::auth::Google::new(&[
+                "https://www.googleapis.com/auth/datastore",
+            ])?),
+        };
+        Ok(Self::new(
+            http,
+            project,
+            database,
+            emulator.as_deref(),
+            auth,
+        ))
+    }
+
     /// `projects/P/databases/D/documents/{path}`.
     pub fn document_name(&self, path: &str) -> String {
         format!("{}/documents/{path}", self.database)
