@@ -136,7 +136,8 @@ pub fn main<S: Spec>() -> ExitCode {
 
 /// Everything built from a config, ready to run.
 struct Built<S: Spec> {
-    config: Config<(), ()>,
+    pubsub: config::PubsubSettings,
+    server: config::ServerSettings,
     pipeline: Arc<Pipeline<S::Connector>>,
 }
 
@@ -207,25 +208,11 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
         None => None,
     };
     let store = idempotency_store(S::NAME, &delivery.idempotency, &pubsub, http.clone())?;
-    let pipeline = Pipeline::new(
-        connector,
-        routes,
-        Some(store),
-        limits,
-        auth,
-        delivery.clone(),
-    )
-    .map_err(ConfigError)?;
+    let pipeline = Pipeline::new(connector, routes, Some(store), limits, auth, delivery)
+        .map_err(ConfigError)?;
     Ok(Built {
-        config: Config {
-            pubsub,
-            server,
-            delivery,
-            rate_limits,
-            auth: None,
-            target: (),
-            routes: Vec::new(),
-        },
+        pubsub,
+        server,
         pipeline: Arc::new(pipeline),
     })
 }
@@ -239,7 +226,7 @@ async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    logging::init(S::NAME, built.config.pubsub.project.clone());
+    logging::init(S::NAME, built.pubsub.project.clone());
     match mode {
         Mode::Check => check::<S>(&built, cli.source.is_some()).await,
         Mode::Run | Mode::Job => match deliver::<S>(built, &cli, mode).await {
@@ -287,7 +274,7 @@ async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
         Err(e) => line(false, &format!("target: {e}")),
     }
     if !local {
-        let p = &built.config.pubsub;
+        let p = &built.pubsub;
         let conn = pubsub::Connection::new(p);
         match p.subscription_path() {
             Ok(s) => match conn.check_subscription(&s).await {
@@ -312,14 +299,17 @@ async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
 }
 
 async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), ConfigError> {
-    let Built { config, pipeline } = built;
-    let p = config.pubsub.clone();
+    let Built {
+        pubsub: p,
+        server,
+        pipeline,
+    } = built;
     let drain = Duration::from(cli.drain_timeout);
     let readiness = Arc::new(health::Readiness::default());
     readiness.stream_ok.store(true, Ordering::Relaxed);
     if mode == Mode::Run {
         let r = readiness.clone();
-        let port = config.server.port;
+        let port = server.port;
         tokio::spawn(async move {
             if let Err(e) = health::serve(port, r).await {
                 tracing::error!(error = %e, "Health server stopped.");
