@@ -8,8 +8,6 @@
 //! connection handling are exercised as in production.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
-use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -18,16 +16,12 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use http::{HeaderName, HeaderValue, StatusCode};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::TestkitError;
+use crate::server::LocalServer;
 
 /// Largest request body accepted; bigger requests are answered 413.
 const BODY_LIMIT: usize = 10 * 1024 * 1024;
-/// How long `restart` waits for the old server to let go of the port.
-const PORT_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An answer the target gives.
 #[derive(Clone, Debug)]
@@ -164,53 +158,29 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The listening half, present while the target is up.
-#[derive(Debug)]
-struct Running {
-    shutdown: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-    /// A duplicate of the listening socket, so `stop` can shut it down
-    /// synchronously (see [`HttpTarget::stop`]).
-    listener_fd: OwnedFd,
-}
-
 /// A local HTTP server playing the external system. Stops on drop.
 #[derive(Debug)]
 pub struct HttpTarget {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    running: Mutex<Option<Running>>,
-    /// The previous server task, awaited by `restart` before rebinding.
-    stopped_task: Mutex<Option<JoinHandle<()>>>,
+    server: LocalServer,
 }
 
 impl HttpTarget {
     /// Starts on a free port of 127.0.0.1. Every method on every path is
     /// answered `201 {"ok":true}` until scripted otherwise.
     pub async fn start() -> Result<Self, TestkitError> {
-        let listener = TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .map_err(|source| TestkitError::Io {
-                what: "binding the HTTP target to 127.0.0.1:0".to_owned(),
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| TestkitError::Io {
-            what: "reading the HTTP target's address".to_owned(),
-            source,
-        })?;
-        let target = Self {
-            addr,
-            shared: Arc::default(),
-            running: Mutex::new(None),
-            stopped_task: Mutex::new(None),
-        };
-        target.serve(listener)?;
-        Ok(target)
+        let shared: Arc<Shared> = Arc::default();
+        let state = shared.clone();
+        let server = LocalServer::start("the HTTP target", move |_| {
+            Router::new().fallback(handle).with_state(state)
+        })
+        .await?;
+        Ok(Self { shared, server })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// The next requests (any path, FIFO) get these replies; afterwards the
@@ -281,87 +251,13 @@ impl HttpTarget {
     /// still succeed and then be reset, which is not what a down system
     /// looks like.
     pub fn stop(&self) {
-        let Some(running) = lock(&self.running).take() else {
-            return;
-        };
-        // On Linux, shutdown(2) on a listening socket stops it listening.
-        let _ = std::net::TcpStream::from(running.listener_fd).shutdown(std::net::Shutdown::Both);
-        let _ = running.shutdown.send(());
-        *lock(&self.stopped_task) = Some(running.task);
+        self.server.stop();
     }
 
     /// Listens again on the same port, keeping the request log, script,
-    /// rules and delay. A no-op restart of a running target stops it first.
+    /// rules and delay. A restart of a running target stops it first.
     pub async fn restart(&self) -> Result<(), TestkitError> {
-        self.stop();
-        let old_task = lock(&self.stopped_task).take();
-        if let Some(task) = old_task {
-            // Requests in flight finish first; a stuck one is cut off.
-            let abort = task.abort_handle();
-            if tokio::time::timeout(PORT_RELEASE_TIMEOUT, task)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
-        let deadline = Instant::now() + PORT_RELEASE_TIMEOUT;
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(listener) => break listener,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(_) => {
-                    return Err(TestkitError::PortBusy {
-                        what: "the HTTP target".to_owned(),
-                        port: self.addr.port(),
-                        waited: PORT_RELEASE_TIMEOUT,
-                    });
-                }
-            }
-        };
-        self.serve(listener)
-    }
-
-    fn serve(&self, listener: TcpListener) -> Result<(), TestkitError> {
-        let listener_fd =
-            listener
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|source| TestkitError::Io {
-                    what: "duplicating the HTTP target's listening socket".to_owned(),
-                    source,
-                })?;
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(self.shared.clone());
-        let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = signal.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::warn!(error = %e, "HTTP target stopped with an error");
-            }
-        });
-        *lock(&self.running) = Some(Running {
-            shutdown,
-            task,
-            listener_fd,
-        });
-        Ok(())
-    }
-}
-
-impl Drop for HttpTarget {
-    fn drop(&mut self) {
-        self.stop();
-        if let Some(task) = lock(&self.stopped_task).take() {
-            task.abort();
-        }
+        self.server.restart().await
     }
 }
 

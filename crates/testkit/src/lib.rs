@@ -20,6 +20,7 @@ mod process;
 pub mod pubsub;
 pub mod salesforce;
 pub mod sap;
+mod server;
 
 pub use error::TestkitError;
 

@@ -64,8 +64,6 @@
 //!   issued (Salesforce's timeout is configurable and may slide).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
-use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -75,12 +73,10 @@ use axum::response::Response;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::TestkitError;
 use crate::http_target::{LoggedRequest, Reply, lock, read_request};
+use crate::server::LocalServer;
 
 /// The private half of the test key pair, PKCS#8 PEM. It exists only for
 /// tests against this double and protects nothing.
@@ -104,8 +100,6 @@ pub const MAX_COLLECTION_RECORDS: usize = 200;
 /// The org id (`00D…`) and user id (`005…`) the double reports.
 const ORG_ID: &str = "00D000000000001AAA";
 const USER_ID: &str = "005000000000001AAA";
-/// How long `restart` waits for the old server to let go of the port.
-const PORT_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 const JSON: &str = "application/json;charset=UTF-8";
 
 /// What the double's org looks like. Start from [`Default`] and change what
@@ -253,24 +247,12 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// The listening half, present while the double is up.
-#[derive(Debug)]
-struct Running {
-    shutdown: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-    /// A duplicate of the listening socket, so `stop` can shut it down
-    /// synchronously (as [`crate::http_target::HttpTarget::stop`] does).
-    listener_fd: OwnedFd,
-}
-
 /// A Salesforce org on 127.0.0.1: login host and instance in one. Stops on
 /// drop.
 #[derive(Debug)]
 pub struct SalesforceDouble {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    running: Mutex<Option<Running>>,
-    stopped_task: Mutex<Option<JoinHandle<()>>>,
+    server: LocalServer,
 }
 
 impl SalesforceDouble {
@@ -284,35 +266,29 @@ impl SalesforceDouble {
                 detail: e.to_string(),
             }
         })?;
-        let listener = TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .map_err(|source| TestkitError::Io {
-                what: "binding the Salesforce double to 127.0.0.1:0".to_owned(),
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| TestkitError::Io {
-            what: "reading the Salesforce double's address".to_owned(),
-            source,
-        })?;
         let org = Org {
             used: config.initial_usage,
             ..Org::default()
         };
-        let double = Self {
-            addr,
-            shared: Arc::new(Shared {
+        let mut built = None;
+        let server = LocalServer::start("the Salesforce double", |addr| {
+            let shared = Arc::new(Shared {
                 config,
                 url: format!("http://{addr}"),
                 key,
                 log: Mutex::default(),
                 org: Mutex::new(org),
                 checks: Mutex::default(),
-            }),
-            running: Mutex::new(None),
-            stopped_task: Mutex::new(None),
-        };
-        double.serve(listener)?;
-        Ok(double)
+            });
+            built = Some(shared.clone());
+            Router::new().fallback(handle).with_state(shared)
+        })
+        .await?;
+        let shared = built.ok_or_else(|| TestkitError::Io {
+            what: "starting the Salesforce double".to_owned(),
+            source: std::io::Error::other("the router was never built"),
+        })?;
+        Ok(Self { shared, server })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash: the login host
@@ -402,85 +378,12 @@ impl SalesforceDouble {
     /// refused; requests in flight still get their answer. Idempotent; also
     /// runs on drop. The org and the logs are kept for [`Self::restart`].
     pub fn stop(&self) {
-        let Some(running) = lock(&self.running).take() else {
-            return;
-        };
-        // On Linux, shutdown(2) on a listening socket stops it listening.
-        let _ = std::net::TcpStream::from(running.listener_fd).shutdown(std::net::Shutdown::Both);
-        let _ = running.shutdown.send(());
-        *lock(&self.stopped_task) = Some(running.task);
+        self.server.stop();
     }
 
     /// Listens again on the same port with the same org, sessions and log.
     pub async fn restart(&self) -> Result<(), TestkitError> {
-        self.stop();
-        let old_task = lock(&self.stopped_task).take();
-        if let Some(task) = old_task {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(PORT_RELEASE_TIMEOUT, task)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
-        let deadline = Instant::now() + PORT_RELEASE_TIMEOUT;
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(listener) => break listener,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(_) => {
-                    return Err(TestkitError::PortBusy {
-                        what: "the Salesforce double".to_owned(),
-                        port: self.addr.port(),
-                        waited: PORT_RELEASE_TIMEOUT,
-                    });
-                }
-            }
-        };
-        self.serve(listener)
-    }
-
-    fn serve(&self, listener: TcpListener) -> Result<(), TestkitError> {
-        let listener_fd =
-            listener
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|source| TestkitError::Io {
-                    what: "duplicating the Salesforce double's listening socket".to_owned(),
-                    source,
-                })?;
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(self.shared.clone());
-        let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = signal.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::warn!(error = %e, "Salesforce double stopped with an error");
-            }
-        });
-        *lock(&self.running) = Some(Running {
-            shutdown,
-            task,
-            listener_fd,
-        });
-        Ok(())
-    }
-}
-
-impl Drop for SalesforceDouble {
-    fn drop(&mut self) {
-        self.stop();
-        if let Some(task) = lock(&self.stopped_task).take() {
-            task.abort();
-        }
+        self.server.restart().await
     }
 }
 
