@@ -16,6 +16,7 @@ pub mod health;
 pub mod logging;
 pub mod pubsub;
 pub mod source;
+pub mod usage;
 pub mod worker;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -506,6 +507,10 @@ fn print_summary<C: Connector>(engine: &Engine<C>, started: tokio::time::Instant
         for (name, value) in engine.connector_stats() {
             o.insert(name.into(), value.into());
         }
+        o.insert(
+            "resources".into(),
+            serde_json::to_value(engine.resources()).unwrap_or_default(),
+        );
     }
     println!("{}", serde_json::json!({ "summary": v }));
 }

@@ -13,10 +13,11 @@
 
 use crate::dead_letter::{DeadLetterSink, Origin};
 use crate::source::{Acker, Delivery};
+use crate::usage::Usage;
 use gluefleet_core::outcome::{AckReason, Outcome};
 use gluefleet_core::{Connector, Pipeline};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -41,6 +42,25 @@ pub struct Stats {
     pub dead_letter_failed: AtomicU64,
     /// Messages being processed or held right now.
     pub in_flight: AtomicU64,
+    /// When the first message arrived and what the process had spent by then.
+    first: OnceLock<(Duration, Usage)>,
+    /// When the last message was settled (acked, nacked or dead-lettered), µs.
+    last_settled_us: AtomicU64,
+}
+
+/// What delivering cost, apart from starting up: from the first message on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Resources {
+    /// CPU time of the whole process, start-up included, ms.
+    pub cpu_ms: u64,
+    /// CPU time since the first message arrived, ms (start-up excluded).
+    pub busy_cpu_ms: u64,
+    /// From the first message arriving to the last one settled, ms.
+    pub busy_ms: u64,
+    /// From the worker starting to the first message, ms.
+    pub first_message_ms: u64,
+    /// Peak resident memory of the process, KiB.
+    pub peak_rss_kib: u64,
 }
 
 /// A snapshot of [`Stats`].
@@ -98,6 +118,8 @@ pub struct Engine<C: Connector> {
     /// Counters.
     pub stats: Stats,
     last_received: std::sync::Mutex<tokio::time::Instant>,
+    /// The engine's start, the zero of [`Stats`]' timestamps.
+    epoch: std::time::Instant,
 }
 
 impl<C: Connector> Engine<C> {
@@ -120,7 +142,32 @@ impl<C: Connector> Engine<C> {
             hard_stop: CancellationToken::new(),
             stats: Stats::default(),
             last_received: std::sync::Mutex::new(tokio::time::Instant::now()),
+            epoch: std::time::Instant::now(),
         })
+    }
+
+    /// What the process has spent so far, split at the first message.
+    pub fn resources(&self) -> Resources {
+        let now = Usage::now();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut r = Resources {
+            cpu_ms: ms(now.cpu),
+            peak_rss_kib: now.peak_rss_kib,
+            ..Resources::default()
+        };
+        if let Some((at, usage)) = self.stats.first.get() {
+            r.first_message_ms = ms(*at);
+            r.busy_cpu_ms = ms(now.cpu.saturating_sub(usage.cpu));
+            let last = Duration::from_micros(self.stats.last_settled_us.load(Ordering::Relaxed));
+            r.busy_ms = ms(last.saturating_sub(*at));
+        }
+        r
+    }
+
+    /// Records that a message was settled, for [`Resources::busy_ms`].
+    fn settled(&self) {
+        let us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.last_settled_us.fetch_max(us, Ordering::Relaxed);
     }
 
     /// How long since the last message arrived.
@@ -145,6 +192,10 @@ impl<C: Connector> Engine<C> {
     /// worker is stopping), then processes it on its own task.
     pub async fn dispatch(self: &Arc<Self>, delivery: Delivery) {
         Stats::add(&self.stats.received);
+        // One getrusage call, on the first message only.
+        self.stats
+            .first
+            .get_or_init(|| (self.epoch.elapsed(), Usage::now()));
         *self.last_received.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
         let permit = tokio::select! {
             biased;
@@ -161,6 +212,7 @@ impl<C: Connector> Engine<C> {
         let engine = self.clone();
         self.tasks.spawn(async move {
             engine.run_one(delivery, permit).await;
+            engine.settled();
             engine.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         });
     }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
-type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
 const IDLE_EXIT_MS: u64 = 2000;
 /// The SAP connector's batch linger in both of its runs.
@@ -141,19 +141,31 @@ pub(crate) fn run(target: Target, events: usize, rounds: usize) -> ExitCode {
     }
 }
 
-fn build_release(package: &str) -> Result<PathBuf> {
+/// `cargo xtask bench core`: runs the core crate's criterion benchmarks.
+pub(crate) fn core() -> ExitCode {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("• building {package} in release mode…");
+    match Command::new(cargo)
+        .args(["bench", "-p", "gluefleet-core", "--bench", "core_path"])
+        .status()
+    {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!("bench: cargo bench failed ({s})");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("bench: cannot run cargo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds binary `bin` of `package` in release mode; its path.
+pub(crate) fn build_release(package: &str, bin: &str) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("• building {bin} in release mode…");
     let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            package,
-            "--bin",
-            package,
-        ])
+        .args(["build", "--release", "--quiet", "-p", package, "--bin", bin])
         .stdin(Stdio::null())
         .status()?;
     if !status.success() {
@@ -165,11 +177,11 @@ fn build_release(package: &str) -> Result<PathBuf> {
         .parent()
         .and_then(Path::parent)
         .ok_or("cannot find the target directory from the xtask binary")?;
-    Ok(target.join("release").join(package))
+    Ok(target.join("release").join(bin))
 }
 
 async fn run_all(target: Target, events: usize, rounds: usize) -> Result<()> {
-    let binary = build_release(target.package())?;
+    let binary = build_release(target.package(), target.package())?;
     eprintln!("• starting the Pub/Sub emulator and the target…");
     let pubsub = PubsubEmulator::start().await?;
     let sink = match target {
@@ -417,7 +429,7 @@ action = {{ operation = "create", entity_set = "BusinessPartners", key = {{ ID =
 }
 
 /// `250ms`, `1s`: a duration as the configs spell it.
-fn duration_text(ms: u64) -> String {
+pub(crate) fn duration_text(ms: u64) -> String {
     if ms >= 1000 && ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
@@ -425,7 +437,7 @@ fn duration_text(ms: u64) -> String {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
@@ -507,7 +519,7 @@ fn report(target: Target, runs: &[Run], events: usize, rounds: usize) -> String 
     t
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -523,7 +535,7 @@ fn machine() -> String {
 }
 
 /// Replaces this connector's section of docs/BENCHMARKS.md (or adds it).
-fn write_benchmarks(title: &str, section: &str) -> Result<()> {
+pub(crate) fn write_benchmarks(title: &str, section: &str) -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let path = root.join("docs/BENCHMARKS.md");
     let path = path.canonicalize().unwrap_or(path);

@@ -2,9 +2,13 @@
 //! they run wherever cargo does (the alias lives in `.cargo/config.toml`).
 //!
 //! - `cargo xtask demo`: what to run on a fresh clone to see gluefleet work.
+//! - `cargo xtask bench`: gluefleet workers side by side with the raw
+//!   Pub/Sub client: throughput, CPU per 10k messages, memory, readiness.
+//! - `cargo xtask bench core`: the criterion micro-benchmarks of the core path.
 //! - `cargo xtask bench firestore|salesforce|sap-odata`: API calls per 1,000 events and events/s.
 
 mod bench;
+mod compare;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -42,14 +46,29 @@ enum Command {
         no_emulator: bool,
     },
     /// Benchmarks (numbers, not pass/fail); results go to docs/BENCHMARKS.md.
+    ///
+    /// Without a subcommand: every gluefleet worker side by side with a
+    /// minimal loop on the official Pub/Sub client, on the emulators, at 1
+    /// and 5 streams: messages/s, CPU s per 10k messages, peak and idle RSS,
+    /// time to /readyz, target calls per 1,000 events (about 10 minutes).
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
-        which: Bench,
+        which: Option<Bench>,
+        /// Messages per backlog.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Rounds (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
 #[derive(Debug, Subcommand)]
 enum Bench {
+    /// The criterion micro-benchmarks of the per-message core path (decode
+    /// → route → outcome), in nanoseconds: `cargo bench -p gluefleet-core`.
+    Core,
     /// gluefleet-firestore on the emulators: Firestore requests per 1,000
     /// events and events per second, with a short and a long batch linger.
     Firestore {
@@ -87,13 +106,25 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Demo { no_emulator } => demo::main(no_emulator),
         Command::Bench {
-            which: Bench::Firestore { events, rounds },
+            which: None,
+            events,
+            rounds,
+        } => compare::run(events, rounds),
+        Command::Bench {
+            which: Some(Bench::Core),
+            ..
+        } => bench::core(),
+        Command::Bench {
+            which: Some(Bench::Firestore { events, rounds }),
+            ..
         } => bench::run(bench::Target::Firestore, events, rounds),
         Command::Bench {
-            which: Bench::Salesforce { events, rounds },
+            which: Some(Bench::Salesforce { events, rounds }),
+            ..
         } => bench::run(bench::Target::Salesforce, events, rounds),
         Command::Bench {
-            which: Bench::SapOdata { events, rounds },
+            which: Some(Bench::SapOdata { events, rounds }),
+            ..
         } => bench::run(bench::Target::SapOdata, events, rounds),
     }
 }

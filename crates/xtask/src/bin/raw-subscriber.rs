@@ -1,0 +1,187 @@
+//! The yardstick of `cargo xtask bench`: the least a Pub/Sub worker can do
+//! on the official `google-cloud-pubsub` client. It opens `--streams`
+//! streaming pulls on the emulator, parses each message's body as JSON and
+//! acks it, nothing else. When `--messages` have been acked (or after
+//! `--idle-exit` without a message) it shuts the streams down, flushing the
+//! acks, and prints one JSON line with the same resource figures a gluefleet
+//! job prints in its summary, measured the same way (`getrusage`, split at
+//! the first message), so the two compare like for like.
+//!
+//! Usage: `raw-subscriber --subscription projects/P/subscriptions/S
+//! --streams 5 --messages 20000 [--max-outstanding 1000] [--idle-exit 2s]`,
+//! with `PUBSUB_EMULATOR_HOST` set.
+
+use clap::Parser;
+use google_cloud_pubsub::client::Subscriber;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(name = "raw-subscriber")]
+struct Args {
+    /// `projects/P/subscriptions/S`.
+    #[arg(long)]
+    subscription: String,
+    /// Streaming pulls to open.
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
+    /// Stop after this many messages (0: only the idle exit stops it).
+    #[arg(long, default_value_t = 0)]
+    messages: u64,
+    /// Flow control per stream, as a gluefleet worker's
+    /// `pubsub.max_outstanding_messages`.
+    #[arg(long, default_value_t = 1000)]
+    max_outstanding: i64,
+    /// Stop after this long without a message (0: never).
+    #[arg(long, default_value = "2s")]
+    idle_exit: humantime::Duration,
+}
+
+/// CPU time and peak RSS of this process (Linux `getrusage`).
+fn usage() -> (Duration, u64) {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let Ok(u) = getrusage(UsageWho::RUSAGE_SELF) else {
+        return (Duration::ZERO, 0);
+    };
+    let us = |t: nix::sys::time::TimeVal| {
+        u64::try_from(i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_usec())).unwrap_or(0)
+    };
+    // VmHWM, not ru_maxrss: the latter survives execve, so a process
+    // started by a big parent reports the parent's peak.
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or_else(|| u64::try_from(u.max_rss()).unwrap_or(0));
+    (
+        Duration::from_micros(us(u.user_time()) + us(u.system_time())),
+        hwm,
+    )
+}
+
+/// Shared by the stream tasks.
+#[derive(Debug)]
+struct Tally {
+    epoch: Instant,
+    acked: AtomicU64,
+    bad_json: AtomicU64,
+    first: OnceLock<(Duration, Duration)>,
+    last_us: AtomicU64,
+    done: tokio::sync::Notify,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("raw-subscriber: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raw-subscriber: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let epoch = Instant::now();
+    let mut builder = Subscriber::builder();
+    if let Ok(host) = std::env::var("PUBSUB_EMULATOR_HOST") {
+        builder = builder
+            .with_endpoint(format!("http://{host}"))
+            .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
+    }
+    let client = builder
+        .build()
+        .await
+        .map_err(|e| format!("subscriber client: {e}"))?;
+    let tally = Arc::new(Tally {
+        epoch,
+        acked: AtomicU64::new(0),
+        bad_json: AtomicU64::new(0),
+        first: OnceLock::new(),
+        last_us: AtomicU64::new(0),
+        done: tokio::sync::Notify::new(),
+    });
+    let mut tokens = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..args.streams {
+        let mut stream = client
+            .subscribe(args.subscription.clone())
+            .set_max_outstanding_messages(args.max_outstanding)
+            .build();
+        tokens.push(stream.shutdown_token());
+        let tally = tally.clone();
+        let target = args.messages;
+        tasks.push(tokio::spawn(async move {
+            while let Some(next) = stream.next().await {
+                let Ok((m, h)) = next else { continue };
+                tally
+                    .first
+                    .get_or_init(|| (tally.epoch.elapsed(), usage().0));
+                if serde_json::from_slice::<serde_json::Value>(&m.data).is_err() {
+                    tally.bad_json.fetch_add(1, Ordering::Relaxed);
+                }
+                h.ack();
+                let us = u64::try_from(tally.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+                tally.last_us.fetch_max(us, Ordering::Relaxed);
+                let n = tally.acked.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == target {
+                    tally.done.notify_one();
+                }
+            }
+        }));
+    }
+    let idle = Duration::from(args.idle_exit);
+    let mut seen = 0;
+    let mut quiet_since = Instant::now();
+    loop {
+        tokio::select! {
+            () = tally.done.notified() => break,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        let n = tally.acked.load(Ordering::Relaxed);
+        if n != seen {
+            seen = n;
+            quiet_since = Instant::now();
+        } else if !idle.is_zero() && quiet_since.elapsed() >= idle {
+            break;
+        }
+    }
+    for token in tokens {
+        token.shutdown().await;
+    }
+    for task in tasks {
+        task.abort();
+    }
+    let (cpu, peak) = usage();
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let (first_at, first_cpu) = tally.first.get().copied().unwrap_or_default();
+    let last = Duration::from_micros(tally.last_us.load(Ordering::Relaxed));
+    let summary = serde_json::json!({"summary": {
+        "acked": tally.acked.load(Ordering::Relaxed),
+        "bad_json": tally.bad_json.load(Ordering::Relaxed),
+        "resources": {
+            "cpu_ms": ms(cpu),
+            "busy_cpu_ms": ms(cpu.saturating_sub(first_cpu)),
+            "busy_ms": ms(last.saturating_sub(first_at)),
+            "first_message_ms": ms(first_at),
+            "peak_rss_kib": peak,
+        }
+    }});
+    println!("{summary}");
+    Ok(())
+}

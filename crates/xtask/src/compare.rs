@@ -1,0 +1,790 @@
+//! `cargo xtask bench`: gluefleet workers side by side with the least a
+//! Pub/Sub worker can do. A benchmark, not a test: it prints a table and
+//! writes it to docs/BENCHMARKS.md; it asserts nothing about speed.
+//!
+//! The yardstick is `raw-subscriber` (src/bin/raw-subscriber.rs): the
+//! official `google-cloud-pubsub` client receiving, parsing JSON and acking.
+//! Against it run `gluefleet-legacy-rest` (every event a real HTTP request to
+//! a local sink that answers at once, in-memory idempotency store on, no rate
+//! limit) and the batching connectors (Firestore on its emulator, Salesforce
+//! on the sandbox double), all release builds.
+//!
+//! Each round publishes one backlog to a topic that has a fresh subscription
+//! per (worker, stream count), so every worker drains the same messages from
+//! a subscription nobody pulled before; the order of the workers alternates
+//! between rounds. The emulator hands out at most 100 messages per 50 ms per
+//! streaming pull, so throughput only compares at equal stream counts (1 and
+//! 5). Every worker reports its own CPU time and peak RSS from `getrusage`,
+//! split at the first message (a gluefleet job's summary `resources`, the
+//! yardstick's one line), so start-up is left out the same way for all.
+//! Separate idle runs (`run` mode, empty subscription) give the time from
+//! process start to `/readyz` = 200 and the resident memory 2 s later.
+
+use crate::bench::{Result, build_release, machine, median, write_benchmarks};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use gluefleet_testkit::bin::Worker;
+use gluefleet_testkit::firestore::FirestoreEmulator;
+use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
+use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble, TEST_PRIVATE_KEY_PEM};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Stream counts every worker runs at.
+const STREAMS: [usize; 2] = [1, 5];
+/// A job ends after this long without a message (not counted anywhere).
+const IDLE_EXIT: &str = "2s";
+/// How long an idle worker sits before its resident memory is read.
+const IDLE_SETTLE: Duration = Duration::from_secs(2);
+/// Flow control per stream, the same for every worker (gluefleet's default).
+const MAX_OUTSTANDING: i64 = 1000;
+/// The event's `data.note`, padding each message to about 1 KiB.
+const NOTE_LEN: usize = 880;
+
+/// The issue's goals for gluefleet-legacy-rest, checked in the report.
+const GOAL_THROUGHPUT_RATIO: f64 = 0.9;
+const GOAL_CPU_S_PER_10K: f64 = 0.4;
+const GOAL_PEAK_RSS_MIB: f64 = 32.0;
+const GOAL_IDLE_RSS_MIB: f64 = 15.0;
+const GOAL_READY_MS: f64 = 100.0;
+
+/// A worker under measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Subject {
+    /// The yardstick: receive, parse JSON, ack.
+    Raw,
+    /// gluefleet-legacy-rest to a local HTTP sink.
+    LegacyRest,
+    /// gluefleet-firestore to the Firestore emulator.
+    Firestore,
+    /// gluefleet-salesforce to the sandbox double.
+    Salesforce,
+}
+
+impl Subject {
+    const ALL: [Subject; 4] = [
+        Subject::Raw,
+        Subject::LegacyRest,
+        Subject::Firestore,
+        Subject::Salesforce,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Subject::Raw => "raw google-cloud-pubsub loop",
+            Subject::LegacyRest => "gluefleet-legacy-rest → HTTP sink",
+            Subject::Firestore => "gluefleet-firestore → emulator",
+            Subject::Salesforce => "gluefleet-salesforce → double",
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Subject::Raw => "raw",
+            Subject::LegacyRest => "rest",
+            Subject::Firestore => "fs",
+            Subject::Salesforce => "sf",
+        }
+    }
+
+    /// (package, binary).
+    fn binary(self) -> (&'static str, &'static str) {
+        match self {
+            Subject::Raw => ("xtask", "raw-subscriber"),
+            Subject::LegacyRest => ("gluefleet-legacy-rest", "gluefleet-legacy-rest"),
+            Subject::Firestore => ("gluefleet-firestore", "gluefleet-firestore"),
+            Subject::Salesforce => ("gluefleet-salesforce", "gluefleet-salesforce"),
+        }
+    }
+}
+
+/// One drained backlog.
+#[derive(Debug)]
+struct Load {
+    subject: Subject,
+    streams: usize,
+    acked: u64,
+    busy_ms: u64,
+    busy_cpu_ms: u64,
+    peak_rss_kib: u64,
+    /// Target API calls (None for the yardstick).
+    calls: Option<u64>,
+}
+
+/// One idle run.
+#[derive(Debug)]
+struct Idle {
+    subject: Subject,
+    /// Process start to `/readyz` = 200 (None for the yardstick: no probe).
+    ready_ms: Option<f64>,
+    rss_kib: u64,
+}
+
+/// The zero-latency HTTP sink of gluefleet-legacy-rest: counts requests and
+/// distinct idempotency keys, answers 200 at once.
+#[derive(Debug, Default)]
+struct Sink {
+    requests: AtomicU64,
+    keys: Mutex<HashSet<String>>,
+}
+
+impl Sink {
+    /// Distinct keys seen since the last call, forgetting them: every run
+    /// drains the same backlog, so the same keys come again.
+    fn take_distinct(&self) -> usize {
+        self.keys
+            .lock()
+            .map(|mut k| std::mem::take(&mut *k).len())
+            .unwrap_or(0)
+    }
+}
+
+async fn sink_handler(State(sink): State<Arc<Sink>>, headers: HeaderMap) -> StatusCode {
+    sink.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok())
+        && let Ok(mut keys) = sink.keys.lock()
+    {
+        keys.insert(key.to_owned());
+    }
+    StatusCode::OK
+}
+
+/// Where each worker sends its effects.
+struct Targets {
+    sink: Arc<Sink>,
+    sink_url: String,
+    firestore: FirestoreEmulator,
+}
+
+/// Runs the comparison: `events` per backlog, `rounds` rounds.
+pub(crate) fn run(events: usize, rounds: usize) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_all(events, rounds)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_all(events: usize, rounds: usize) -> Result<()> {
+    let mut binaries = Vec::new();
+    for subject in Subject::ALL {
+        let (package, bin) = subject.binary();
+        binaries.push((subject, build_release(package, bin)?));
+    }
+    let binary = |s: Subject| -> Result<&PathBuf> {
+        binaries
+            .iter()
+            .find(|(b, _)| *b == s)
+            .map(|(_, p)| p)
+            .ok_or_else(|| "binary not built".into())
+    };
+    eprintln!("• starting the Pub/Sub and Firestore emulators and the HTTP sink…");
+    let pubsub = PubsubEmulator::start().await?;
+    let firestore = FirestoreEmulator::start().await?;
+    let sink = Arc::new(Sink::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_url = format!("http://{}", listener.local_addr()?);
+    let app = Router::new()
+        .fallback(sink_handler)
+        .with_state(sink.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let targets = Targets {
+        sink,
+        sink_url,
+        firestore,
+    };
+    pubsub.create_topic("bench-dead").await?;
+    let dir = std::env::temp_dir().join(format!("gluefleet-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+
+    let mut loads = Vec::new();
+    let mut idles = Vec::new();
+    for round in 0..rounds {
+        let topic = format!("bench-r{round}");
+        pubsub.create_topic(&topic).await?;
+        let mut order: Vec<(Subject, usize)> = Subject::ALL
+            .iter()
+            .flat_map(|s| STREAMS.iter().map(move |n| (*s, *n)))
+            .collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (subject, streams) in &order {
+            pubsub
+                .create_subscription(
+                    &sub_id(round, *subject, *streams),
+                    &topic,
+                    SubscriptionOptions {
+                        ack_deadline_secs: 60,
+                        dead_letter: None,
+                    },
+                )
+                .await?;
+        }
+        eprintln!("• round {}: publishing {events} messages…", round + 1);
+        pubsub.publish(&topic, &backlog(round, events)).await?;
+        for (subject, streams) in order {
+            let load = one_load(
+                binary(subject)?,
+                &pubsub,
+                &targets,
+                &dir,
+                round,
+                subject,
+                streams,
+                events,
+            )
+            .await?;
+            eprintln!(
+                "  {} × {streams}: {:.0} msg/s, {:.3} CPU s/10k, peak {:.1} MiB{}",
+                subject.label(),
+                throughput(&load),
+                cpu_per_10k(&load),
+                mib(load.peak_rss_kib),
+                load.calls
+                    .map(|c| format!(", {:.1} calls/1000", per_k(c, load.acked)))
+                    .unwrap_or_default()
+            );
+            loads.push(load);
+        }
+        let idle_topic = format!("bench-idle-r{round}");
+        pubsub.create_topic(&idle_topic).await?;
+        let mut subjects = Subject::ALL.to_vec();
+        if round % 2 == 1 {
+            subjects.reverse();
+        }
+        for subject in subjects {
+            let sub = format!("bench-idle-r{round}-{}", subject.slug());
+            pubsub
+                .create_subscription(&sub, &idle_topic, SubscriptionOptions::default())
+                .await?;
+            let idle = one_idle(binary(subject)?, &pubsub, &targets, &dir, subject, &sub).await?;
+            eprintln!(
+                "  {} idle: ready {}, {:.1} MiB",
+                subject.label(),
+                idle.ready_ms
+                    .map(|ms| format!("{ms:.0} ms"))
+                    .unwrap_or_else(|| "—".into()),
+                mib(idle.rss_kib)
+            );
+            idles.push(idle);
+        }
+    }
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+    let table = report(&loads, &idles, events, rounds);
+    println!("{table}");
+    write_benchmarks(TITLE, &table)?;
+    Ok(())
+}
+
+const TITLE: &str = "Side by side with the raw client (`cargo xtask bench`)";
+
+fn sub_id(round: usize, subject: Subject, streams: usize) -> String {
+    format!("bench-r{round}-{}-{streams}", subject.slug())
+}
+
+/// `events` CloudEvents of about 1 KiB, ids unique per round.
+fn backlog(round: usize, events: usize) -> Vec<OutgoingMessage> {
+    let note = "x".repeat(NOTE_LEN);
+    (0..events)
+        .map(|i| {
+            let id = format!("b{round}-{i:06}");
+            OutgoingMessage::json(&json!({"specversion": "1.0", "id": id,
+                "source": "//bench", "type": "bench.event",
+                "data": {"id": id, "name": format!("Bench account {i}"), "note": note}}))
+        })
+        .collect()
+}
+
+/// The config of a gluefleet worker and the environment it needs.
+fn config(
+    subject: Subject,
+    targets: &Targets,
+    salesforce: Option<&SalesforceDouble>,
+    streams: usize,
+    collection: &str,
+) -> Result<(String, Vec<(&'static str, String)>)> {
+    let pubsub =
+        format!("[pubsub]\nstreams = {streams}\nmax_outstanding_messages = {MAX_OUTSTANDING}\n");
+    Ok(match subject {
+        Subject::Raw => return Err("the yardstick takes no config".into()),
+        // Defaults otherwise: concurrency 64, in-memory idempotency store.
+        Subject::LegacyRest => (
+            format!(
+                r#"{pubsub}
+[target]
+base_url = "{url}"
+allow_insecure_http = true
+
+[[routes]]
+type = "bench.event"
+action = {{ path = "/accounts/{{data.id}}", body = ".data" }}
+"#,
+                url = targets.sink_url
+            ),
+            Vec::new(),
+        ),
+        // Batching needs many events waiting at once: concurrency 1,000.
+        Subject::Firestore => (
+            format!(
+                r#"{pubsub}concurrency = 1000
+
+[target]
+project = "{project}"
+
+[[routes]]
+type = "bench.event"
+action = {{ operation = "set", document = "{collection}/{{data.id}}" }}
+"#,
+                project = targets.firestore.project()
+            ),
+            vec![("FIRESTORE_EMULATOR_HOST", targets.firestore.host())],
+        ),
+        Subject::Salesforce => {
+            let sf = salesforce.ok_or("the Salesforce double did not start")?;
+            let d = SalesforceConfig::default();
+            (
+                format!(
+                    r#"{pubsub}concurrency = 1000
+
+[auth]
+kind = "jwt_bearer"
+login_url = "{url}"
+consumer_key = "{key}"
+username = "{user}"
+private_key = "${{SALESFORCE_PRIVATE_KEY}}"
+
+[target]
+
+[[routes]]
+type = "bench.event"
+action = {{ operation = "upsert", sobject = "Account", external_id_field = "External_Id__c", external_id = "{{data.id}}", fields = "{{Name: .data.name, Description: .data.note}}" }}
+"#,
+                    url = sf.url(),
+                    key = d.consumer_key,
+                    user = d.username
+                ),
+                vec![("SALESFORCE_PRIVATE_KEY", TEST_PRIVATE_KEY_PEM.to_owned())],
+            )
+        }
+    })
+}
+
+/// A Salesforce double for one run, so earlier runs' records never slow it.
+async fn salesforce_for(subject: Subject) -> Result<Option<SalesforceDouble>> {
+    Ok(match subject {
+        Subject::Salesforce => Some(
+            SalesforceDouble::start(SalesforceConfig {
+                daily_limit: 10_000_000,
+                ..SalesforceConfig::default()
+            })
+            .await?,
+        ),
+        _ => None,
+    })
+}
+
+fn base_env(pubsub: &PubsubEmulator, sub: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("PUBSUB_EMULATOR_HOST", pubsub.host()),
+        ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
+        ("GLUEFLEET_SUBSCRIPTION", sub),
+        ("GLUEFLEET_DEAD_LETTER_TOPIC", "bench-dead".to_owned()),
+        ("PORT", gluefleet_testkit::free_port().to_string()),
+        ("RUST_LOG", "warn".to_owned()),
+    ]
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn one_load(
+    binary: &Path,
+    pubsub: &PubsubEmulator,
+    targets: &Targets,
+    dir: &Path,
+    round: usize,
+    subject: Subject,
+    streams: usize,
+    events: usize,
+) -> Result<Load> {
+    let sub = sub_id(round, subject, streams);
+    let full_sub = format!("projects/{}/subscriptions/{sub}", pubsub.project());
+    let requests_before = targets.sink.requests.load(Ordering::Relaxed);
+    targets.sink.take_distinct();
+    let salesforce = salesforce_for(subject).await?;
+    let mut worker = match subject {
+        Subject::Raw => {
+            Worker::spawn(
+                binary,
+                &[
+                    "--subscription",
+                    &full_sub,
+                    "--streams",
+                    &streams.to_string(),
+                    "--messages",
+                    &events.to_string(),
+                    "--max-outstanding",
+                    &MAX_OUTSTANDING.to_string(),
+                    "--idle-exit",
+                    IDLE_EXIT,
+                ],
+                &[("PUBSUB_EMULATOR_HOST", pubsub.host())],
+            )
+            .await?
+        }
+        _ => {
+            let (text, mut env) = config(
+                subject,
+                targets,
+                salesforce.as_ref(),
+                streams,
+                &format!("bench-r{round}-{streams}"),
+            )?;
+            let path = dir.join(format!("{sub}.toml"));
+            std::fs::write(&path, text)?;
+            env.extend(base_env(pubsub, sub.clone()));
+            let path = path.display().to_string();
+            Worker::spawn(
+                binary,
+                &["job", "--config", &path, "--idle-exit", IDLE_EXIT],
+                &env,
+            )
+            .await?
+        }
+    };
+    let status = worker
+        .wait(Duration::from_secs(600))
+        .await
+        .ok_or("a worker did not finish in 10 min")?;
+    if !status.success() {
+        return Err(format!(
+            "{} failed ({status}):\n{}",
+            subject.label(),
+            worker.logs().join("\n")
+        )
+        .into());
+    }
+    let summary = worker
+        .summary()
+        .ok_or_else(|| format!("{} printed no summary", subject.label()))?;
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let r = &summary["resources"];
+    let acked = n(&summary["acked"]);
+    if acked < events as u64 {
+        return Err(format!(
+            "{} × {streams} acked {acked} of {events}: {summary}",
+            subject.label()
+        )
+        .into());
+    }
+    let calls = match subject {
+        Subject::Raw => None,
+        Subject::LegacyRest => {
+            let keys = targets.sink.take_distinct();
+            if keys != events {
+                return Err(format!("the sink saw {keys} distinct events of {events}").into());
+            }
+            Some(targets.sink.requests.load(Ordering::Relaxed) - requests_before)
+        }
+        Subject::Firestore | Subject::Salesforce => Some(n(&summary["target_requests"])),
+    };
+    Ok(Load {
+        subject,
+        streams,
+        acked,
+        busy_ms: n(&r["busy_ms"]).max(1),
+        busy_cpu_ms: n(&r["busy_cpu_ms"]),
+        peak_rss_kib: n(&r["peak_rss_kib"]),
+        calls,
+    })
+}
+
+async fn one_idle(
+    binary: &Path,
+    pubsub: &PubsubEmulator,
+    targets: &Targets,
+    dir: &Path,
+    subject: Subject,
+    sub: &str,
+) -> Result<Idle> {
+    let salesforce = salesforce_for(subject).await?;
+    let http = reqwest::Client::new();
+    let (mut worker, ready_ms) = match subject {
+        Subject::Raw => {
+            let full_sub = format!("projects/{}/subscriptions/{sub}", pubsub.project());
+            let w = Worker::spawn(
+                binary,
+                &["--subscription", &full_sub, "--idle-exit", "0s"],
+                &[("PUBSUB_EMULATOR_HOST", pubsub.host())],
+            )
+            .await?;
+            (w, None)
+        }
+        _ => {
+            let (text, mut env) = config(subject, targets, salesforce.as_ref(), 1, "bench-idle")?;
+            let path = dir.join(format!("{sub}.toml"));
+            std::fs::write(&path, text)?;
+            env.extend(base_env(pubsub, sub.to_owned()));
+            let port = env
+                .iter()
+                .find(|(k, _)| *k == "PORT")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let path = path.display().to_string();
+            let url = format!("http://127.0.0.1:{port}/readyz");
+            let started = Instant::now();
+            let w = Worker::spawn(binary, &["run", "--config", &path], &env).await?;
+            let ready = loop {
+                if let Ok(r) = http.get(&url).send().await
+                    && r.status() == reqwest::StatusCode::OK
+                {
+                    break started.elapsed();
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    return Err(format!(
+                        "{} not ready after 30 s:\n{}",
+                        subject.label(),
+                        w.logs().join("\n")
+                    )
+                    .into());
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            };
+            (w, Some(ready.as_secs_f64() * 1000.0))
+        }
+    };
+    tokio::time::sleep(IDLE_SETTLE).await;
+    let pid = worker.pid().ok_or("the idle worker already exited")?;
+    let rss_kib = vm_rss_kib(pid)?;
+    worker.signal_term();
+    let _ = worker.wait(Duration::from_secs(15)).await;
+    Ok(Idle {
+        subject,
+        ready_ms,
+        rss_kib,
+    })
+}
+
+/// `VmRSS` of process `pid`, KiB.
+fn vm_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status").into())
+}
+
+fn throughput(l: &Load) -> f64 {
+    l.acked as f64 * 1000.0 / l.busy_ms as f64
+}
+
+fn cpu_per_10k(l: &Load) -> f64 {
+    l.busy_cpu_ms as f64 / 1000.0 * 10_000.0 / l.acked as f64
+}
+
+fn per_k(calls: u64, events: u64) -> f64 {
+    calls as f64 * 1000.0 / events.max(1) as f64
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Medians of one (worker, streams) cell.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    rate: f64,
+    cpu: f64,
+    peak_mib: f64,
+    calls: Option<f64>,
+}
+
+fn cell(loads: &[Load], subject: Subject, streams: usize) -> Option<Cell> {
+    let mine: Vec<&Load> = loads
+        .iter()
+        .filter(|l| l.subject == subject && l.streams == streams)
+        .collect();
+    if mine.is_empty() {
+        return None;
+    }
+    let calls: Vec<f64> = mine
+        .iter()
+        .filter_map(|l| l.calls.map(|c| per_k(c, l.acked)))
+        .collect();
+    Some(Cell {
+        rate: median(mine.iter().map(|l| throughput(l)).collect()),
+        cpu: median(mine.iter().map(|l| cpu_per_10k(l)).collect()),
+        peak_mib: median(mine.iter().map(|l| mib(l.peak_rss_kib)).collect()),
+        calls: (!calls.is_empty()).then(|| median(calls)),
+    })
+}
+
+fn report(loads: &[Load], idles: &[Idle], events: usize, rounds: usize) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "## {TITLE}\n");
+    let _ = writeln!(t, "{}\n", machine());
+    let _ = writeln!(
+        t,
+        "{events} messages of about 1 KiB (structured CloudEvents) per backlog, {rounds} \
+         rounds, medians; every worker on a fresh subscription of the same backlog, the \
+         order alternating between rounds; release builds; flow control \
+         {MAX_OUTSTANDING} messages per stream for all. The Pub/Sub emulator, the \
+         Firestore emulator, the HTTP sink, the Salesforce double and the worker share \
+         this machine's cores. The raw loop is the official `google-cloud-pubsub` client \
+         receiving, parsing JSON and acking (`crates/xtask/src/bin/raw-subscriber.rs`); \
+         gluefleet-legacy-rest makes one real HTTP request per event to a local sink that \
+         answers 200 at once, with the in-memory idempotency store on and no rate limit; \
+         the batching connectors run with `concurrency = 1000` and their default linger.\n"
+    );
+    let _ = writeln!(
+        t,
+        "msg/s and CPU are measured from the first message to the last one settled \
+         (`resources` in the job summary, `getrusage`), so start-up is excluded for all; \
+         CPU s/10k includes the 2 s idle wait before a job exits. Idle RSS: `VmRSS` 2 s \
+         after start on an empty subscription (`run` mode); ready: process start to the \
+         first `/readyz` = 200.\n"
+    );
+    let _ = writeln!(
+        t,
+        "| worker | streams | msg/s | × raw | CPU s / 10k msgs | × raw | peak RSS MiB | idle RSS MiB | ready ms | target calls / 1,000 events |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|");
+    for subject in Subject::ALL {
+        let idle: Vec<&Idle> = idles.iter().filter(|i| i.subject == subject).collect();
+        let idle_mib = median(idle.iter().map(|i| mib(i.rss_kib)).collect());
+        let ready: Vec<f64> = idle.iter().filter_map(|i| i.ready_ms).collect();
+        let ready = if ready.is_empty() {
+            "—".to_owned()
+        } else {
+            format!("{:.0}", median(ready))
+        };
+        for streams in STREAMS {
+            let (Some(c), Some(raw)) = (
+                cell(loads, subject, streams),
+                cell(loads, Subject::Raw, streams),
+            ) else {
+                continue;
+            };
+            let _ = writeln!(
+                t,
+                "| {} | {streams} | {:.0} | {:.2} | {:.3} | {:.2} | {:.1} | {idle_mib:.1} | {ready} | {} |",
+                subject.label(),
+                c.rate,
+                c.rate / raw.rate,
+                c.cpu,
+                c.cpu / raw.cpu,
+                c.peak_mib,
+                c.calls
+                    .map(|k| format!("{k:.1}"))
+                    .unwrap_or_else(|| "—".into()),
+            );
+        }
+    }
+    goals(&mut t, loads, idles);
+    t
+}
+
+/// The issue's goals for the HTTP connector, met or not.
+fn goals(t: &mut String, loads: &[Load], idles: &[Idle]) {
+    let _ = writeln!(
+        t,
+        "\nGoals for gluefleet-legacy-rest (delivering over HTTP):\n"
+    );
+    let mark = |ok: bool| if ok { "met" } else { "**missed**" };
+    for streams in STREAMS {
+        if let (Some(c), Some(raw)) = (
+            cell(loads, Subject::LegacyRest, streams),
+            cell(loads, Subject::Raw, streams),
+        ) {
+            let ratio = c.rate / raw.rate;
+            let _ = writeln!(
+                t,
+                "- throughput ≥ {GOAL_THROUGHPUT_RATIO}× raw at {streams} stream(s): {ratio:.2}× ({})",
+                mark(ratio >= GOAL_THROUGHPUT_RATIO)
+            );
+            let _ = writeln!(
+                t,
+                "- ≤ {GOAL_CPU_S_PER_10K} CPU s per 10k messages at {streams} stream(s): {:.3} ({})",
+                c.cpu,
+                mark(c.cpu <= GOAL_CPU_S_PER_10K)
+            );
+            let _ = writeln!(
+                t,
+                "- peak RSS ≤ {GOAL_PEAK_RSS_MIB} MiB at {streams} stream(s): {:.1} MiB ({})",
+                c.peak_mib,
+                mark(c.peak_mib <= GOAL_PEAK_RSS_MIB)
+            );
+        }
+    }
+    let idle: Vec<&Idle> = idles
+        .iter()
+        .filter(|i| i.subject == Subject::LegacyRest)
+        .collect();
+    if !idle.is_empty() {
+        let rss = median(idle.iter().map(|i| mib(i.rss_kib)).collect());
+        let ready = median(idle.iter().filter_map(|i| i.ready_ms).collect());
+        let _ = writeln!(
+            t,
+            "- idle RSS ≤ {GOAL_IDLE_RSS_MIB} MiB: {rss:.1} MiB ({})",
+            mark(rss <= GOAL_IDLE_RSS_MIB)
+        );
+        let _ = writeln!(
+            t,
+            "- ready ≤ {GOAL_READY_MS} ms: {ready:.0} ms ({})",
+            mark(ready <= GOAL_READY_MS)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sink_counts_requests_and_distinct_keys() {
+        let sink = Arc::new(Sink::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/accounts/1", listener.local_addr().expect("addr"));
+        let app = Router::new()
+            .fallback(sink_handler)
+            .with_state(sink.clone());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = reqwest::Client::new();
+        for key in ["a", "b", "a"] {
+            let r = http
+                .post(&url)
+                .header("Idempotency-Key", key)
+                .body("{}")
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(r.status(), reqwest::StatusCode::OK);
+        }
+        server.abort();
+        assert_eq!(sink.requests.load(Ordering::Relaxed), 3);
+        assert_eq!(sink.take_distinct(), 2);
+        assert_eq!(sink.take_distinct(), 0, "forgotten once taken");
+    }
+}
