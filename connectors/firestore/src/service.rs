@@ -37,16 +37,15 @@ impl FirestoreConnector {
         &self,
         action: &Action,
         path: &str,
-        event_json: &Value,
-        data: &Value,
+        event: &gluefleet_core::event::Event,
     ) -> Result<Value, ConnectorError> {
         let name = self.writer.document_name(path);
         if action.operation == Operation::Delete {
             return Ok(json!({ "delete": name }));
         }
         let mapped = match &action.fields {
-            Some(m) => m.apply(event_json)?,
-            None => data.clone(),
+            Some(m) => m.apply_event(event)?,
+            None => event.data.clone(),
         };
         let Value::Object(object) = mapped else {
             return Err(ConnectorError::permanent(format!(
@@ -108,7 +107,7 @@ impl Connector for FirestoreConnector {
     async fn call(&self, r: Request<'_, Action>) -> Result<Delivered, ConnectorError> {
         let action = &r.route.action;
         let path = action.document.render_with(r.event, document_id)?;
-        let write = self.write(action, &path, &r.event.to_json(), &r.event.data)?;
+        let write = self.write(action, &path, r.event)?;
         let status = self.writer.write(&path, write).await?;
         outcome(action.operation, &status, &path)
     }

@@ -36,7 +36,7 @@ impl Connector for RestConnector {
             None
         } else {
             Some(match &a.body {
-                Some(m) => m.apply(&r.event.to_json())?,
+                Some(m) => m.apply_event(r.event)?,
                 None => r.event.data.clone(),
             })
         };

@@ -141,7 +141,7 @@ fn fields_of(
     r: &Request<'_, Action>,
 ) -> Result<Map<String, Value>, ConnectorError> {
     let mapped = match &action.fields {
-        Some(m) => m.apply(&r.event.to_json())?,
+        Some(m) => m.apply_event(r.event)?,
         None => r.event.data.clone(),
     };
     match mapped {

@@ -161,7 +161,7 @@ fn etag_of(answer: &Answer) -> Option<String> {
 
 fn fields_of(action: &Action, event: &Event) -> Result<Map<String, Value>, ConnectorError> {
     let mapped = match &action.fields {
-        Some(m) => m.apply(&event.to_json())?,
+        Some(m) => m.apply_event(event)?,
         None => event.data.clone(),
     };
     match mapped {

@@ -4,8 +4,15 @@
 //! `{id, source, type, subject, time, data, attributes, message_id}`. It must
 //! give exactly one value. Filters are compiled once when the config loads, so
 //! a typo stops the worker at start instead of dead-lettering every event.
+//!
+//! A filter that is only a path (`.`, `.data`, `.data.customer.id`) is by far
+//! the most common mapping, and it is answered from the event directly
+//! ([`Mapping::apply_event`]), without building the event's JSON view or
+//! running jq; where the path is missing, jq runs so its answer (`null`, or
+//! an error) stays exactly jq's.
 
 use crate::error::ConnectorError;
+use crate::event::Event;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
 use jaq_json::Val;
@@ -18,6 +25,27 @@ type Filter = jaq_core::compile::Filter<jaq_core::Native<data::JustLut<Val>>>;
 pub struct Mapping {
     code: String,
     filter: Filter,
+    /// `Some("")` for `.`, `Some("data.id")` for `.data.id`: a filter that is
+    /// a plain path, in [`Event::lookup`]'s spelling.
+    path: Option<String>,
+}
+
+/// The dotted path of a filter that is nothing but `.` or `.a.b.c` (jq
+/// identifiers only), else `None`.
+fn plain_path(code: &str) -> Option<String> {
+    let code = code.trim();
+    if code == "." {
+        return Some(String::new());
+    }
+    let rest = code.strip_prefix('.')?;
+    let ident = |seg: &str| {
+        let mut chars = seg.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    rest.split('.').all(ident).then(|| rest.to_owned())
 }
 
 impl fmt::Debug for Mapping {
@@ -61,6 +89,7 @@ impl Mapping {
         Ok(Self {
             code: code.to_owned(),
             filter,
+            path: plain_path(code),
         })
     }
 
@@ -69,12 +98,26 @@ impl Mapping {
         &self.code
     }
 
+    /// Runs the filter on `event`'s JSON view ([`Event::to_json`]); a plain
+    /// path is looked up in the event instead, with the same result.
+    pub fn apply_event(&self, event: &Event) -> Result<Value, ConnectorError> {
+        match self.path.as_deref() {
+            Some("") => return Ok(event.to_json()),
+            Some(path) => {
+                if let Some(v) = event.lookup(path) {
+                    return Ok(v.into_owned());
+                }
+            }
+            None => {}
+        }
+        self.apply(&event.to_json())
+    }
+
     /// Runs the filter on `input`. No output, more than one output, or a jq
     /// error is a permanent error: the same event would fail the same way.
     pub fn apply(&self, input: &Value) -> Result<Value, ConnectorError> {
-        let text = serde_json::to_string(input)
-            .map_err(|e| ConnectorError::permanent(format!("mapping input: {e}")))?;
-        let val = jaq_json::read::parse_single(text.as_bytes())
+        // Straight from the tree: no JSON text in between.
+        let val = <Val as serde::Deserialize>::deserialize(input)
             .map_err(|e| ConnectorError::permanent(format!("mapping input: {e}")))?;
         let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
         let mut out = self.filter.id.run((ctx, val)).map(unwrap_valr);
@@ -131,6 +174,66 @@ mod tests {
             m.apply(&input)?,
             json!({"orderId": "A1", "total": 5.5, "source": "/erp"})
         );
+        Ok(())
+    }
+
+    fn event(data: Value) -> Event {
+        let raw = crate::event::RawMessage {
+            data: serde_json::to_vec(&json!({"specversion": "1.0", "id": "e1",
+                "source": "/erp", "type": "order.created", "data": data}))
+            .unwrap_or_default(),
+            ..crate::event::RawMessage::default()
+        };
+        crate::event::decode(&raw).unwrap_or_else(|e| panic!("test event decodes: {e}"))
+    }
+
+    #[test]
+    fn plain_paths_are_recognised_and_nothing_else() {
+        assert_eq!(plain_path(" . "), Some(String::new()));
+        assert_eq!(plain_path(".data"), Some("data".into()));
+        assert_eq!(
+            plain_path(".data.customer_id"),
+            Some("data.customer_id".into())
+        );
+        for code in [
+            ".data[0]",
+            ".data.\"x-y\"",
+            ".data | .a",
+            "..",
+            ".data.",
+            ".1a",
+            "data",
+        ] {
+            assert_eq!(plain_path(code), None, "{code}");
+        }
+    }
+
+    #[test]
+    fn a_plain_path_gives_what_jq_gives() -> Result<(), String> {
+        let e = event(json!({"id": "A1", "lines": [1, 2], "n": null, "s": "text"}));
+        for code in [
+            ".",
+            ".data",
+            ".data.id",
+            ".data.lines",
+            ".data.n",
+            ".data.missing",
+            ".id",
+            ".source",
+            ".type",
+            ".subject",
+            ".attributes",
+            ".nothing",
+        ] {
+            let m = Mapping::compile(code)?;
+            assert!(m.path.is_some(), "{code} is a plain path");
+            let fast = m.apply_event(&e).map_err(|e| e.to_string())?;
+            let jq = m.apply(&e.to_json()).map_err(|e| e.to_string())?;
+            assert_eq!(fast, jq, "{code}");
+        }
+        // jq refuses to index a string; so does the plain path, through jq.
+        let m = Mapping::compile(".data.s.x")?;
+        assert!(m.apply_event(&e).is_err());
         Ok(())
     }
 

@@ -10,6 +10,14 @@
 //! and does config loading, logging, sources, dead letters, health probes,
 //! job summaries and graceful shutdown.
 
+/// mimalloc instead of the system allocator: a worker allocates and frees
+/// many small buffers per message (the pulled message, the decoded event,
+/// the HTTP request), and glibc's malloc spent about a sixth of the worker's
+/// CPU doing it (`cargo xtask bench`, perf). Set here so that every
+/// connector binary gets it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod config;
 pub mod dead_letter;
 pub mod health;
@@ -88,6 +96,13 @@ pub struct Cli {
     /// On SIGTERM: how long in-flight work may take to finish (inside Cloud Run's 10 s).
     #[arg(long, default_value = "8s", global = true)]
     pub drain_timeout: humantime::Duration,
+    /// Threads that run the worker. 1 (the default) runs everything on one
+    /// thread: a Cloud Run instance's single vCPU is used with no
+    /// cross-thread wake-ups, which costs a multi-threaded runtime several
+    /// times the CPU per message. Raise it on instances with more vCPUs
+    /// when one core is not enough (`cargo xtask bench` shows the cost).
+    #[arg(long, env = "GLUEFLEET_THREADS", default_value_t = 1, global = true, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
 }
 
 /// The modes.
@@ -122,10 +137,14 @@ pub fn main<S: Spec>() -> ExitCode {
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = if cli.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(usize::from(cli.threads));
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gluefleet-{}: cannot start the async runtime: {e}", S::NAME);

@@ -61,6 +61,10 @@ enum Command {
         /// Rounds (medians are reported).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Only these gluefleet workers (legacy-rest, firestore, salesforce),
+        /// besides the raw loop; docs/BENCHMARKS.md is then left alone.
+        #[arg(long, value_delimiter = ',')]
+        workers: Vec<String>,
     },
 }
 
@@ -109,7 +113,8 @@ fn main() -> ExitCode {
             which: None,
             events,
             rounds,
-        } => compare::run(events, rounds),
+            workers,
+        } => compare::run(events, rounds, &workers),
         Command::Bench {
             which: Some(Bench::Core),
             ..
