@@ -66,6 +66,9 @@ pub async fn pace(pause: Duration) {
     tokio::time::sleep(pause).await;
 }
 
+/// The longest window a bucket may describe (`per`, and `burst` periods).
+const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// The limiter says: not before this long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MustWait(pub Duration);
@@ -79,7 +82,27 @@ impl RateLimits {
                 .ok_or_else(|| format!("rate_limits.{name}.requests must be at least 1"))?;
             let burst = NonZeroU32::new(c.burst.unwrap_or(1))
                 .ok_or_else(|| format!("rate_limits.{name}.burst must be at least 1"))?;
-            let quota = Quota::with_period(c.per / requests.get())
+            if c.per > MAX_WINDOW {
+                return Err(format!(
+                    "rate_limits.{name}.per is {}: at most 366 days",
+                    humantime::format_duration(c.per)
+                ));
+            }
+            let period = c.per / requests.get();
+            // The bucket refills `burst` cells over `burst` periods; beyond a
+            // year that is a mistake, and the limiter's arithmetic overflows.
+            if period
+                .checked_mul(burst.get())
+                .is_none_or(|w| w > MAX_WINDOW)
+            {
+                return Err(format!(
+                    "rate_limits.{name}.burst {burst} is too big for {} requests per {}: \
+                     burst × per / requests must be at most 366 days",
+                    requests,
+                    humantime::format_duration(c.per)
+                ));
+            }
+            let quota = Quota::with_period(period)
                 .ok_or_else(|| format!("rate_limits.{name}.per must be more than zero"))?
                 .allow_burst(burst);
             buckets.insert(
@@ -170,6 +193,28 @@ mod tests {
             },
         )]);
         RateLimits::new(&cfg).expect("valid")
+    }
+
+    #[test]
+    fn windows_beyond_a_year_are_refused_naming_the_bucket() {
+        let one = |requests, per, burst| {
+            let cfg = BTreeMap::from([(
+                "erp".to_owned(),
+                RateLimitConfig {
+                    requests,
+                    per,
+                    burst,
+                },
+            )]);
+            RateLimits::new(&cfg).err()
+        };
+        let year = Duration::from_secs(365 * 24 * 3600);
+        assert_eq!(one(1, year, None), None, "a yearly quota is fine");
+        let e = one(1, year * 1000, None).expect("1000 years refused");
+        assert!(e.contains("rate_limits.erp.per"), "{e}");
+        let e = one(1, Duration::from_secs(10), Some(4_000_000_000)).expect("huge burst refused");
+        assert!(e.contains("rate_limits.erp.burst"), "{e}");
+        assert_eq!(one(10, Duration::from_secs(1), Some(10)), None);
     }
 
     #[test]

@@ -167,6 +167,20 @@ impl PubsubSettings {
                 "pubsub.max_outstanding_messages must be at least 1 and max_outstanding_bytes at least 1024".into(),
             ));
         }
+        if self.lease_extension < Duration::from_secs(10)
+            || self.lease_extension > Duration::from_secs(600)
+        {
+            return Err(ConfigError(format!(
+                "pubsub.lease_extension is {}: it must be between 10s and 600s (Pub/Sub's ack deadline limits)",
+                humantime::format_duration(self.lease_extension)
+            )));
+        }
+        if self.max_nack_hold > Duration::from_secs(3600) {
+            return Err(ConfigError(format!(
+                "pubsub.max_nack_hold is {}: at most 1h",
+                humantime::format_duration(self.max_nack_hold)
+            )));
+        }
         Ok(())
     }
 }
@@ -256,6 +270,14 @@ impl<T: DeserializeOwned, A: DeserializeOwned> Config<T, A> {
             .retry
             .validate()
             .map_err(|e| ConfigError(format!("delivery.retry: {e}")))?;
+        let idem = &config.delivery.idempotency;
+        if idem.lease > Duration::from_secs(24 * 3600)
+            || idem.ttl > Duration::from_secs(400 * 24 * 3600)
+        {
+            return Err(ConfigError(
+                "delivery.idempotency: lease must be at most 24h and ttl at most 400 days".into(),
+            ));
+        }
         if config.delivery.max_delivery_attempts < 1 {
             return Err(ConfigError(
                 "delivery.max_delivery_attempts must be at least 1".into(),
@@ -301,6 +323,32 @@ mod tests {
         type = "order.*"
         action = {}
     "#;
+
+    #[test]
+    fn durations_out_of_range_are_refused_naming_the_setting() {
+        let with = |extra: &str, section: &str| {
+            let text = BASE.replacen(section, &format!("{section}\n{extra}"), 1);
+            Config::<Target, toml::Value>::parse(&text, &env(&[("ERP_TOKEN", "t")])).err()
+        };
+        let e = with("lease_extension = \"5s\"", "[pubsub]").expect("5 s refused");
+        assert!(e.0.contains("pubsub.lease_extension"), "{e}");
+        let e = with("lease_extension = \"11m\"", "[pubsub]").expect("11 min refused");
+        assert!(e.0.contains("pubsub.lease_extension"), "{e}");
+        assert!(with("lease_extension = \"10m\"", "[pubsub]").is_none());
+        let e = with("max_nack_hold = \"2h\"", "[pubsub]").expect("2 h refused");
+        assert!(e.0.contains("pubsub.max_nack_hold"), "{e}");
+        let text = format!("{BASE}\n[delivery.retry]\nbudget = \"300000000000y\"\n");
+        let e = Config::<Target, toml::Value>::parse(&text, &env(&[("ERP_TOKEN", "t")]))
+            .expect_err("a budget of ages refused");
+        assert!(
+            e.0.contains("delivery.retry") && e.0.contains("budget"),
+            "{e}"
+        );
+        let text = format!("{BASE}\n[delivery.idempotency]\nlease = \"2d\"\n");
+        let e = Config::<Target, toml::Value>::parse(&text, &env(&[("ERP_TOKEN", "t")]))
+            .expect_err("a 2-day lease refused");
+        assert!(e.0.contains("delivery.idempotency"), "{e}");
+    }
 
     #[test]
     fn interpolates_and_overrides() -> Result<(), ConfigError> {

@@ -12,6 +12,9 @@ pub use policy::{Decision, RetryPolicy, RetryState};
 use serde::Deserialize;
 use std::time::Duration;
 
+/// The longest `max_backoff` or `budget` accepted.
+const MAX_RETRY_SPAN: Duration = Duration::from_secs(24 * 3600);
+
 /// Retry settings: global in `[delivery.retry]`, overridable per route.
 ///
 /// Defaults: 5 attempts, 200 ms first backoff doubling up to 10 s, 30 s
@@ -93,6 +96,11 @@ impl RetrySettings {
         }
         if self.budget.is_zero() {
             return Err("budget must be more than zero".into());
+        }
+        // Deadlines are computed as now + these; beyond a day they are a
+        // typo, and far beyond they would overflow the clock.
+        if self.max_backoff > MAX_RETRY_SPAN || self.budget > MAX_RETRY_SPAN {
+            return Err("max_backoff and budget must be at most 24 hours".into());
         }
         Ok(())
     }
