@@ -1,2 +1,12 @@
-//! Fleet-wide tests live in `fleet/`; this crate has no code of its own.
+//! Fleet-wide tests; this crate has no code of its own.
+//!
+//! - `fleet/`: every connector has the same shape and leaves delivery to the
+//!   core.
+//! - `fault/`: the fault-injection suite. The real `gluefleet-legacy-rest`
+//!   binary between the real Pub/Sub emulator and a target that honours
+//!   idempotency keys, while workers are killed, the target goes down,
+//!   throttles or refuses expired tokens, the emulator restarts, poison
+//!   arrives and SIGTERM comes under load; each scenario ends by checking
+//!   that every event had exactly one effect.
+//!
 //! Connector end-to-end tests live with each connector (they run its binary).

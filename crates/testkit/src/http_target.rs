@@ -6,8 +6,15 @@
 //! away entirely and come back on the same port. [`HttpTarget`] is a real
 //! axum server on 127.0.0.1 so the worker's HTTP stack, timeouts and
 //! connection handling are exercised as in production.
+//!
+//! Opt-in, it also behaves like a vendor API that honours the
+//! `Idempotency-Key` header ([`HttpTarget::honour_idempotency_keys`]): a
+//! repeat of a key that already succeeded gets the stored answer and is not
+//! applied again. Fault tests need this to tell "the worker lost an event"
+//! from "the worker redelivered one whose answer it never saw", which a real
+//! system absorbs.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -136,9 +143,15 @@ type Rule = Arc<dyn Fn(&LoggedRequest) -> Option<Reply> + Send + Sync>;
 #[derive(Default)]
 struct Shared {
     log: Mutex<Vec<LoggedRequest>>,
+    /// Positions in `log` of the requests answered as replays. Written only
+    /// while `log` is held, so the two always agree.
+    replayed: Mutex<BTreeSet<usize>>,
     script: Mutex<VecDeque<Reply>>,
     rules: Mutex<Vec<Rule>>,
     delay: Mutex<Duration>,
+    /// `Some` once [`HttpTarget::honour_idempotency_keys`] was called: per
+    /// key, the 2xx answer its first successful request got.
+    stored: Mutex<Option<BTreeMap<String, Reply>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -209,7 +222,9 @@ impl HttpTarget {
 
     /// Per `Idempotency-Key`: how many requests carrying it got a 2xx
     /// answer, i.e. how often the side effect happened. Keys that never got
-    /// a 2xx are absent.
+    /// a 2xx are absent. With [`HttpTarget::honour_idempotency_keys`] on,
+    /// replays got a 2xx too and are counted here; [`HttpTarget::applied`]
+    /// leaves them out.
     pub fn effects(&self) -> BTreeMap<String, usize> {
         let mut effects = BTreeMap::new();
         for request in lock(&self.shared.log).iter() {
@@ -220,6 +235,59 @@ impl HttpTarget {
             }
         }
         effects
+    }
+
+    /// From now on, answers like an API that honours the `Idempotency-Key`
+    /// header: a request whose key already got a 2xx answer is not applied
+    /// again; it gets that stored answer (status, headers, body) and is
+    /// marked as a replay ([`HttpTarget::requests_with_replays`]).
+    ///
+    /// Rules and the script are still consulted first, as the layers in
+    /// front of a real API's idempotency store are (availability, auth, rate
+    /// limits): a repeat they answer with an error gets that error. Only a
+    /// repeat they would let succeed is turned into a replay. Deciding and
+    /// storing happen under one lock, so two concurrent requests with a new
+    /// key cannot both be applied. Keys that succeeded before this call are
+    /// not known. Idempotent.
+    pub fn honour_idempotency_keys(&self) {
+        lock(&self.shared.stored).get_or_insert_with(BTreeMap::new);
+    }
+
+    /// Every request so far, in arrival order, each with whether it was
+    /// answered as a replay (always `false` unless
+    /// [`HttpTarget::honour_idempotency_keys`] is on).
+    pub fn requests_with_replays(&self) -> Vec<(LoggedRequest, bool)> {
+        let log = lock(&self.shared.log);
+        let replayed = lock(&self.shared.replayed);
+        log.iter()
+            .enumerate()
+            .map(|(i, request)| (request.clone(), replayed.contains(&i)))
+            .collect()
+    }
+
+    /// Per `Idempotency-Key`: how many requests carrying it got a 2xx answer
+    /// and were not replays, i.e. how often the change was really applied.
+    /// Without [`HttpTarget::honour_idempotency_keys`] this is
+    /// [`HttpTarget::effects`]; with it, a key is applied at most once, and
+    /// [`HttpTarget::effects`] also counts the replays (they got a 2xx too).
+    pub fn applied(&self) -> BTreeMap<String, usize> {
+        let log = lock(&self.shared.log);
+        let replayed = lock(&self.shared.replayed);
+        let mut applied = BTreeMap::new();
+        for (i, request) in log.iter().enumerate() {
+            if let Some(key) = request.idempotency_key()
+                && (200..300).contains(&request.status)
+                && !replayed.contains(&i)
+            {
+                *applied.entry(key.to_owned()).or_insert(0) += 1;
+            }
+        }
+        applied
+    }
+
+    /// How many requests were answered as replays so far.
+    pub fn replays(&self) -> usize {
+        lock(&self.shared.replayed).len()
     }
 
     /// Polls the log every 20 ms until `pred` holds (true) or `timeout`
@@ -313,12 +381,40 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .find_map(|rule| rule(&logged))
         .or_else(|| lock(&shared.script).pop_front())
         .unwrap_or_else(Reply::default_answer);
+    let (reply, replayed) = honour_key(&shared, &logged, reply);
     logged.status = reply.status;
-    lock(&shared.log).push(logged);
+    {
+        let mut log = lock(&shared.log);
+        if replayed {
+            lock(&shared.replayed).insert(log.len());
+        }
+        log.push(logged);
+    }
 
     let delay = *lock(&shared.delay);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     reply.into_response()
+}
+
+/// With idempotency keys honoured: the stored answer (and `true`) for a
+/// repeat of a key that already succeeded, when `reply` would succeed again;
+/// otherwise `reply`, remembered if it is the key's first success.
+fn honour_key(shared: &Shared, request: &LoggedRequest, reply: Reply) -> (Reply, bool) {
+    let success = (200..300).contains(&reply.status);
+    let (Some(key), true) = (request.idempotency_key(), success) else {
+        return (reply, false);
+    };
+    let mut stored = lock(&shared.stored);
+    let Some(stored) = stored.as_mut() else {
+        return (reply, false);
+    };
+    match stored.get(key) {
+        Some(first) => (first.clone(), true),
+        None => {
+            stored.insert(key.to_owned(), reply.clone());
+            (reply, false)
+        }
+    }
 }

@@ -1,8 +1,10 @@
-//! The scriptable HTTP target behaves as connector tests rely on.
+//! The scriptable HTTP target, and the token endpoint a target checks tokens
+//! against, behave as connector and fault tests rely on.
 
 use std::time::{Duration, Instant};
 
 use gluefleet_testkit::http_target::{HttpTarget, Reply};
+use gluefleet_testkit::token::{TokenCheck, TokenServer};
 
 /// A client without connection reuse, so each call opens a new connection
 /// and "refused" really means nothing listens.
@@ -244,4 +246,190 @@ async fn large_bodies_up_to_the_limit() {
     let (status, _) = post(&client, &target.url(), "big", &body).await;
     assert_eq!(status, 201);
     assert_eq!(target.requests()[0].body.len(), body.len());
+}
+
+#[tokio::test]
+async fn honoured_keys_answer_repeats_from_the_store_without_applying() {
+    let target = HttpTarget::start().await.expect("start target");
+    target.rule(|r| r.body.contains("down").then(|| Reply::status(503)));
+    target.script([
+        Reply::status(500),
+        Reply::status(202)
+            .header("x-order", "A-1")
+            .body(r#"{"order":"A-1"}"#),
+    ]);
+    target.honour_idempotency_keys();
+    target.honour_idempotency_keys(); // idempotent: keeps what is stored
+    let client = fresh_client();
+    let url = target.url();
+
+    // A failure is not stored; the first success is.
+    assert_eq!(post(&client, &url, "a", "{}").await.0, 500);
+    assert_eq!(
+        post(&client, &url, "a", "{}").await,
+        (202, r#"{"order":"A-1"}"#.to_owned())
+    );
+    // The repeat would get the default 201; it gets the stored 202 instead,
+    // with its headers and body.
+    let repeat = client
+        .post(&url)
+        .header("Idempotency-Key", "a")
+        .body("{}")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(repeat.status().as_u16(), 202);
+    assert_eq!(
+        repeat
+            .headers()
+            .get("x-order")
+            .and_then(|v| v.to_str().ok()),
+        Some("A-1")
+    );
+    // A rule in front of the store still answers a repeat with its error.
+    assert_eq!(post(&client, &url, "a", r#"{"down":1}"#).await.0, 503);
+    assert_eq!(post(&client, &url, "b", "{}").await.0, 201);
+    // No key: nothing to honour.
+    let plain = client.post(&url).body("{}").send().await.expect("answer");
+    assert_eq!(plain.status().as_u16(), 201);
+
+    let marks: Vec<(Option<String>, u16, bool)> = target
+        .requests_with_replays()
+        .into_iter()
+        .map(|(r, replayed)| (r.idempotency_key().map(str::to_owned), r.status, replayed))
+        .collect();
+    let a = Some("a".to_owned());
+    assert_eq!(
+        marks,
+        [
+            (a.clone(), 500, false),
+            (a.clone(), 202, false),
+            (a.clone(), 202, true),
+            (a, 503, false),
+            (Some("b".to_owned()), 201, false),
+            (None, 201, false),
+        ]
+    );
+    assert_eq!(target.replays(), 1);
+    let applied = target.applied();
+    assert_eq!(applied.get("a"), Some(&1), "the repeat was not applied");
+    assert_eq!(applied.get("b"), Some(&1));
+    assert_eq!(applied.len(), 2);
+    assert_eq!(
+        target.effects().get("a"),
+        Some(&2),
+        "effects keeps counting every 2xx"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_first_requests_with_one_key_apply_once() {
+    let target = HttpTarget::start().await.expect("start target");
+    target.honour_idempotency_keys();
+    target.set_delay(Duration::from_millis(200));
+    let url = target.url();
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { post(&fresh_client(), &url, "same", "{}").await.0 })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.expect("task"), 201);
+    }
+    assert_eq!(target.applied().get("same"), Some(&1));
+    assert_eq!(target.replays(), 7);
+}
+
+#[tokio::test]
+async fn without_honoured_keys_applied_equals_effects() {
+    let target = HttpTarget::start().await.expect("start target");
+    let client = fresh_client();
+    let url = target.url();
+    assert_eq!(post(&client, &url, "k", "{}").await.0, 201);
+    assert_eq!(post(&client, &url, "k", "{}").await.0, 201);
+    assert_eq!(target.applied(), target.effects());
+    assert_eq!(target.applied().get("k"), Some(&2));
+    assert_eq!(target.replays(), 0);
+    assert!(target.requests_with_replays().iter().all(|(_, r)| !r));
+}
+
+#[tokio::test]
+async fn token_server_issues_expiring_tokens_a_target_can_check() {
+    let tokens = TokenServer::start("gluefleet", "s3cret", Duration::from_secs(1))
+        .await
+        .expect("start token server");
+    assert_eq!(tokens.lifetime(), Duration::from_secs(1));
+    let client = fresh_client();
+    let grant = |id: &str, secret: &str| {
+        client
+            .post(tokens.token_url())
+            .basic_auth(id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&scope=orders.write")
+    };
+
+    let refused = grant("gluefleet", "wrong").send().await.expect("answer");
+    assert_eq!(refused.status().as_u16(), 401);
+    let refused: serde_json::Value = refused.json().await.expect("JSON error");
+    assert_eq!(refused["error"], "invalid_client");
+    let wrong_grant = client
+        .post(tokens.token_url())
+        .basic_auth("gluefleet", Some("s3cret"))
+        .body("grant_type=password")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(wrong_grant.status().as_u16(), 400);
+
+    let answer = grant("gluefleet", "s3cret").send().await.expect("answer");
+    assert_eq!(answer.status().as_u16(), 200);
+    let answer: serde_json::Value = answer.json().await.expect("token JSON");
+    assert_eq!(answer["token_type"], "Bearer");
+    assert_eq!(answer["expires_in"], 1);
+    let token = answer["access_token"].as_str().expect("access_token");
+    assert_eq!(token, "tok-1");
+    // Credentials in the body work too.
+    let in_body = client
+        .post(tokens.token_url())
+        .body("grant_type=client_credentials&client_id=gluefleet&client_secret=s3cret")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(in_body.status().as_u16(), 200);
+
+    let issued = tokens.issued();
+    assert_eq!(issued.len(), 2);
+    assert_eq!(tokens.requests().len(), 4, "refusals are logged too");
+
+    // The target refuses anything but a live token of this server.
+    let target = HttpTarget::start().await.expect("start target");
+    let verifier = tokens.verifier();
+    target.rule(move |r| {
+        (verifier.check_request(r) != TokenCheck::Valid).then(|| Reply::status(401))
+    });
+    let call = |auth: Option<String>| {
+        let mut request = client.post(target.url()).body("{}");
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        async move { request.send().await.expect("answer").status().as_u16() }
+    };
+    assert_eq!(call(Some(format!("Bearer {token}"))).await, 201);
+    assert_eq!(call(Some("Bearer tok-99".into())).await, 401);
+    assert_eq!(call(None).await, 401);
+
+    let verifier = tokens.verifier();
+    let header = format!("Bearer {token}");
+    assert_eq!(verifier.check(Some(&header)), TokenCheck::Valid);
+    assert_eq!(verifier.check(Some("Basic abc")), TokenCheck::Missing);
+    assert_eq!(verifier.check(Some("Bearer nope")), TokenCheck::Unknown);
+    let expiry = issued[0].at + Duration::from_secs(1);
+    tokio::time::sleep(expiry.saturating_duration_since(Instant::now())).await;
+    assert_eq!(verifier.check(Some(&header)), TokenCheck::Expired);
+    assert_eq!(
+        call(Some(header)).await,
+        401,
+        "expired by the server's clock"
+    );
 }

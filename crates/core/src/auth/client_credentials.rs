@@ -4,8 +4,9 @@
 //! - Fast path: a cached token that is not near expiry is returned without
 //!   locking anything async.
 //! - Refresh ahead: within `refresh_ahead` of expiry (default 60 s, at most
-//!   half the token's life) the first caller refreshes; others keep using the
-//!   still-valid token instead of queueing behind it.
+//!   a tenth of the token's life) the first caller refreshes; others keep
+//!   using the still-valid token instead of queueing behind it. A tenth, so
+//!   a short-lived token costs one fetch per lifetime, not two.
 //! - Single flight: when no valid token is cached, callers queue on one lock
 //!   and the first one fetches; the rest find the fresh token when they get in.
 
@@ -156,7 +157,7 @@ impl ClientCredentials {
             .config
             .refresh_ahead
             .unwrap_or(Duration::from_secs(60))
-            .min(lifetime / 2);
+            .min(lifetime / 10);
         let generation = self
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -384,11 +385,14 @@ mod tests {
 
     #[tokio::test]
     async fn short_lived_tokens_are_refreshed_ahead() -> Result<(), AuthError> {
-        // expires_in = 2 s → refresh after 1 s (half the life).
+        // expires_in = 2 s → refresh after 1.8 s (a tenth of the life ahead).
         let (url, hits) = token_server(2, 200).await;
         let p = provider(url);
         let a = p.credential().await?;
         tokio::time::sleep(Duration::from_millis(1100)).await;
+        let same = p.credential().await?;
+        assert_eq!(a.generation(), same.generation(), "not refreshed at 1.1 s");
+        tokio::time::sleep(Duration::from_millis(800)).await;
         let b = p.credential().await?;
         assert_ne!(a.generation(), b.generation());
         assert_eq!(hits.load(Ordering::SeqCst), 2);
