@@ -26,7 +26,7 @@ use std::time::Duration;
 use gluefleet_testkit::http_target::Reply;
 use gluefleet_testkit::token::{TokenCheck, TokenServer};
 
-use crate::harness::{self, Fleet, Setup, keys, millis, secs, spread, tail, terminate};
+use crate::harness::{self, Fleet, Setup, keys, millis, secs, spread, tail};
 
 const EVENTS: usize = 2_000;
 const LIFETIME: Duration = Duration::from_secs(5);
@@ -92,14 +92,7 @@ scopes = ["orders.write"]
         fleet.target.applied().len(),
         tail(&worker)
     );
-    assert!(
-        fleet
-            .wait_quiet(Duration::from_secs(2), Duration::from_secs(60))
-            .await,
-        "the target goes quiet once everything is delivered"
-    );
-    let (status, _) = terminate(&mut worker, Duration::from_secs(15)).await;
-    assert!(status.success(), "{status:?}\n{}", tail(&worker));
+    fleet.settle_and_stop(&mut worker).await;
 
     let requests = fleet.target.requests();
     let answered_401 = requests.iter().filter(|r| r.status == 401).count();
@@ -153,12 +146,7 @@ scopes = ["orders.write"]
 
     let dead = fleet.dead_letters().await;
     assert!(dead.is_empty(), "no dead letters: {dead:?}");
-    let left = fleet.left_on_subscription().await;
-    assert!(
-        left.is_empty(),
-        "{} messages left unacked on the subscription",
-        left.len()
-    );
+    fleet.assert_nothing_left().await;
     let tally = fleet.tally(&expected);
     tally.assert_exactly_once(&tail(&worker));
     assert_eq!(

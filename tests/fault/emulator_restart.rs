@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::harness::{self, Fleet, Setup, keys, logged, running, secs, tail, terminate};
+use crate::harness::{self, Fleet, Setup, keys, logged, running, secs, tail};
 
 const EVENTS: usize = 2_000;
 /// The emulator restarts once this many events have been applied.
@@ -100,20 +100,8 @@ async fn the_worker_reconnects_by_itself_after_the_emulator_restarts() {
     let ready = harness::wait_ready(port, Duration::from_secs(30)).await;
     assert!(ready, "/readyz is 200 again after the restart");
 
-    assert!(
-        fleet
-            .wait_quiet(Duration::from_secs(2), Duration::from_secs(60))
-            .await,
-        "the target goes quiet once everything is delivered"
-    );
-    let (status, _) = terminate(&mut worker, Duration::from_secs(15)).await;
-    assert!(status.success(), "{status:?}\n{}", tail(&worker));
-    let left = fleet.left_on_subscription().await;
-    assert!(
-        left.is_empty(),
-        "{} messages left unacked on the subscription",
-        left.len()
-    );
+    fleet.settle_and_stop(&mut worker).await;
+    fleet.assert_nothing_left().await;
     let dead = fleet.dead_letters().await;
     assert!(dead.is_empty(), "no dead letters: {dead:?}");
     let tally = fleet.tally(&expected);

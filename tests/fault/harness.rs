@@ -316,6 +316,28 @@ impl Fleet {
     }
 
     /// Counts what the target did for `expected` keys.
+    /// Waits until the target has been quiet for 2 s (everything
+    /// delivered), then stops `worker` with SIGTERM: it must exit 0.
+    pub(crate) async fn settle_and_stop(&self, worker: &mut Worker) {
+        assert!(
+            self.wait_quiet(Duration::from_secs(2), Duration::from_secs(60))
+                .await,
+            "the target goes quiet once everything is delivered"
+        );
+        let (status, _) = terminate(worker, Duration::from_secs(15)).await;
+        assert!(status.success(), "{status:?}\n{}", tail(worker));
+    }
+
+    /// Asserts that no message is left unacked on the subscription.
+    pub(crate) async fn assert_nothing_left(&self) {
+        let left = self.left_on_subscription().await;
+        assert!(
+            left.is_empty(),
+            "{} messages left unacked on the subscription",
+            left.len()
+        );
+    }
+
     pub(crate) fn tally(&self, expected: &BTreeSet<String>) -> Tally {
         let applied = self.target.applied();
         let requests = self.target.requests_with_replays();

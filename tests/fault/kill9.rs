@@ -29,7 +29,7 @@
 use std::os::unix::process::ExitStatusExt as _;
 use std::time::{Duration, Instant};
 
-use crate::harness::{self, Fleet, Setup, keys, tail, terminate};
+use crate::harness::{self, Fleet, Setup, keys, tail};
 
 const EVENTS: usize = 5_000;
 /// The first kill: when this many events have been applied.
@@ -119,15 +119,7 @@ max_backoff = "1s"
         replayed,
         "a redelivered cut-off call reached the target as a replay"
     );
-    assert!(
-        fleet
-            .wait_quiet(Duration::from_secs(2), Duration::from_secs(60))
-            .await,
-        "the target goes quiet once everything is delivered"
-    );
-
-    let (status, _) = terminate(&mut worker, Duration::from_secs(15)).await;
-    assert!(status.success(), "{status:?}\n{}", tail(&worker));
+    fleet.settle_and_stop(&mut worker).await;
     let dead = fleet.dead_letters().await;
     assert!(dead.is_empty(), "no dead letters: {dead:?}");
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gluefleet_testkit::http_target::Reply;
 
-use crate::harness::{self, Fleet, Setup, by_reason, keys, logged, running, secs, tail, terminate};
+use crate::harness::{self, Fleet, Setup, by_reason, keys, logged, running, secs, tail};
 
 const EVENTS: usize = 2_000;
 /// The outage starts once this many events have been applied.
@@ -111,21 +111,8 @@ budget = "20s"
         .max()
         .expect("something was applied");
     let recovered_in = last_first_apply.saturating_duration_since(outage_ended);
-    assert!(
-        fleet
-            .wait_quiet(Duration::from_secs(2), Duration::from_secs(60))
-            .await,
-        "the target goes quiet once everything is delivered"
-    );
-
-    let (status, _) = terminate(&mut worker, Duration::from_secs(15)).await;
-    assert!(status.success(), "{status:?}\n{}", tail(&worker));
-    let left = fleet.left_on_subscription().await;
-    assert!(
-        left.is_empty(),
-        "{} messages left unacked on the subscription",
-        left.len()
-    );
+    fleet.settle_and_stop(&mut worker).await;
+    fleet.assert_nothing_left().await;
     let dead = fleet.dead_letters().await;
     assert!(
         dead.is_empty(),

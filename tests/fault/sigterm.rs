@@ -107,20 +107,8 @@ async fn sigterm_under_load_exits_within_the_drain_timeout_and_loses_nothing() {
         cut_off_back,
         "a call cut off by the drain came back as a replay"
     );
-    assert!(
-        fleet
-            .wait_quiet(Duration::from_secs(2), Duration::from_secs(60))
-            .await,
-        "the target goes quiet once everything is delivered"
-    );
-    let (status, _) = terminate(&mut again, Duration::from_secs(15)).await;
-    assert!(status.success(), "{status:?}\n{}", tail(&again));
-    let left = fleet.left_on_subscription().await;
-    assert!(
-        left.is_empty(),
-        "{} messages left unacked on the subscription",
-        left.len()
-    );
+    fleet.settle_and_stop(&mut again).await;
+    fleet.assert_nothing_left().await;
     let dead = fleet.dead_letters().await;
     assert!(dead.is_empty(), "no dead letters: {dead:?}");
     let tally = fleet.tally(&expected);

@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 use gluefleet_testkit::http_target::Reply;
 use serde_json::Value;
 
-use crate::harness::{
-    self, Fleet, Setup, by_reason, keys, logged, millis, secs, spread, tail, terminate,
-};
+use crate::harness::{self, Fleet, Setup, by_reason, keys, logged, millis, secs, spread, tail};
 
 const EVENTS: usize = 1_000;
 /// The storm starts once this many events have been applied…
@@ -134,14 +132,7 @@ max_retry_after = "{}s"
         fleet.target.applied().len(),
         tail(&worker)
     );
-    assert!(
-        fleet
-            .wait_quiet(Duration::from_secs(2), Duration::from_secs(60))
-            .await,
-        "the target goes quiet once everything is delivered"
-    );
-    let (status, _) = terminate(&mut worker, Duration::from_secs(15)).await;
-    assert!(status.success(), "{status:?}\n{}", tail(&worker));
+    fleet.settle_and_stop(&mut worker).await;
 
     // The request log, per key, in arrival order.
     let requests = fleet.target.requests();
@@ -236,12 +227,7 @@ max_retry_after = "{}s"
         "a rate-limited nack is delayed by the Retry-After"
     );
 
-    let left = fleet.left_on_subscription().await;
-    assert!(
-        left.is_empty(),
-        "{} messages left unacked on the subscription",
-        left.len()
-    );
+    fleet.assert_nothing_left().await;
     let dead = fleet.dead_letters().await;
     assert!(dead.is_empty(), "no dead letters: {dead:?}");
     let tally = fleet.tally(&expected);
