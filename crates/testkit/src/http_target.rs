@@ -366,6 +366,23 @@ pub(crate) async fn read_request(request: Request) -> Result<LoggedRequest, Resp
     })
 }
 
+/// Answers a request with `reply` and logs it, with its status, in `log`:
+/// the whole handler of a server whose answer depends only on the request.
+pub(crate) async fn answer_logged(
+    request: Request,
+    log: &Mutex<Vec<LoggedRequest>>,
+    reply: impl FnOnce(&LoggedRequest) -> Reply,
+) -> Response {
+    let mut logged = match read_request(request).await {
+        Ok(logged) => logged,
+        Err(response) => return response,
+    };
+    let reply = reply(&logged);
+    logged.status = reply.status;
+    lock(log).push(logged);
+    reply.into_response()
+}
+
 /// Answers every request: log it, pick a reply (rules, script, default),
 /// wait the delay, answer.
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {

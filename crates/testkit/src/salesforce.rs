@@ -75,7 +75,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value, json};
 
 use crate::TestkitError;
-use crate::http_target::{LoggedRequest, Reply, lock, read_request};
+use crate::http_target::{LoggedRequest, Reply, answer_logged, lock};
 use crate::server::LocalServer;
 
 /// The private half of the test key pair, PKCS#8 PEM. It exists only for
@@ -393,14 +393,7 @@ impl SalesforceDouble {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let mut logged = match read_request(request).await {
-        Ok(logged) => logged,
-        Err(response) => return response,
-    };
-    let reply = route(&shared, &logged);
-    logged.status = reply.status;
-    lock(&shared.log).push(logged);
-    reply.into_response()
+    answer_logged(request, &shared.log, |logged| route(&shared, logged)).await
 }
 
 fn route(shared: &Shared, request: &LoggedRequest) -> Reply {

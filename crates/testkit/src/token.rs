@@ -30,7 +30,7 @@ use axum::response::Response;
 use base64::Engine as _;
 
 use crate::TestkitError;
-use crate::http_target::{LoggedRequest, Reply, lock, read_request};
+use crate::http_target::{LoggedRequest, Reply, answer_logged, lock};
 use crate::server::LocalServer;
 
 /// The path of the token endpoint.
@@ -171,14 +171,7 @@ impl TokenServer {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let mut logged = match read_request(request).await {
-        Ok(logged) => logged,
-        Err(response) => return response,
-    };
-    let reply = token(&shared, &logged);
-    logged.status = reply.status;
-    lock(&shared.requests).push(logged);
-    reply.into_response()
+    answer_logged(request, &shared.requests, |logged| token(&shared, logged)).await
 }
 
 fn token(shared: &Shared, request: &LoggedRequest) -> Reply {
