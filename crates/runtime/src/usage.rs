@@ -38,10 +38,15 @@ impl Usage {
 /// `execve`: a worker started by a big parent would report the parent's
 /// peak as its own.
 fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_kib("self", "VmHWM")
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`pid` may be `self`), e.g. `VmRSS`.
+pub fn status_kib(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -65,5 +70,8 @@ mod tests {
         assert!(u.peak_rss_kib > 0, "{u:?}");
         assert!(u.cpu > Duration::ZERO, "{u:?}");
         assert!(Usage::now().cpu >= u.cpu);
+        let rss = status_kib("self", "VmRSS").expect("Linux has VmRSS");
+        assert!(rss > 0, "{rss}");
+        assert_eq!(status_kib("self", "NoSuchField"), None);
     }
 }

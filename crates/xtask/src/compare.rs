@@ -656,11 +656,7 @@ async fn one_idle(
 
 /// `VmRSS` of process `pid`, KiB.
 fn vm_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    gluefleet_runtime::usage::status_kib(&pid.to_string(), "VmRSS")
         .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status").into())
 }
 

@@ -39,7 +39,10 @@ struct Args {
     idle_exit: humantime::Duration,
 }
 
-/// CPU time and peak RSS of this process (Linux `getrusage`).
+/// CPU time (`getrusage`) and peak RSS (`VmHWM`) of this process: the same
+/// sources as gluefleet's `usage` module. Written out here, not called from
+/// gluefleet-runtime, because linking that crate would also bring in
+/// gluefleet's allocator and the yardstick must be the bare client.
 fn usage() -> (Duration, u64) {
     use nix::sys::resource::{UsageWho, getrusage};
     let Ok(u) = getrusage(UsageWho::RUSAGE_SELF) else {
@@ -48,8 +51,6 @@ fn usage() -> (Duration, u64) {
     let us = |t: nix::sys::time::TimeVal| {
         u64::try_from(i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_usec())).unwrap_or(0)
     };
-    // VmHWM, not ru_maxrss: the latter survives execve, so a process
-    // started by a big parent reports the parent's peak.
     let hwm = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -57,7 +58,7 @@ fn usage() -> (Duration, u64) {
                 .find_map(|l| l.strip_prefix("VmHWM:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
-        .unwrap_or_else(|| u64::try_from(u.max_rss()).unwrap_or(0));
+        .unwrap_or(0);
     (
         Duration::from_micros(us(u.user_time()) + us(u.system_time())),
         hwm,
