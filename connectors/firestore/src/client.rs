@@ -35,9 +35,12 @@ impl Writer {
             .clone()
             .or_else(|| env("GOOGLE_CLOUD_PROJECT"))
             .ok_or("project is not set (set target.project or GOOGLE_CLOUD_PROJECT)")?;
-        if target.max_batch == 0 || target.max_batch > MAX_WRITES {
-            return Err(format!("max_batch must be between 1 and {MAX_WRITES}"));
-        }
+        gluefleet_core::bounds::batch(
+            target.max_batch,
+            MAX_WRITES,
+            target.linger,
+            target.max_in_flight,
+        )?;
         let db = Arc::new(Firestore::connect(http, &project, &target.database, env)?);
         let settings = BatchSettings {
             max_items: target.max_batch,

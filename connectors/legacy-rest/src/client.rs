@@ -41,6 +41,9 @@ pub struct Call<'a> {
     pub headers: &'a http::HeaderMap,
     /// Idempotency header and key.
     pub idempotency: Option<(&'a http::HeaderName, &'a str)>,
+    /// Where the key came from (the route's `idempotency_key` field, or the
+    /// event's id), named when the key cannot be sent as a header.
+    pub key_source: &'a str,
     /// Credential header.
     pub credential: Option<&'a Credential>,
     /// JSON body.
@@ -121,7 +124,17 @@ impl RestClient {
             .headers(self.headers.clone());
         req = req.headers(call.headers.clone());
         if let Some((name, key)) = call.idempotency {
-            req = req.header(name, key);
+            // Event data can hold what no header may (CR, LF, other controls):
+            // refuse it here, naming the header and the field, before anything
+            // is counted or sent.
+            let value = http::HeaderValue::from_str(key).map_err(|_| {
+                ConnectorError::permanent(format!(
+                    "{what}: header {name} cannot carry the idempotency key taken from {}: \
+                     it holds a control character (CR, LF or another)",
+                    call.key_source
+                ))
+            })?;
+            req = req.header(name, value);
         }
         if let Some(c) = call.credential {
             req = req.header(c.header_name(), c.header_value()?);
@@ -129,8 +142,17 @@ impl RestClient {
         if let Some(body) = &call.body {
             req = req.json(body);
         }
+        // Build first: a request that cannot be built was never sent, so it
+        // is not counted as one.
+        let request = req.build().map_err(|e| {
+            ConnectorError::permanent(format!("{what}: the request cannot be built: {e}"))
+        })?;
         self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let resp = req.send().await.map_err(|e| from_transport(e, &what))?;
+        let resp = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| from_transport(e, &what))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -164,6 +186,7 @@ impl RestClient {
             path,
             headers: &headers,
             idempotency: None,
+            key_source: "",
             credential,
             body: None,
             timeout: Duration::from_secs(10),
@@ -219,5 +242,38 @@ mod tests {
         assert!(c.url("/../admin").is_err(), "dot segments cannot climb out");
         assert!(c.url("@evil.com/x").is_err());
         Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_key_that_cannot_be_a_header_names_header_and_field_and_sends_nothing() {
+        // Nothing listens here: a request that got out would fail as transient.
+        let c = RestClient::new(
+            &target("http://127.0.0.1:9/api", true),
+            reqwest::Client::new(),
+        )
+        .expect("valid target");
+        let name = http::HeaderName::from_static("idempotency-key");
+        let headers = http::HeaderMap::new();
+        let err = c
+            .send(Call {
+                method: http::Method::POST,
+                path: "/orders",
+                headers: &headers,
+                idempotency: Some((&name, "key:A1\r\nX-Evil: 1")),
+                key_source: "data.orderId",
+                credential: None,
+                body: None,
+                timeout: Duration::from_secs(1),
+            })
+            .await
+            .expect_err("refused");
+        assert!(err.is_permanent(), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("idempotency-key") && text.contains("data.orderId"),
+            "{text}"
+        );
+        assert!(!text.contains("builder error"), "{text}");
+        assert_eq!(c.sent(), 0, "nothing was sent, nothing counted");
     }
 }

@@ -50,6 +50,11 @@ impl Connector for RestConnector {
                     .idempotency_header
                     .as_ref()
                     .map(|h| (h, r.idempotency_key)),
+                key_source: r
+                    .route
+                    .idempotency_key
+                    .as_deref()
+                    .unwrap_or("the event's source and id"),
                 credential: r.credential,
                 body,
                 timeout: r.timeout,

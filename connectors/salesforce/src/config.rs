@@ -93,10 +93,20 @@ impl Target {
                 "instance_url {url:?} must be https (plain http only to localhost): the token travels there"
             ));
         }
-        if self.max_batch == 0 || self.max_batch > 200 {
-            return Err("max_batch must be between 1 and 200".into());
-        }
-        Ok(())
+        use gluefleet_core::bounds::duration_within;
+        gluefleet_core::bounds::batch(self.max_batch, 200, self.linger, self.max_in_flight)?;
+        duration_within(
+            "target.soft_delay",
+            self.soft_delay,
+            Duration::ZERO..=Duration::from_secs(60),
+        )?;
+        // The gate closes until now + limit_backoff: bounded so the clock
+        // never overflows; a day is the length of Salesforce's own window.
+        duration_within(
+            "target.limit_backoff",
+            self.limit_backoff,
+            Duration::from_secs(1)..=Duration::from_secs(24 * 3600),
+        )
     }
 }
 

@@ -43,9 +43,7 @@ pub struct SapConnector {
 impl SapConnector {
     /// Builds the connector from `[target]`.
     pub fn new(target: Target) -> Result<Self, String> {
-        if target.max_batch == 0 || target.max_batch > 1000 {
-            return Err("max_batch must be between 1 and 1000".into());
-        }
+        gluefleet_core::bounds::batch(target.max_batch, 1000, target.linger, 2)?;
         let session = Arc::new(Session::new(&target)?);
         let batcher = target.batch.then(|| {
             let settings = BatchSettings {

@@ -33,6 +33,16 @@ pub struct RawMessage {
     pub delivery_attempt: Option<i32>,
 }
 
+impl RawMessage {
+    /// The message's size as Pub/Sub counts it against its 10 MB limit:
+    /// data plus every attribute's key and value.
+    pub fn size(&self) -> usize {
+        self.attributes
+            .iter()
+            .fold(self.data.len(), |n, (k, v)| n + k.len() + v.len())
+    }
+}
+
 /// Which of the accepted shapes a message had.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod bounds;
 pub mod classify;
 pub mod connector;
 pub mod error;

@@ -53,7 +53,17 @@ pub struct DeliverySettings {
     pub retry: RetrySettings,
     /// Idempotency settings.
     pub idempotency: IdempotencySettings,
+    /// Largest message accepted, data and attributes together (default
+    /// 1 MiB, [`DEFAULT_MAX_EVENT_BYTES`]; 1 KiB to Pub/Sub's 10 MB). A larger
+    /// one is dead-lettered as `poison` before it is parsed: a JSON event
+    /// takes several times its size in memory once decoded (up to about 40×
+    /// for an array of small numbers, more with a jq mapping), so one huge
+    /// event could take the instance down with every message it holds.
+    pub max_event_bytes: usize,
 }
+
+/// The default of `delivery.max_event_bytes`: 1 MiB.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 impl Default for DeliverySettings {
     fn default() -> Self {
@@ -62,6 +72,7 @@ impl Default for DeliverySettings {
             max_delivery_attempts: 10,
             retry: RetrySettings::default(),
             idempotency: IdempotencySettings::default(),
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
         }
     }
 }
@@ -190,6 +201,20 @@ impl<C: Connector> Pipeline<C> {
 
     /// Processes one message into one outcome. Never panics on bad input.
     pub async fn process(&self, raw: &RawMessage) -> Outcome {
+        let size = raw.size();
+        if size > self.settings.max_event_bytes {
+            return Outcome::dead_letter(
+                "poison",
+                format!(
+                    "message is {size} bytes (data and attributes), more than \
+                     delivery.max_event_bytes ({}); it was not parsed",
+                    self.settings.max_event_bytes
+                ),
+                None,
+                "",
+                0,
+            );
+        }
         let event = match decode(raw) {
             Ok(e) => e,
             Err(e) => return Outcome::dead_letter("poison", e.to_string(), None, "", 0),

@@ -7,6 +7,13 @@
 //!
 //! Limits are per process. With N Cloud Run instances, give each bucket the
 //! vendor's quota divided by N (`max-instances`); see deploy/README.md.
+//!
+//! A keyed bucket keeps one state per key it has seen. A key whose state is
+//! indistinguishable from a fresh one (its cells have all refilled) carries no
+//! information, so it is evicted: a sweep runs whenever the number of keys has
+//! doubled since the last one (and at least [`SWEEP_FLOOR`] keys are held), so
+//! memory follows the keys active within one refill window, not every key ever
+//! seen, and the sweeps cost O(1) per new key amortised.
 
 use crate::event::Event;
 use crate::template::Template;
@@ -16,6 +23,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A bucket as configured in `[rate_limits.NAME]`.
@@ -47,9 +55,42 @@ pub struct RateLimitRef {
     pub key: Option<Template>,
 }
 
+/// Keys a keyed bucket may hold before its first sweep.
+pub const SWEEP_FLOOR: usize = 1024;
+
 #[derive(Debug)]
 struct Bucket {
     limiter: DefaultKeyedRateLimiter<String>,
+    /// Sweep once the bucket holds this many keys.
+    sweep_at: AtomicUsize,
+    /// Idle keys evicted so far.
+    evicted: AtomicU64,
+}
+
+impl Bucket {
+    /// Evicts idle keys once the key count has doubled since the last sweep.
+    fn maybe_sweep(&self) {
+        let len = self.limiter.len();
+        if len < self.sweep_at.load(Ordering::Relaxed) {
+            return;
+        }
+        // One task sweeps; the others go on (the bar is raised first).
+        let bar = self.sweep_at.load(Ordering::Relaxed);
+        if self
+            .sweep_at
+            .compare_exchange(bar, usize::MAX, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        let kept = self.limiter.len();
+        self.evicted
+            .fetch_add(len.saturating_sub(kept) as u64, Ordering::Relaxed);
+        self.sweep_at
+            .store(kept.saturating_mul(2).max(SWEEP_FLOOR), Ordering::Release);
+    }
 }
 
 /// All buckets of a connector.
@@ -109,6 +150,8 @@ impl RateLimits {
                 name.clone(),
                 Bucket {
                     limiter: DefaultKeyedRateLimiter::keyed(quota),
+                    sweep_at: AtomicUsize::new(SWEEP_FLOOR),
+                    evicted: AtomicU64::new(0),
                 },
             );
         }
@@ -140,10 +183,29 @@ impl RateLimits {
             .as_ref()
             .and_then(|t| t.render(event).ok())
             .unwrap_or_default();
-        match bucket.limiter.check_key(&key) {
+        let result = match bucket.limiter.check_key(&key) {
             Ok(()) => Ok(()),
             Err(not_until) => Err(MustWait(not_until.wait_time_from(self.clock.now()))),
+        };
+        if r.key.is_some() {
+            bucket.maybe_sweep();
         }
+        result
+    }
+
+    /// Keys a bucket holds now, and idle keys it has evicted so far.
+    pub fn keys(&self, bucket: &str) -> Option<(usize, u64)> {
+        self.buckets
+            .get(bucket)
+            .map(|b| (b.limiter.len(), b.evicted.load(Ordering::Relaxed)))
+    }
+
+    /// Idle keys evicted from every bucket so far (for the summary).
+    pub fn evicted_keys(&self) -> u64 {
+        self.buckets
+            .values()
+            .map(|b| b.evicted.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Waits for a cell as long as it takes, up to `max_wait`; beyond that
@@ -231,6 +293,52 @@ mod tests {
             matches!(again, Err(MustWait(w)) if w > Duration::from_secs(50)),
             "{again:?}"
         );
+    }
+
+    #[test]
+    fn idle_keys_are_evicted_so_keyed_buckets_stay_bounded() {
+        // 1,000 requests per second: a key refills 1 ms after its one cell.
+        let l = limits(1000, Duration::from_secs(1));
+        let r = RateLimitRef {
+            bucket: "crm".into(),
+            key: Some(Template::parse("{data.tenant}").expect("valid")),
+        };
+        let mut most = 0;
+        for round in 0..20 {
+            for i in 0..1000 {
+                let e = event(&format!("user-{round}-{i}"));
+                assert_eq!(l.try_acquire(&r, &e), Ok(()), "a new key has its cell");
+                most = most.max(l.keys("crm").map_or(0, |(n, _)| n));
+            }
+            // Every key used so far is idle again well before the next round.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (held, evicted) = l.keys("crm").expect("bucket");
+        assert!(
+            most <= 2 * SWEEP_FLOOR + 1000,
+            "20,000 keys seen, at most {most} held at once"
+        );
+        assert!(
+            held < 20_000 && evicted > 15_000,
+            "held {held}, evicted {evicted}"
+        );
+        assert_eq!(l.evicted_keys(), evicted);
+    }
+
+    #[test]
+    fn a_key_still_waiting_is_never_evicted() {
+        // One request per minute: every key stays spent for the whole test.
+        let l = limits(1, Duration::from_secs(60));
+        let r = RateLimitRef {
+            bucket: "crm".into(),
+            key: Some(Template::parse("{data.tenant}").expect("valid")),
+        };
+        for i in 0..3 * SWEEP_FLOOR {
+            assert_eq!(l.try_acquire(&r, &event(&format!("t{i}"))), Ok(()));
+        }
+        // Sweeps ran, yet nothing was idle: the first key must still wait.
+        assert_eq!(l.keys("crm").map(|(_, e)| e), Some(0));
+        assert!(l.try_acquire(&r, &event("t0")).is_err(), "quota kept");
     }
 
     #[tokio::test]

@@ -59,6 +59,11 @@ impl TypePattern {
     }
 }
 
+/// The shortest call timeout a route may set.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// The longest call timeout a route may set.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// One route as written in the config (`[[routes]]`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,9 +131,8 @@ impl<A> RouteTable<A> {
                 return Err(at("another route has the same type pattern".into()));
             }
             let timeout = r.timeout.unwrap_or(Duration::from_secs(10));
-            if timeout.is_zero() {
-                return Err(at("timeout must be more than zero".into()));
-            }
+            crate::bounds::duration_within("timeout", timeout, MIN_TIMEOUT..=MAX_TIMEOUT)
+                .map_err(at)?;
             let retry = r
                 .retry
                 .as_ref()

@@ -93,6 +93,9 @@ impl Default for PubsubSettings {
     }
 }
 
+/// The most messages one process may work on at once.
+const MAX_CONCURRENCY: usize = 10_000;
+
 /// `[server]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -154,18 +157,23 @@ impl PubsubSettings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.streams == 0 || self.streams > 32 {
-            return Err(ConfigError(
-                "pubsub.streams must be between 1 and 32".into(),
-            ));
-        }
-        if self.concurrency == 0 {
-            return Err(ConfigError("pubsub.concurrency must be at least 1".into()));
-        }
-        if self.max_outstanding_messages < 1 || self.max_outstanding_bytes < 1024 {
-            return Err(ConfigError(
-                "pubsub.max_outstanding_messages must be at least 1 and max_outstanding_bytes at least 1024".into(),
-            ));
+        use gluefleet_core::bounds::within;
+        let checks = [
+            within("pubsub.streams", self.streams, 1..=32),
+            within("pubsub.concurrency", self.concurrency, 1..=MAX_CONCURRENCY),
+            within(
+                "pubsub.max_outstanding_messages",
+                self.max_outstanding_messages,
+                1..=1_000_000,
+            ),
+            within(
+                "pubsub.max_outstanding_bytes",
+                self.max_outstanding_bytes,
+                1024..=64 << 30,
+            ),
+        ];
+        for c in checks {
+            c.map_err(ConfigError)?;
         }
         if self.lease_extension < Duration::from_secs(10)
             || self.lease_extension > Duration::from_secs(600)
@@ -278,11 +286,19 @@ impl<T: DeserializeOwned, A: DeserializeOwned> Config<T, A> {
                 "delivery.idempotency: lease must be at most 24h and ttl at most 400 days".into(),
             ));
         }
-        if config.delivery.max_delivery_attempts < 1 {
-            return Err(ConfigError(
-                "delivery.max_delivery_attempts must be at least 1".into(),
-            ));
-        }
+        gluefleet_core::bounds::within(
+            "delivery.max_event_bytes",
+            config.delivery.max_event_bytes,
+            1024..=gluefleet_core::bounds::PUBSUB_MAX_MESSAGE_BYTES,
+        )
+        .map_err(ConfigError)?;
+        // Pub/Sub's own dead-letter policy counts at most 100 attempts.
+        gluefleet_core::bounds::within(
+            "delivery.max_delivery_attempts",
+            config.delivery.max_delivery_attempts,
+            1..=100,
+        )
+        .map_err(ConfigError)?;
         if config.routes.is_empty() {
             return Err(ConfigError(
                 "routes: no [[routes]] configured; nothing would be delivered".into(),

@@ -249,7 +249,7 @@ fn config_gen() -> impl Strategy<Value = ConfigGen> {
     let delivery = (
         of(any::<u16>()),
         of(select(&[Unroutable::DeadLetter, Unroutable::Drop][..])),
-        of(1_u32..=1000),
+        of(1_u32..=100),
         retry_gen(),
         (
             of(any::<bool>()),
@@ -505,6 +505,7 @@ impl ConfigGen {
                 ttl: ttl.unwrap_or(d.idempotency.ttl),
                 ..d.idempotency
             },
+            max_event_bytes: d.max_event_bytes,
         }
     }
 }

@@ -193,6 +193,37 @@ pub enum AuthConfig {
     },
 }
 
+impl AuthConfig {
+    /// Token lifetimes feed `Instant + lifetime`: bounded so that no typo can
+    /// overflow the clock on the first fetch.
+    fn check_ranges(&self) -> Result<(), String> {
+        use crate::bounds::duration_within;
+        use std::time::Duration;
+        let day = Duration::from_secs(24 * 3600);
+        match self {
+            AuthConfig::Oauth2ClientCredentials(c) => {
+                if let Some(d) = c.refresh_ahead {
+                    duration_within(
+                        "auth.refresh_ahead",
+                        d,
+                        Duration::ZERO..=Duration::from_secs(3600),
+                    )?;
+                }
+                if let Some(d) = c.default_lifetime {
+                    duration_within("auth.default_lifetime", d, Duration::from_secs(1)..=day)?;
+                }
+            }
+            AuthConfig::JwtBearer(c) => {
+                if let Some(d) = c.assumed_lifetime {
+                    duration_within("auth.assumed_lifetime", d, Duration::from_secs(60)..=day)?;
+                }
+            }
+            AuthConfig::Bearer { .. } | AuthConfig::Basic { .. } | AuthConfig::ApiKey { .. } => {}
+        }
+        Ok(())
+    }
+}
+
 fn default_api_key_header() -> String {
     "x-api-key".into()
 }
@@ -200,6 +231,7 @@ fn default_api_key_header() -> String {
 impl AuthConfig {
     /// Builds the provider this config describes.
     pub fn provider(&self, http: reqwest::Client) -> Result<Arc<dyn TokenProvider>, String> {
+        self.check_ranges()?;
         Ok(match self {
             AuthConfig::Oauth2ClientCredentials(c) => {
                 Arc::new(ClientCredentials::new(c.clone(), http)?)

@@ -12,7 +12,10 @@ pub use policy::{Decision, RetryPolicy, RetryState};
 use serde::Deserialize;
 use std::time::Duration;
 
-/// The longest `max_backoff` or `budget` accepted.
+/// The most attempts in process one delivery may make.
+const MAX_ATTEMPTS: u32 = 100;
+
+/// The longest `max_backoff`, `budget` or `max_retry_after` accepted.
 const MAX_RETRY_SPAN: Duration = Duration::from_secs(24 * 3600);
 
 /// Retry settings: global in `[delivery.retry]`, overridable per route.
@@ -88,9 +91,7 @@ impl RetryOverrides {
 impl RetrySettings {
     /// Checks the settings make sense together.
     pub fn validate(&self) -> Result<(), String> {
-        if self.max_attempts == 0 {
-            return Err("max_attempts must be at least 1".into());
-        }
+        crate::bounds::within("max_attempts", self.max_attempts, 1..=MAX_ATTEMPTS)?;
         if self.initial_backoff.is_zero() || self.initial_backoff > self.max_backoff {
             return Err("initial_backoff must be more than zero and at most max_backoff".into());
         }
@@ -102,6 +103,10 @@ impl RetrySettings {
         if self.max_backoff > MAX_RETRY_SPAN || self.budget > MAX_RETRY_SPAN {
             return Err("max_backoff and budget must be at most 24 hours".into());
         }
-        Ok(())
+        crate::bounds::duration_within(
+            "max_retry_after",
+            self.max_retry_after,
+            Duration::ZERO..=MAX_RETRY_SPAN,
+        )
     }
 }

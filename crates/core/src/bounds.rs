@@ -1,0 +1,113 @@
+//! The documented range of every numeric and duration setting, checked when
+//! the config loads.
+//!
+//! A value far outside what makes sense is a typo, and some would panic deep
+//! inside a dependency (a semaphore's permit limit, `Instant + Duration`
+//! overflowing the clock, a batcher's timer) on the first message instead of
+//! stopping the worker at start. So each setting has a range, written next to
+//! its default in docs/CONFIGURATION.md, and a value outside it is refused
+//! with an error that names the setting, the value and the range.
+
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// Pub/Sub's largest message: 10 MB, data and attributes together.
+pub const PUBSUB_MAX_MESSAGE_BYTES: usize = 10_000_000;
+
+/// Checks that `value` lies in `range`; the error names `setting`.
+///
+/// ```
+/// use gluefleet_core::bounds::within;
+/// assert!(within("pubsub.concurrency", 64, 1..=10_000).is_ok());
+/// let e = within("pubsub.concurrency", 4_000_000_000_000_000_000_u64, 1..=10_000).unwrap_err();
+/// assert!(e.contains("pubsub.concurrency") && e.contains("between 1 and 10000"));
+/// ```
+pub fn within<T: PartialOrd + Display>(
+    setting: &str,
+    value: T,
+    range: RangeInclusive<T>,
+) -> Result<(), String> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{setting} is {value}: it must be between {} and {}",
+            range.start(),
+            range.end()
+        ))
+    }
+}
+
+/// Checks that a duration lies in `range`; the error names `setting` and
+/// writes durations as the config does (`300000000000years`, `10s`).
+///
+/// ```
+/// use gluefleet_core::bounds::duration_within;
+/// use std::time::Duration;
+/// let e = duration_within("target.linger", Duration::from_secs(u64::MAX / 4),
+///     Duration::ZERO..=Duration::from_secs(10)).unwrap_err();
+/// assert!(e.contains("target.linger") && e.contains("between 0s and 10s"));
+/// ```
+pub fn duration_within(
+    setting: &str,
+    value: Duration,
+    range: RangeInclusive<Duration>,
+) -> Result<(), String> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{setting} is {}: it must be between {} and {}",
+            humantime::format_duration(value),
+            humantime::format_duration(*range.start()),
+            humantime::format_duration(*range.end())
+        ))
+    }
+}
+
+/// The batching settings every batching connector shares, under `[target]`:
+/// `max_batch` up to the vendor's own cap, `linger` up to 10 s (a longer wait
+/// only holds events), `max_in_flight` from 1 to 64.
+pub fn batch(
+    max_batch: usize,
+    vendor_cap: usize,
+    linger: Duration,
+    max_in_flight: usize,
+) -> Result<(), String> {
+    within("target.max_batch", max_batch, 1..=vendor_cap)?;
+    duration_within("target.linger", linger, Duration::ZERO..=MAX_LINGER)?;
+    within("target.max_in_flight", max_in_flight, 1..=64)
+}
+
+/// The longest `linger` a batching connector accepts.
+pub const MAX_LINGER: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edges_are_inside_and_one_past_is_outside() {
+        assert!(within("x", 1, 1..=3).is_ok());
+        assert!(within("x", 3, 1..=3).is_ok());
+        assert!(within("x", 0, 1..=3).is_err());
+        assert!(within("x", 4, 1..=3).is_err());
+        let s = Duration::from_secs;
+        assert!(duration_within("d", s(10), s(1)..=s(10)).is_ok());
+        assert!(duration_within("d", s(11), s(1)..=s(10)).is_err());
+    }
+
+    #[test]
+    fn batch_errors_name_the_setting() {
+        let ms = Duration::from_millis;
+        assert!(batch(500, 500, ms(5), 2).is_ok());
+        let e = batch(501, 500, ms(5), 2).expect_err("over the cap");
+        assert!(e.contains("target.max_batch is 501"), "{e}");
+        let e = batch(1, 500, Duration::from_secs(300_000_000_000 * 31_557_600), 2)
+            .expect_err("a linger of ages");
+        assert!(e.contains("target.linger"), "{e}");
+        let e = batch(1, 500, ms(5), 0).expect_err("nothing in flight");
+        assert!(e.contains("target.max_in_flight is 0"), "{e}");
+    }
+}
