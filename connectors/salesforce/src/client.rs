@@ -27,6 +27,7 @@ pub struct SfClient {
     http: reqwest::Client,
     version: String,
     fallback_instance: Option<String>,
+    instance_domains: Vec<String>,
     /// The org's API usage.
     pub limits: Arc<Limits>,
     sent: AtomicU64,
@@ -45,9 +46,19 @@ impl SfClient {
             http,
             version,
             fallback_instance,
+            instance_domains: crate::config::INSTANCE_DOMAINS
+                .iter()
+                .map(|d| (*d).to_owned())
+                .collect(),
             limits: Arc::new(limits),
             sent: AtomicU64::new(0),
         }
+    }
+
+    /// Trust these domains (instead of Salesforce's) for a token's `instance_url`.
+    pub fn trusting(mut self, instance_domains: Vec<String>) -> Self {
+        self.instance_domains = instance_domains;
+        self
     }
 
     /// Metered requests sent.
@@ -55,9 +66,15 @@ impl SfClient {
         self.sent.load(Ordering::Relaxed)
     }
 
+    /// Where calls go: the token's `instance_url`, once its host is trusted,
+    /// else the configured `target.instance_url`.
     fn base(&self, credential: Option<&Credential>) -> Result<String, ConnectorError> {
-        credential
-            .and_then(Credential::endpoint)
+        let from_token = credential.and_then(Credential::endpoint);
+        if let Some(url) = from_token {
+            crate::config::check_instance(url, &self.instance_domains)
+                .map_err(ConnectorError::permanent)?;
+        }
+        from_token
             .or(self.fallback_instance.as_deref())
             .map(|b| b.trim_end_matches('/').to_owned())
             .ok_or_else(|| {
@@ -76,9 +93,15 @@ impl SfClient {
         body: Option<&Value>,
         timeout: Duration,
     ) -> Result<Answer, ConnectorError> {
-        match self.limits.gate() {
-            Gate::Open => {}
-            Gate::Slow(pause) => gluefleet_core::rate_limit::pace(pause).await,
+        // A probe lives as long as this call: dropped on every way out,
+        // including this future being dropped mid-call.
+        let probe = match self.limits.gate() {
+            Gate::Open => None,
+            Gate::Probe(probe) => Some(probe),
+            Gate::Slow(pause) => {
+                gluefleet_core::rate_limit::pace(pause).await;
+                None
+            }
             Gate::Closed(wait) => {
                 let (used, max) = self.limits.usage();
                 return Err(ConnectorError::rate_limited(
@@ -89,7 +112,7 @@ impl SfClient {
                     Some(wait),
                 ));
             }
-        }
+        };
         let credential = credential.ok_or_else(|| {
             ConnectorError::permanent(
                 "no credential: configure [auth] (jwt_bearer or oauth2_client_credentials)",
@@ -128,11 +151,17 @@ impl SfClient {
             .and_then(|v| {
                 gluefleet_core::classify::parse_retry_after(v, std::time::SystemTime::now())
             });
-        self.limits.observe(
-            resp.headers()
-                .get("sforce-limit-info")
-                .and_then(|v| v.to_str().ok()),
-        );
+        let limit_info = resp
+            .headers()
+            .get("sforce-limit-info")
+            .and_then(|v| v.to_str().ok());
+        let recorded = self.limits.observe(limit_info);
+        if !recorded
+            && resp.status().is_success()
+            && let Some(probe) = probe
+        {
+            probe.accepted();
+        }
         let text = resp.text().await.unwrap_or_default();
         let body: Value = if text.trim().is_empty() {
             Value::Null

@@ -41,6 +41,63 @@ pub struct Target {
     /// Collections calls out at once per object (default 2).
     #[serde(default = "in_flight")]
     pub max_in_flight: usize,
+    /// Domains a token's `instance_url` may name (the host or any name below
+    /// it). Default Salesforce's: [`INSTANCE_DOMAINS`]. Every call carries the
+    /// token to that host, so a token endpoint naming another one is refused.
+    #[serde(default = "instance_domains")]
+    pub instance_domains: Vec<String>,
+}
+
+/// Where Salesforce serves the REST API: `salesforce.com` (My Domain hosts,
+/// `*.my.salesforce.com`, with their sandbox, developer and other partitions
+/// below it, and the older instance hosts such as `na1.salesforce.com`),
+/// `force.com` and `cloudforce.com` (older My Domain and instance hosts),
+/// `salesforce.mil` (Government Cloud Plus Defense, `*.my.salesforce.mil`).
+pub const INSTANCE_DOMAINS: &[&str] = &[
+    "salesforce.com",
+    "force.com",
+    "cloudforce.com",
+    "salesforce.mil",
+];
+
+fn instance_domains() -> Vec<String> {
+    INSTANCE_DOMAINS.iter().map(|d| (*d).to_owned()).collect()
+}
+
+/// True when `host` is `domain` or a name below it.
+fn within(host: &str, domain: &str) -> bool {
+    host == domain
+        || host
+            .strip_suffix(domain)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
+/// Checks a token's `instance_url` against `domains` before any call goes
+/// there: https (the core already refused anything else outside this
+/// machine), a host within one of the domains, or this machine (the test
+/// double). The error names the setting to change.
+pub fn check_instance(url: &str, domains: &[String]) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("instance_url {url:?}: {e}"))?;
+    let host = parsed.host_str().unwrap_or_default();
+    let ip = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>();
+    let trusted = match ip {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => {
+            let host = host.trim_end_matches('.').to_ascii_lowercase();
+            host == "localhost" || domains.iter().any(|dom| within(&host, dom))
+        }
+    };
+    if trusted {
+        Ok(())
+    } else {
+        Err(format!(
+            "the token names instance_url {url:?}, whose host is not within target.instance_domains ({}); no call goes there, since each carries the token. If this is your org's host, add its domain",
+            domains.join(", ")
+        ))
+    }
 }
 
 fn api_version() -> String {
@@ -92,6 +149,20 @@ impl Target {
             return Err(format!(
                 "instance_url {url:?} must be https (plain http only to localhost): the token travels there"
             ));
+        }
+        for d in &self.instance_domains {
+            let ok = !d.is_empty()
+                && d.split('.').all(|label| {
+                    !label.is_empty()
+                        && label
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                });
+            if !ok {
+                return Err(format!(
+                    "instance_domains: {d:?} is not a domain like \"my.salesforce.com\" (lowercase, no scheme, no wildcard: names below it are included)"
+                ));
+            }
         }
         use gluefleet_core::bounds::duration_within;
         gluefleet_core::bounds::batch(self.max_batch, 200, self.linger, self.max_in_flight)?;
@@ -235,5 +306,55 @@ mod tests {
         assert!(raw("operation = \"update\"\nsobject = \"Account\"").is_err());
         assert!(raw("operation = \"create\"\nsobject = \"Acc ount\"").is_err());
         assert!(raw("operation = \"delete\"\nsobject = \"Account\"\nid = \"{data.sfid}\"").is_ok());
+    }
+
+    #[test]
+    fn instance_hosts_must_be_within_the_trusted_domains() {
+        let defaults = instance_domains();
+        for ok in [
+            "https://acme.my.salesforce.com",
+            "https://acme--uat.sandbox.my.salesforce.com",
+            "https://acme.develop.my.salesforce.com",
+            "https://na1.salesforce.com",
+            "https://ACME.My.Salesforce.com.",
+            "https://acme.my.salesforce.mil",
+            "http://127.0.0.1:8080",
+            "http://localhost:9",
+            "http://[::1]:9",
+        ] {
+            assert!(check_instance(ok, &defaults).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://evil.example",
+            "https://salesforce.com.evil.example",
+            "https://evilsalesforce.com",
+            "https://10.0.0.1",
+            "https://acme.my.salesforce.com@evil.example",
+        ] {
+            let e = check_instance(bad, &defaults).expect_err(bad);
+            assert!(e.contains("target.instance_domains"), "{e}");
+        }
+        let extra = vec!["sf.example.net".to_owned()];
+        assert!(check_instance("https://api.sf.example.net", &extra).is_ok());
+        assert!(check_instance("https://acme.my.salesforce.com", &extra).is_err());
+    }
+
+    #[test]
+    fn instance_domains_are_checked() {
+        let target = |domains: &str| {
+            toml::from_str::<Target>(&format!("instance_domains = {domains}"))
+                .map_err(|e| e.to_string())
+                .and_then(|t| t.validate())
+        };
+        assert!(target(r#"["salesforce.com", "sf.example.net"]"#).is_ok());
+        for bad in [
+            r#"["*.salesforce.com"]"#,
+            r#"["https://x.com"]"#,
+            r#"[""]"#,
+            r#"["Salesforce.com"]"#,
+        ] {
+            let e = target(bad).expect_err(bad);
+            assert!(e.contains("instance_domains"), "{e}");
+        }
     }
 }

@@ -43,12 +43,15 @@ impl SalesforceConnector {
             target.soft_delay,
             target.limit_backoff,
         );
-        let client = Arc::new(SfClient::new(
-            http,
-            target.api_version.clone(),
-            target.instance_url.clone(),
-            limits,
-        ));
+        let client = Arc::new(
+            SfClient::new(
+                http,
+                target.api_version.clone(),
+                target.instance_url.clone(),
+                limits,
+            )
+            .trusting(target.instance_domains.clone()),
+        );
         let batch = BatchSettings {
             max_items: target.max_batch,
             max_bytes: 8 * 1024 * 1024,

@@ -233,3 +233,42 @@ async fn single_upsert_and_idempotent_delete() {
     );
     assert_eq!(p.process(&gone).await, Outcome::Ack(AckReason::AlreadyDone));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_naming_an_untrusted_instance_is_never_followed() {
+    for (instance, says) in [
+        // Plain http to another machine: the core refuses the token itself.
+        ("http://na1.salesforce.com", "not https"),
+        // https, but outside Salesforce's domains (and not configured).
+        (
+            "https://salesforce.com.evil.example",
+            "target.instance_domains",
+        ),
+    ] {
+        let double = SalesforceDouble::start(SalesforceConfig {
+            instance_url: Some(instance.to_owned()),
+            ..SalesforceConfig::default()
+        })
+        .await
+        .expect("double");
+        let p = pipeline(&double, 5);
+        let event = pipeline::cloudevent(
+            "t1",
+            "customer.upserted.single",
+            json!({"id": "T-1", "name": "One"}),
+        );
+        match p.process(&event).await {
+            Outcome::DeadLetter(d) => {
+                assert_eq!(d.class, "permanent");
+                assert!(
+                    d.error.contains(instance) && d.error.contains(says),
+                    "{}",
+                    d.error
+                );
+            }
+            other => panic!("{instance}: {other:?}"),
+        }
+        assert_eq!(double.token_calls(), 1);
+        assert_eq!(double.api_calls(), 0, "no call reached any instance");
+    }
+}

@@ -11,8 +11,10 @@ use gluefleet_core::rate_limit::RateLimitConfig;
 use gluefleet_core::route::RouteConfig;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use toml::de::{DeTable, DeValue};
 
 /// A config problem; the text names the field.
 #[derive(Debug, thiserror::Error)]
@@ -193,26 +195,12 @@ impl PubsubSettings {
     }
 }
 
-/// Replaces `${NAME}` with the environment variable `NAME`; `$${` is a
-/// literal `${`. An unset variable is an error naming it, so a missing
-/// secret stops the worker at start instead of sending an empty credential.
+/// Replaces `${NAME}` in one string value with the environment variable
+/// `NAME`; `$${` is a literal `${`. An unset variable is an error naming it,
+/// so a missing secret stops the worker at start instead of sending an empty
+/// credential. The value goes in as it is: it is never TOML text, so no
+/// character of it needs escaping or can break the config.
 pub fn interpolate(
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, ConfigError> {
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        if line.trim_start().starts_with('#') {
-            // Comment lines may mention ${VAR} freely.
-            out.push_str(line);
-        } else {
-            out.push_str(&interpolate_line(line, env)?);
-        }
-    }
-    Ok(out)
-}
-
-fn interpolate_line(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ConfigError> {
@@ -236,26 +224,108 @@ fn interpolate_line(
                 "config: environment variable {name} is not set (the config refers to ${{{name}}})"
             ))
         })?;
-        // Values go into TOML strings: escape what would break them.
-        out.push_str(
-            &value
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n")
-                .replace('\r', "\\r"),
-        );
+        out.push_str(&value);
         rest = &after[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
 }
 
+/// A string value that interpolation changed: its text in the file and what
+/// it became, so an error can name the first and never show the second.
+struct Filled {
+    written: String,
+    value: String,
+}
+
+/// Interpolates every string value of the parsed document (not keys, not
+/// comments, not other TOML text: a secret can never change the structure).
+fn fill(
+    value: &mut toml::Spanned<DeValue<'_>>,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    filled: &mut Vec<Filled>,
+) -> Result<(), ConfigError> {
+    let span = value.span();
+    match value.get_mut() {
+        DeValue::String(s) if s.contains("${") => {
+            let out = interpolate(s, env).map_err(|e| {
+                let (line, _) = line_of(text, span.start);
+                ConfigError(format!("{} at line {line}", e.0))
+            })?;
+            if out != **s {
+                filled.push(Filled {
+                    written: s.to_string(),
+                    value: out.clone(),
+                });
+            }
+            *s = Cow::Owned(out);
+        }
+        DeValue::Array(items) => {
+            for item in items.iter_mut() {
+                fill(item, text, env, filled)?;
+            }
+        }
+        DeValue::Table(table) => {
+            for (_, item) in table.iter_mut() {
+                fill(item, text, env, filled)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// 1-based line and the line's text at byte `at`.
+fn line_of(text: &str, at: usize) -> (usize, &str) {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].split('\n').next().unwrap_or_default();
+    (text[..start].matches('\n').count() + 1, line)
+}
+
+/// A TOML error, shown against the file as written (with its `${NAME}`
+/// references), its message cleared of every interpolated value: serde's
+/// messages quote the value they refuse (`invalid type: string "..."`).
+fn toml_error(mut e: toml::de::Error, text: &str, filled: &[Filled]) -> ConfigError {
+    e.set_input(Some(text));
+    let mut shown = e.to_string();
+    for f in filled.iter().filter(|f| !f.value.is_empty()) {
+        for (value, written) in [
+            (format!("{:?}", f.value), format!("{:?}", f.written)),
+            (format!("`{}`", f.value), format!("`{}`", f.written)),
+        ] {
+            shown = shown.replace(&value, &written);
+        }
+        // Anything else that quotes it; short values are left, as they would
+        // match ordinary words of the message.
+        if f.value.chars().count() >= 6 {
+            shown = shown.replace(&f.value, &f.written);
+        }
+    }
+    let hint = e
+        .span()
+        .map(|span| line_of(text, span.start).1)
+        .filter(|line| line.contains("${") && !line.contains('"') && !line.contains('\''))
+        .map_or(
+            "",
+            |_| "\n(${NAME} is filled in only inside a string value: write \"${NAME}\")",
+        );
+    ConfigError(format!("config: {}{hint}", shown.trim_end()))
+}
+
 impl<T: DeserializeOwned, A: DeserializeOwned> Config<T, A> {
     /// Parses `text` (after interpolation) and applies env overrides.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let text = interpolate(text, env)?;
-        let mut config: Self =
-            toml::from_str(&text).map_err(|e| ConfigError(format!("config: {e}")))?;
+        // Parse first, then fill in string values: the parser and its errors
+        // only ever see the file as written, never a secret.
+        let mut root = DeTable::parse(text).map_err(|e| toml_error(e, text, &[]))?;
+        let mut filled = Vec::new();
+        for (_, value) in root.get_mut().iter_mut() {
+            fill(value, text, env, &mut filled)?;
+        }
+        let mut config = Self::deserialize(toml::de::Deserializer::from(root))
+            .map_err(|e| toml_error(e, text, &filled))?;
         let p = &mut config.pubsub;
         for (var, slot) in [
             ("GOOGLE_CLOUD_PROJECT", &mut p.project),
@@ -431,12 +501,83 @@ mod tests {
     #[test]
     fn dollar_escape_comments_and_newlines() -> Result<(), ConfigError> {
         assert_eq!(interpolate("a $${X} b", &env(&[]))?, "a ${X} b");
-        let commented = "  # set ${UNSET} first\nk = 1\n";
-        assert_eq!(interpolate(commented, &env(&[]))?, commented);
-        assert_eq!(
-            interpolate("k = \"${V}\"", &env(&[("V", "a\nb")]))?,
-            "k = \"a\\nb\""
-        );
+        assert_eq!(interpolate("${V}", &env(&[("V", "a\nb\"c")]))?, "a\nb\"c");
+        // Comments are never filled in, on their own line or after a value.
+        let text = BASE
+            .replace("[pubsub]", "# set ${UNSET} first\n        [pubsub]")
+            .replace("\"${ERP_TOKEN}\"", "\"${ERP_TOKEN}\" # or ${ALSO_UNSET}");
+        let c = Config::<Target, toml::Value>::parse(&text, &env(&[("ERP_TOKEN", "t")]))?;
+        assert_eq!(c.target.token, "t");
+        // Every string form is filled in, with the value exactly as set.
+        let value = "a\\b\n'\"c";
+        for written in [
+            "'${ERP_TOKEN}'",
+            r#""""${ERP_TOKEN}""""#,
+            "'''${ERP_TOKEN}'''",
+        ] {
+            let text = BASE.replace("\"${ERP_TOKEN}\"", written);
+            let c = Config::<Target, toml::Value>::parse(&text, &env(&[("ERP_TOKEN", value)]))?;
+            assert_eq!(c.target.token, value, "{written}");
+        }
         Ok(())
+    }
+
+    const SECRET: &str = "hunter2-\u{1}-s3cr3t";
+
+    #[test]
+    fn a_secret_with_a_control_character_is_carried_exactly() -> Result<(), ConfigError> {
+        // A TOML basic string cannot hold U+0001 as it is; the value is
+        // never TOML text, so it needs no escaping.
+        let c = Config::<Target, toml::Value>::parse(BASE, &env(&[("ERP_TOKEN", SECRET)]))?;
+        assert_eq!(c.target.token, SECRET);
+        Ok(())
+    }
+
+    #[test]
+    fn errors_show_the_reference_never_the_secret() {
+        let refused = |text: &str| {
+            Config::<Target, toml::Value>::parse(
+                text,
+                &env(&[("ERP_TOKEN", SECRET), ("PORT_SECRET", "hunter2-port")]),
+            )
+            .expect_err("a broken config")
+            .to_string()
+        };
+        // A stray comma after the reference: a TOML syntax error on its line.
+        let e = refused(&BASE.replace("\"${ERP_TOKEN}\"", "\"${ERP_TOKEN}\","));
+        assert!(
+            e.contains("line 7") && e.contains("token = \"${ERP_TOKEN}\","),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        // A secret where the type is wrong: serde quotes the value it refuses.
+        let e = refused(&BASE.replace(
+            "[pubsub]",
+            "[server]\n        port = \"${PORT_SECRET}\"\n        [pubsub]",
+        ));
+        assert!(
+            e.contains("${PORT_SECRET}") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = refused(&BASE.replace(
+            "base_url = \"https://erp.example\"",
+            "base_url = [\"${ERP_TOKEN}\"]",
+        ));
+        assert!(e.contains("base_url") && !e.contains("hunter2"), "{e}");
+        // A reference outside a string is TOML text, never filled in.
+        let e = refused(&BASE.replace("[pubsub]", "[pubsub]\n        streams = ${ERP_TOKEN}"));
+        assert!(
+            e.contains("streams = ${ERP_TOKEN}") && e.contains("inside a string"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        // An unset variable is named, with its line.
+        let e = Config::<Target, toml::Value>::parse(BASE, &env(&[]))
+            .expect_err("unset")
+            .to_string();
+        assert!(
+            e.contains("ERP_TOKEN is not set") && e.contains("line 7"),
+            "{e}"
+        );
     }
 }

@@ -135,6 +135,10 @@ pub struct SalesforceConfig {
     /// The newest version `GET /services/data` lists (default `v62.0`).
     /// Calls are accepted under any well-formed `vNN.N`.
     pub api_version: String,
+    /// The `instance_url` tokens name. Default `None`: the double's own URL.
+    /// Set it to see what a client does with a token endpoint that points
+    /// it elsewhere.
+    pub instance_url: Option<String>,
 }
 
 impl Default for SalesforceConfig {
@@ -154,6 +158,7 @@ impl Default for SalesforceConfig {
             ],
             required_fields: vec![pair("Account", "Name")],
             api_version: "v62.0".to_owned(),
+            instance_url: None,
         }
     }
 }
@@ -547,7 +552,7 @@ fn issue_token(shared: &Shared) -> Reply {
         200,
         &json!({
             "access_token": token,
-            "instance_url": shared.url,
+            "instance_url": shared.config.instance_url.as_deref().unwrap_or(&shared.url),
             "id": id,
             "token_type": "Bearer",
             "issued_at": issued_at,

@@ -163,7 +163,7 @@ impl ClientCredentials {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
         let value = SecretString::from(format!("Bearer {}", token.access_token().secret()));
-        let endpoint = token.extra_fields().instance_url.clone();
+        let endpoint = super::checked_endpoint(token.extra_fields().instance_url.clone())?;
         Ok(Cached {
             credential: Credential::new(http::header::AUTHORIZATION, value, generation)
                 .with_endpoint(endpoint),
@@ -397,5 +397,52 @@ mod tests {
         assert_ne!(a.generation(), b.generation());
         assert_eq!(hits.load(Ordering::SeqCst), 2);
         Ok(())
+    }
+
+    /// A token endpoint whose answers name `instance_url`.
+    async fn token_server_naming(instance_url: &str) -> String {
+        let body = format!(
+            r#"{{"access_token":"tok","token_type":"Bearer","expires_in":3600,"instance_url":"{instance_url}"}}"#
+        );
+        let app = Router::new().route(
+            "/token",
+            post(move || {
+                let body = body.clone();
+                async move { ([("content-type", "application/json")], body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/token")
+    }
+
+    #[tokio::test]
+    async fn an_instance_url_in_plain_http_to_another_machine_is_refused() {
+        for bad in [
+            "http://na1.salesforce.com",
+            "http://10.0.0.1:8080",
+            "ftp://x",
+            "not a url",
+        ] {
+            let err = provider(token_server_naming(bad).await)
+                .credential()
+                .await
+                .expect_err(bad);
+            assert!(!err.is_transient(), "{err}");
+            assert!(
+                err.to_string().contains("instance_url") && err.to_string().contains(bad),
+                "{err}"
+            );
+        }
+        for good in ["https://acme.my.salesforce.com", "http://127.0.0.1:9"] {
+            let c = provider(token_server_naming(good).await)
+                .credential()
+                .await
+                .expect(good);
+            assert_eq!(c.endpoint(), Some(good));
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! OAuth 2.0 JWT bearer grant (RFC 7523), as Salesforce's server-to-server
 //! flow uses it: an RS256 assertion with `iss` = consumer key, `sub` = user,
 //! `aud` = login host, `exp` within 3 minutes, exchanged for an access token.
-//! The response's `instance_url` becomes the credential's endpoint.
+//! The response's `instance_url` becomes the credential's endpoint, if it is
+//! https (or plain http to this machine).
 //!
 //! No refresh token exists in this flow: a new assertion is minted for each
 //! token. The response carries no lifetime, so a token is trusted for
@@ -192,13 +193,14 @@ impl JwtBearer {
                 "token endpoint answered something that is not a token: {e}"
             ))
         })?;
+        let endpoint = super::checked_endpoint(answer.instance_url)?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(Credential::new(
             http::header::AUTHORIZATION,
             SecretString::from(format!("Bearer {}", answer.access_token)),
             generation,
         )
-        .with_endpoint(answer.instance_url))
+        .with_endpoint(endpoint))
     }
 }
 

@@ -162,6 +162,19 @@ pub fn is_safe_token_url(url: &str) -> bool {
     }
 }
 
+/// The API endpoint a token response names (Salesforce's `instance_url`),
+/// held to the rule of token URLs: every call carries the token there, so a
+/// response naming plain http to another machine (a misconfigured or
+/// tampered token endpoint) is refused rather than followed.
+pub(crate) fn checked_endpoint(endpoint: Option<String>) -> Result<Option<String>, AuthError> {
+    match endpoint {
+        Some(url) if !is_safe_token_url(&url) => Err(AuthError::permanent(format!(
+            "the token response names instance_url {url:?}, which is not https (plain http only to this machine): the token would travel there"
+        ))),
+        other => Ok(other),
+    }
+}
+
 /// `[auth]` in a connector's config.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
