@@ -14,9 +14,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The keys the connector was handed, in call order.
+type Keys = Arc<Mutex<Vec<String>>>;
+
 /// Applies every call and records the idempotency key it was handed.
 #[derive(Debug, Default)]
-struct Recorder(Arc<Mutex<Vec<String>>>);
+struct Recorder(Keys);
 
 impl Connector for Recorder {
     type Action = ();
@@ -47,7 +50,7 @@ fn routes(toml_routes: &str, settings: &DeliverySettings) -> RouteTable<()> {
 fn pipeline(
     toml_routes: &str,
     settings: DeliverySettings,
-) -> Result<(Pipeline<Recorder>, Arc<Mutex<Vec<String>>>), String> {
+) -> Result<(Pipeline<Recorder>, Keys), String> {
     let keys = Arc::new(Mutex::new(Vec::new()));
     let table = routes(toml_routes, &settings);
     let p = Pipeline::new(
@@ -187,8 +190,7 @@ action = {}
     let mut settings = DeliverySettings::default();
     settings.idempotency.lease = Duration::from_secs(3);
     let e = pipeline(routes, settings.clone())
-        .err()
-        .expect("a 3 s lease under a 10 s timeout and a 30 s budget is refused");
+        .expect_err("a 3 s lease under a 10 s timeout and a 30 s budget is refused");
     for needle in [
         "delivery.idempotency.lease (3s)",
         "route order.created",
@@ -215,9 +217,7 @@ timeout = "30s"
 retry = { budget = "60s" }
 action = {}
 "#;
-    let e = pipeline(two, settings.clone())
-        .err()
-        .expect("route b needs 100s");
+    let e = pipeline(two, settings.clone()).expect_err("route b needs 100s");
     assert!(
         e.contains("route b") && e.contains("at least 1m 40s"),
         "{e}"
@@ -238,8 +238,6 @@ fn the_default_lease_covers_the_default_route_settings() {
 fn zero_max_keys_is_refused() {
     let mut settings = DeliverySettings::default();
     settings.idempotency.max_keys = 0;
-    let e = pipeline("[[routes]]\ntype = \"a\"\naction = {}\n", settings)
-        .err()
-        .expect("refused");
+    let e = pipeline("[[routes]]\ntype = \"a\"\naction = {}\n", settings).expect_err("refused");
     assert!(e.contains("delivery.idempotency.max_keys"), "{e}");
 }
