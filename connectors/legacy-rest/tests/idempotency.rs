@@ -93,6 +93,14 @@ action = {{ method = "PUT", path = "/orders/{{data.orderId}}/events" }}
         "four changes applied, none taken for a repeat: {applied:?}"
     );
     assert_eq!(target.replays(), 0);
+    // The job summary reports the in-memory store's keys and evictions.
+    let summary = logs
+        .lines()
+        .find(|l| l.starts_with("{\"summary\""))
+        .expect("summary printed");
+    let summary: serde_json::Value = serde_json::from_str(summary).expect("summary is JSON");
+    assert_eq!(summary["summary"]["idempotency_keys"], 4, "{summary}");
+    assert_eq!(summary["summary"]["idempotency_evictions"], 0, "{summary}");
     for key in [
         "ce://erp/orders/e0",
         "key:legacy-rest/order-other/order.paid/A1",
