@@ -18,7 +18,7 @@ use crate::auth::TokenProvider;
 use crate::connector::{Connector, Delivered, Request};
 use crate::error::ConnectorError;
 use crate::event::{Event, RawMessage, decode};
-use crate::idempotency::{Claim, IdempotencyStore};
+use crate::idempotency::{Claim, IdempotencyStore, key};
 use crate::outcome::{AckReason, NackReason, Outcome};
 use crate::rate_limit::{MustWait, RateLimits};
 use crate::retry::{Decision, RetryPolicy, RetrySettings};
@@ -84,7 +84,9 @@ pub struct IdempotencySettings {
     /// Turn the store off (default on).
     pub enabled: bool,
     /// How long a claim holds before another delivery may take over
-    /// (default 2 min: more than the retry budget plus one call timeout).
+    /// (default 2 min). Must cover the longest delivery, every route's retry
+    /// budget plus its call timeout plus [`LEASE_MARGIN`], or a second copy
+    /// of an event would be delivered beside the first: checked at load.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
     /// How long a done key is remembered (default 24 h).
@@ -99,6 +101,10 @@ pub struct IdempotencySettings {
     pub project: Option<String>,
     /// Firestore database of the ledger (default `(default)`).
     pub database: String,
+    /// `memory`: the most keys remembered (default 400,000, about 64 MB).
+    /// Past it the oldest done keys are evicted, so memory stays bounded
+    /// whatever the message rate times the TTL.
+    pub max_keys: usize,
 }
 
 /// Which idempotency store to use.
@@ -122,6 +128,7 @@ impl Default for IdempotencySettings {
             collection: None,
             project: None,
             database: "(default)".into(),
+            max_keys: crate::idempotency::memory::DEFAULT_MAX_KEYS,
         }
     }
 }
@@ -131,6 +138,12 @@ const STORE_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// How soon a duplicate of an in-flight event looks again.
 const IN_FLIGHT_RECHECK: Duration = Duration::from_secs(2);
+
+/// What a claim's lease must hold beyond a route's retry budget plus one call
+/// timeout: the credential fetch before an attempt, the claim and completion
+/// round trips to the store, and clock skew between instances sharing the
+/// Firestore ledger.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 /// One connector's message path.
 #[derive(Debug)]
@@ -153,7 +166,8 @@ struct Failure {
 
 impl<C: Connector> Pipeline<C> {
     /// Puts the parts together. Checks that every route's rate-limit bucket
-    /// exists.
+    /// exists, and that the idempotency lease outlasts every route's longest
+    /// delivery (see [`lease_covers`]).
     pub fn new(
         connector: C,
         routes: RouteTable<C::Action>,
@@ -174,6 +188,12 @@ impl<C: Connector> Pipeline<C> {
         } else {
             None
         };
+        if store.is_some() {
+            lease_covers(settings.idempotency.lease, &routes)?;
+        }
+        if settings.idempotency.max_keys == 0 {
+            return Err("delivery.idempotency.max_keys must be at least 1".into());
+        }
         Ok(Self {
             connector,
             routes,
@@ -197,6 +217,12 @@ impl<C: Connector> Pipeline<C> {
     /// The routes.
     pub fn routes(&self) -> &RouteTable<C::Action> {
         &self.routes
+    }
+
+    /// The idempotency store's counters (the memory store's evictions), for
+    /// the job summary.
+    pub fn store_stats(&self) -> Vec<(&'static str, u64)> {
+        self.store.as_ref().map(|s| s.stats()).unwrap_or_default()
     }
 
     /// Processes one message into one outcome. Never panics on bad input.
@@ -234,11 +260,12 @@ impl<C: Connector> Pipeline<C> {
                 ),
             };
         };
-        let key = idempotency_key(&event, route);
+        let key = idempotency_key(self.connector.name(), &event, route);
         let idem = &self.settings.idempotency;
+        let mut claim = None;
         if let Some(store) = &self.store {
             match store.claim(&key, idem.lease).await {
-                Ok(Claim::Acquired) => {}
+                Ok(Claim::Acquired(token)) => claim = Some((store, token)),
                 Ok(Claim::Done) => return Outcome::Ack(AckReason::Duplicate),
                 Ok(Claim::InFlight { remaining }) => {
                     // Look again soon: the holder usually finishes well within its lease.
@@ -257,10 +284,10 @@ impl<C: Connector> Pipeline<C> {
             }
         }
         let result = self.deliver(&event, route, &key).await;
-        if let Some(store) = &self.store {
+        if let Some((store, token)) = claim {
             let stored = match &result {
-                Ok(_) => store.complete(&key, idem.ttl).await,
-                Err(_) => store.release(&key).await,
+                Ok(_) => store.complete(&key, &token, idem.ttl).await,
+                Err(_) => store.release(&key, &token).await,
             };
             if let Err(e) = stored {
                 // The effect (or failure) stands; the lease runs out by itself.
@@ -419,23 +446,71 @@ impl<C: Connector> Pipeline<C> {
     }
 }
 
-/// The idempotency key of an event on a route: the configured field, else
-/// CloudEvents `source` + `id`, else the Pub/Sub message id.
-pub fn idempotency_key<A>(event: &Event, route: &Route<A>) -> String {
+/// Refuses a lease that a delivery on some route could outlast: the claim
+/// would run out while the call is still running, and a second copy of the
+/// event would be delivered beside it. A delivery takes at most the route's
+/// retry budget (backoff sleeps and attempts all fit in it) plus one call
+/// timeout (the last attempt may start just before the budget ends), plus
+/// [`LEASE_MARGIN`].
+pub fn lease_covers<A>(lease: Duration, routes: &RouteTable<A>) -> Result<(), String> {
+    let longest = routes
+        .iter()
+        .map(|r| {
+            let needed = r.retry.budget.saturating_add(r.timeout);
+            (r, needed.saturating_add(LEASE_MARGIN))
+        })
+        .max_by_key(|(_, needed)| *needed);
+    match longest {
+        Some((r, needed)) if lease < needed => {
+            let d = |d: Duration| humantime::format_duration(d).to_string();
+            Err(format!(
+                "delivery.idempotency.lease ({}) is shorter than a delivery on route {} can take: \
+                 its retry.budget ({}) + timeout ({}) + {} margin = {}. A claim must outlast its \
+                 delivery; raise delivery.idempotency.lease to at least {}, or lower that route's \
+                 retry.budget or timeout",
+                d(lease),
+                r.name,
+                d(r.retry.budget),
+                d(r.timeout),
+                d(LEASE_MARGIN),
+                d(needed),
+                d(needed),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The idempotency key of an event on a route (spelled by [`key`]):
+///
+/// - the route's `idempotency_key` field, scoped by connector, route and
+///   event type, when the event has it with a value: a null, an empty or
+///   blank string, an empty array or object count as missing (they would
+///   make every such event one effect);
+/// - else CloudEvents `source` + `id`;
+/// - else an envelope's `source` + `id`, when it has an `id` of its own;
+/// - else the Pub/Sub message id.
+pub fn idempotency_key<A>(connector: &str, event: &Event, route: &Route<A>) -> String {
     if let Some(field) = &route.idempotency_key
         && let Some(v) = event.lookup(field)
     {
         let text = match v.as_ref() {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => (!s.trim().is_empty()).then(|| s.clone()),
+            serde_json::Value::Array(a) if a.is_empty() => None,
+            serde_json::Value::Object(o) if o.is_empty() => None,
+            other => Some(other.to_string()),
         };
-        return format!("key:{text}");
+        if let Some(text) = text {
+            return key::configured(connector, &route.name, &event.event_type, &text);
+        }
+        tracing::debug!(field = %field, message_id = %event.message_id, "Idempotency key field is empty; using the event's id.");
     }
     if event.format.is_cloudevents() {
-        return format!("ce:{}/{}", event.source, event.id);
+        return key::cloudevent(&event.source, &event.id);
     }
     if !event.id.is_empty() && event.id != event.message_id {
-        return format!("ev:{}/{}", event.source, event.id);
+        return key::envelope(&event.source, &event.id);
     }
-    format!("msg:{}", event.message_id)
+    key::message(&event.message_id)
 }

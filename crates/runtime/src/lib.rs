@@ -174,7 +174,7 @@ fn idempotency_store(
     match settings.store {
         // With idempotency off the pipeline ignores the store: build nothing remote.
         _ if !settings.enabled => Ok(Arc::new(MemoryStore::new())),
-        StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreKind::Memory => Ok(Arc::new(MemoryStore::with_max_keys(settings.max_keys))),
         StoreKind::Firestore => {
             let project = settings.project.as_ref().or(pubsub.project.as_ref()).ok_or_else(|| {
                 ConfigError("delivery.idempotency.project is not set (nor pubsub.project / GOOGLE_CLOUD_PROJECT)".into())
@@ -523,7 +523,11 @@ fn print_summary<C: Connector>(engine: &Engine<C>, started: tokio::time::Instant
                 .unwrap_or(u64::MAX)
                 .into(),
         );
-        for (name, value) in engine.connector_stats() {
+        for (name, value) in engine
+            .connector_stats()
+            .into_iter()
+            .chain(engine.store_stats())
+        {
             o.insert(name.into(), value.into());
         }
         o.insert(

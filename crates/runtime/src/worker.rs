@@ -183,6 +183,11 @@ impl<C: Connector> Engine<C> {
         self.pipeline.connector().stats()
     }
 
+    /// The idempotency store's counters (keys held, evictions).
+    pub fn store_stats(&self) -> Vec<(&'static str, u64)> {
+        self.pipeline.store_stats()
+    }
+
     /// Messages being processed or held.
     pub fn in_flight(&self) -> u64 {
         self.stats.in_flight.load(Ordering::Relaxed)

@@ -6,25 +6,27 @@
 //! (`in-flight` or `done`), `leaseUntil` and `expireAt`. `expireAt` is meant
 //! for a Firestore TTL policy (deploy/terraform), which deletes old claims.
 //!
+//! A claim's token is the `updateTime` Firestore gave the claim document:
+//! it changes with every write, so it names exactly one claim.
+//!
 //! - claim: create with `exists = false`. If the document exists: done →
 //!   duplicate; in flight with a live lease → in flight; an expired lease or
 //!   an expired done → take over with an `updateTime` precondition, so two
 //!   workers cannot both take it.
-//! - complete: overwrite as done with `expireAt = now + ttl`.
-//! - release: delete, with the `updateTime` of our own claim as precondition,
-//!   so a worker whose lease ran out cannot delete another's claim.
+//! - complete: overwrite as done with `expireAt = now + ttl`, on the
+//!   precondition that `updateTime` is still the claim's own, so a worker
+//!   whose lease ran out cannot overwrite another's newer claim.
+//! - release: delete, on the same precondition.
 //!
 //! Cost: two Firestore writes per event (claim, complete), one more read for
 //! a duplicate.
 
-use super::{Claim, IdempotencyStore, StoreError};
+use super::{Claim, ClaimToken, IdempotencyStore, StoreError};
 use crate::error::ConnectorError;
 use crate::firestore::{Document, Firestore};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 /// How long an abandoned in-flight claim is kept after its lease, for the TTL.
@@ -35,8 +37,6 @@ const IN_FLIGHT_GRACE: Duration = Duration::from_secs(24 * 3600);
 pub struct FirestoreStore {
     db: Firestore,
     collection: String,
-    /// Our own live claims: key → the claim's update time.
-    mine: Mutex<HashMap<String, String>>,
 }
 
 fn store_err(e: ConnectorError) -> StoreError {
@@ -63,11 +63,7 @@ impl FirestoreStore {
                 "idempotency collection {collection:?} must be one collection id"
             ));
         }
-        Ok(Self {
-            db,
-            collection,
-            mine: Mutex::new(HashMap::new()),
-        })
+        Ok(Self { db, collection })
     }
 
     /// Firestore requests sent so far.
@@ -93,14 +89,17 @@ impl FirestoreStore {
             }
         })
     }
+}
 
-    fn remember(&self, key: &str, update_time: Option<String>) {
-        let mut mine = self.mine.lock().unwrap_or_else(|p| p.into_inner());
-        match update_time {
-            Some(t) => mine.insert(key.to_owned(), t),
-            None => mine.remove(key),
-        };
-    }
+/// The token of a claim Firestore just wrote.
+fn acquired(key: &str, update_time: Option<String>) -> Result<Claim, StoreError> {
+    update_time
+        .map(|t| Claim::Acquired(ClaimToken::new(t)))
+        .ok_or_else(|| {
+            StoreError(format!(
+                "Firestore wrote the claim of {key} without saying its updateTime"
+            ))
+        })
 }
 
 #[async_trait]
@@ -114,10 +113,7 @@ impl IdempotencyStore for FirestoreStore {
             let create = json!({ "update": fresh, "currentDocument": { "exists": false } });
             let status = self.db.write(create).await.map_err(store_err)?;
             match status.code {
-                0 => {
-                    self.remember(key, status.update_time);
-                    return Ok(Claim::Acquired);
-                }
+                0 => return acquired(key, status.update_time),
                 6 => {}
                 _ => {
                     return Err(StoreError(
@@ -149,10 +145,7 @@ impl IdempotencyStore for FirestoreStore {
                 json!({ "update": fresh, "currentDocument": { "updateTime": doc.update_time } });
             let status = self.db.write(takeover).await.map_err(store_err)?;
             return match status.code {
-                0 => {
-                    self.remember(key, status.update_time);
-                    Ok(Claim::Acquired)
-                }
+                0 => acquired(key, status.update_time),
                 // Someone else took it over first.
                 9 => Ok(Claim::InFlight { remaining: lease }),
                 _ => Err(StoreError(
@@ -163,35 +156,36 @@ impl IdempotencyStore for FirestoreStore {
         Err(StoreError(format!("claim for {key} kept disappearing")))
     }
 
-    async fn complete(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        key: &str,
+        token: &ClaimToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let now = SystemTime::now();
-        let status = self
-            .db
-            .write(json!({ "update": self.doc(key, "done", now, now + ttl) }))
-            .await
-            .map_err(store_err)?;
-        self.remember(key, None);
-        if status.is_ok() {
-            Ok(())
-        } else {
-            Err(StoreError(
+        let write = json!({
+            "update": self.doc(key, "done", now, now + ttl),
+            "currentDocument": { "updateTime": token.as_str() },
+        });
+        let status = self.db.write(write).await.map_err(store_err)?;
+        match status.code {
+            0 => Ok(()),
+            // Gone, or written since: another delivery took the claim over
+            // after ours ran out. Its claim is left alone.
+            5 | 9 => Err(StoreError(format!(
+                "{key} was claimed again by another delivery after this claim's lease ran out; \
+                 its claim is left alone"
+            ))),
+            _ => Err(StoreError(
                 status.error(&format!("marking {key} done")).to_string(),
-            ))
+            )),
         }
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
-        let claimed = self
-            .mine
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-        let Some(update_time) = claimed else {
-            return Ok(());
-        };
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
         let delete = json!({
             "delete": self.db.document_name(&self.path(key)),
-            "currentDocument": { "updateTime": update_time },
+            "currentDocument": { "updateTime": token.as_str() },
         });
         let status = self.db.write(delete).await.map_err(store_err)?;
         match status.code {
