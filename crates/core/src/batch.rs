@@ -770,7 +770,10 @@ mod tests {
             .submit("x".into(), None, 1, Instant::now() + Duration::from_secs(1))
             .await
             .expect_err("never sent");
-        assert!(!e.is_outcome_unknown(), "{e}");
+        assert!(
+            !e.is_outcome_unknown() && e.to_string().contains("not sent"),
+            "{e}"
+        );
         assert!(b.fault().get().is_none(), "the batcher is alive");
         assert!(log.all().is_empty());
     }

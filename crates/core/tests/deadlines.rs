@@ -148,9 +148,17 @@ async fn a_token_endpoint_that_never_answers_costs_attempts_not_the_message() {
         "#,
         Some(auth),
     );
+    let started = tokio::time::Instant::now();
     let outcome = tokio::time::timeout(Duration::from_secs(60), p.process(&message()))
         .await
         .expect("the delivery ends within its budget, not when the token endpoint answers");
+    // Virtual time: each attempt is cut at the route's 1 s, inside the 3 s
+    // budget, not at the token request's own, longer timeout.
+    assert!(
+        started.elapsed() <= Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(
         matches!(
             outcome,
