@@ -4,12 +4,11 @@
 
 use crate::config::Target;
 use gluefleet_core::ConnectorError;
-use gluefleet_core::batch::{BatchSettings, Batcher, Fault};
+use gluefleet_core::batch::{BatchSettings, Batcher, Fault, Instant};
 use gluefleet_core::firestore::{Firestore, WriteStatus};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// Firestore's own cap on one `batchWrite`.
 const MAX_WRITES: usize = 500;

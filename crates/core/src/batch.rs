@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
-use tokio::time::Instant;
+/// The clock of write deadlines ([`Request::deadline`](crate::Request::deadline)).
+pub use tokio::time::Instant;
 
 /// Batch limits. Defaults: 500 items, 9 MiB, 5 ms linger, 2 batches in flight.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,8 +92,9 @@ impl Fault {
     /// Waits until the fault is set and returns the reason.
     pub async fn wait(&self) -> String {
         let mut rx = self.tx.subscribe();
-        match rx.wait_for(Option::is_some).await {
-            Ok(v) => v.clone().unwrap_or_default(),
+        let reason = rx.wait_for(Option::is_some).await.map(|v| v.clone());
+        match reason {
+            Ok(v) => v.unwrap_or_default(),
             // The sender lives in `self`: never reached.
             Err(_) => std::future::pending().await,
         }
