@@ -4,15 +4,19 @@
 
 use crate::config::Target;
 use gluefleet_core::ConnectorError;
-use gluefleet_core::batch::{BatchSettings, Batcher};
+use gluefleet_core::batch::{BatchSettings, Batcher, Fault, Instant};
 use gluefleet_core::firestore::{Firestore, WriteStatus};
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Firestore's own cap on one `batchWrite`.
 const MAX_WRITES: usize = 500;
 /// Firestore's request limit is 10 MiB; leave room for the envelope.
 const MAX_BYTES: usize = 9 * 1024 * 1024;
+/// The HTTP timeout of one `batchWrite`: only a backstop, since the batcher
+/// cuts every request off at the earliest deadline of the writes in it.
+const REQUEST_BACKSTOP: Duration = Duration::from_secs(300);
 
 /// A batched Firestore writer.
 #[derive(Debug, Clone)]
@@ -41,7 +45,10 @@ impl Writer {
             target.linger,
             target.max_in_flight,
         )?;
-        let db = Arc::new(Firestore::connect(http, &project, &target.database, env)?);
+        let db = Arc::new(
+            Firestore::connect(http, &project, &target.database, env)?
+                .with_timeout(REQUEST_BACKSTOP),
+        );
         let settings = BatchSettings {
             max_items: target.max_batch,
             max_bytes: MAX_BYTES,
@@ -74,13 +81,26 @@ impl Writer {
         self.db.document_name(path)
     }
 
-    /// Queues one write for the next batch and waits for its status. Writes
-    /// to one document never share a batch and keep their order.
-    pub async fn write(&self, document: &str, write: Value) -> Result<WriteStatus, ConnectorError> {
+    /// Queues one write for the next batch and waits for its status, until
+    /// `deadline`: a write still queued then is never sent; one whose
+    /// `batchWrite` is still out then has it cancelled, and its outcome is
+    /// unknown. Writes to one document never share a batch and keep their
+    /// order.
+    pub async fn write(
+        &self,
+        document: &str,
+        write: Value,
+        deadline: Instant,
+    ) -> Result<WriteStatus, ConnectorError> {
         let size = write.to_string().len();
         self.batcher
-            .submit(write, Some(document.to_owned()), size)
+            .submit(write, Some(document.to_owned()), size, deadline)
             .await
+    }
+
+    /// Set once the batcher has died.
+    pub fn fault(&self) -> &Fault {
+        self.batcher.fault()
     }
 
     /// `batchWrite` requests sent so far.

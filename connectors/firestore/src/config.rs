@@ -105,6 +105,21 @@ pub struct Action {
     pub transforms: BTreeMap<String, Transform>,
 }
 
+impl Action {
+    /// False when writing twice does more than writing once: an `update` or
+    /// `set` with an `increment` transform adds again. A `create` fails the
+    /// second time (the document exists) and a `delete` finds nothing, so
+    /// those stay idempotent whatever their transforms; a server timestamp
+    /// only moves to the later write's time.
+    pub fn idempotent(&self) -> bool {
+        matches!(self.operation, Operation::Create | Operation::Delete)
+            || !self
+                .transforms
+                .values()
+                .any(|t| matches!(t, Transform::Increment(_)))
+    }
+}
+
 impl RawAction {
     /// Checks the action.
     pub fn compile(self) -> Result<Action, String> {
@@ -194,6 +209,39 @@ mod tests {
             "operation = \"set\"\ndocument = \"a/{data.id}\"\ntransforms = { seen = \"server_timestamp\", n = { increment = 2 } }",
         );
         assert_eq!(a.map(|a| a.transforms.len()), Ok(2));
+    }
+
+    #[test]
+    fn increments_are_marked_not_idempotent_except_on_create() {
+        let idempotent = |t: &str| raw(t).map(|a| a.idempotent());
+        assert_eq!(
+            idempotent(
+                "operation = \"update\"\ndocument = \"a/{data.id}\"\ntransforms = { n = { increment = 1 } }"
+            ),
+            Ok(false)
+        );
+        assert_eq!(
+            idempotent(
+                "operation = \"set\"\nmerge = true\ndocument = \"a/{data.id}\"\ntransforms = { n = { increment = 1 } }"
+            ),
+            Ok(false)
+        );
+        assert_eq!(
+            idempotent(
+                "operation = \"create\"\ndocument = \"a/{data.id}\"\ntransforms = { n = { increment = 1 } }"
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            idempotent(
+                "operation = \"update\"\ndocument = \"a/{data.id}\"\ntransforms = { seen = \"server_timestamp\" }"
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            idempotent("operation = \"set\"\ndocument = \"a/{data.id}\""),
+            Ok(true)
+        );
     }
 
     #[test]

@@ -108,8 +108,16 @@ impl Connector for FirestoreConnector {
         let action = &r.route.action;
         let path = action.document.render_with(r.event, document_id)?;
         let write = self.write(action, &path, r.event)?;
-        let status = self.writer.write(&path, write).await?;
+        let status = self.writer.write(&path, write, r.deadline).await?;
         outcome(action.operation, &status, &path)
+    }
+
+    fn is_idempotent(&self, action: &Action) -> bool {
+        action.idempotent()
+    }
+
+    fn broken(&self) -> impl std::future::Future<Output = String> + Send {
+        self.writer.fault().wait()
     }
 
     fn stats(&self) -> Vec<(&'static str, u64)> {

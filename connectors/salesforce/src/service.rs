@@ -7,7 +7,7 @@ use crate::config::{Action, Operation, Target};
 use crate::error::from_record;
 use crate::limits::Limits;
 use gluefleet_core::auth::Credential;
-use gluefleet_core::batch::{BatchSettings, Batcher, FlushResult};
+use gluefleet_core::batch::{BatchSettings, Batcher, Fault, FlushResult};
 use gluefleet_core::{Connector, ConnectorError, Delivered, Request};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How long one Collections call may take.
+/// The HTTP timeout of one Collections call: only a backstop, since the
+/// batcher cuts every call off at the earliest deadline of its records.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 type RecordBatcher = Batcher<(Value, Credential), Value>;
@@ -26,6 +27,8 @@ pub struct SalesforceConnector {
     client: Arc<SfClient>,
     batch: BatchSettings,
     batchers: Mutex<HashMap<(String, String), RecordBatcher>>,
+    /// Shared by every batcher: set once one of them died.
+    fault: Fault,
     used: Mutex<std::collections::BTreeSet<(String, Option<String>)>>,
 }
 
@@ -62,6 +65,7 @@ impl SalesforceConnector {
             client,
             batch,
             batchers: Mutex::new(HashMap::new()),
+            fault: Fault::new(),
             used: Mutex::default(),
         })
     }
@@ -90,8 +94,9 @@ impl SalesforceConnector {
             .or_insert_with(|| {
                 let client = self.client.clone();
                 let path = format!("/composite/sobjects/{sobject}/{field}");
-                Batcher::spawn(
+                Batcher::spawn_with_fault(
                     self.batch.clone(),
+                    self.fault.clone(),
                     move |items: Vec<(Value, Credential)>| {
                         let client = client.clone();
                         let path = path.clone();
@@ -186,7 +191,7 @@ impl Connector for SalesforceConnector {
                     let size = record.to_string().len();
                     let result = self
                         .batcher(obj, field)
-                        .submit((record, credential), Some(value), size)
+                        .submit((record, credential), Some(value), size, r.deadline)
                         .await?;
                     return if result["success"].as_bool() == Some(true) {
                         Ok(Delivered::Applied)
@@ -259,6 +264,10 @@ impl Connector for SalesforceConnector {
                 }
             }
         }
+    }
+
+    fn broken(&self) -> impl std::future::Future<Output = String> + Send {
+        self.fault.wait()
     }
 
     fn stats(&self) -> Vec<(&'static str, u64)> {

@@ -28,7 +28,8 @@ const KEY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'\'');
 
-/// How long one `$batch` may take.
+/// The HTTP timeout of one `$batch`: only a backstop, since the batcher cuts
+/// every request off at the earliest deadline of its parts.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 type CreateBatcher = Batcher<(Part, Option<Credential>), PartAnswer>;
@@ -198,7 +199,7 @@ impl SapConnector {
                 let key = format!("{}{:?}", a.entity_set, keys);
                 let size = part.body.as_ref().map_or(0, |b| b.to_string().len());
                 let ans = b
-                    .submit((part, r.credential.cloned()), Some(key), size)
+                    .submit((part, r.credential.cloned()), Some(key), size, r.deadline)
                     .await?;
                 (ans.status, ans.body, String::new())
             }
@@ -355,6 +356,16 @@ impl Connector for SapConnector {
                         &format!("DELETE {path}"),
                     )),
                 }
+            }
+        }
+    }
+
+    fn broken(&self) -> impl std::future::Future<Output = String> + Send {
+        let fault = self.batcher.as_ref().map(|b| b.fault().clone());
+        async move {
+            match fault {
+                Some(f) => f.wait().await,
+                None => std::future::pending().await,
             }
         }
     }

@@ -25,6 +25,11 @@ pub struct Request<'a, A> {
     pub credential: Option<&'a Credential>,
     /// How long this attempt may take.
     pub timeout: Duration,
+    /// When this attempt ends (`timeout` from when it started, the
+    /// credential fetch included). A connector that queues the call (a
+    /// batcher) hands this on, so the request is never sent, or is cut off,
+    /// once the attempt is over, before the pipeline retries.
+    pub deadline: tokio::time::Instant,
     /// 1 for the first attempt of this delivery.
     pub attempt: u32,
 }
@@ -52,6 +57,24 @@ pub trait Connector: Send + Sync + 'static {
         &self,
         request: Request<'_, Self::Action>,
     ) -> impl Future<Output = Result<Delivered, ConnectorError>> + Send;
+
+    /// False when repeating `action` can repeat its effect (a Firestore
+    /// increment, an email sent, a row appended). When such a call fails with
+    /// an [outcome unknown](ConnectorError::is_outcome_unknown) (cut off after
+    /// it was sent), the pipeline does not send it again: the message is
+    /// dead-lettered as `outcome-unknown` for someone to check. Default: true.
+    fn is_idempotent(&self, action: &Self::Action) -> bool {
+        let _ = action;
+        true
+    }
+
+    /// Resolves, with the reason, once the connector can no longer deliver
+    /// anything (a task it depends on, such as its batcher, has died). The
+    /// worker then stops with a non-zero exit instead of nacking every
+    /// message forever. Default: never.
+    fn broken(&self) -> impl Future<Output = String> + Send {
+        std::future::pending()
+    }
 
     /// Counters worth reporting (requests sent to the target, say), for the
     /// job summary and benchmarks.

@@ -58,6 +58,7 @@ pub struct ConnectorError {
     message: String,
     http_status: Option<u16>,
     retry_after: Option<Duration>,
+    outcome_unknown: bool,
     source: Option<BoxError>,
 }
 
@@ -68,6 +69,7 @@ impl ConnectorError {
             message: message.into(),
             http_status: None,
             retry_after: None,
+            outcome_unknown: false,
             source: None,
         }
     }
@@ -115,6 +117,16 @@ impl ConnectorError {
         self
     }
 
+    /// Marks that the request may have reached the target before it failed
+    /// (cut off at its deadline, or the connection dropped after sending), so
+    /// nobody knows whether its effect happened. Harmless for an idempotent
+    /// operation; for one that is not (an increment), the pipeline does not
+    /// send it again in the same delivery.
+    pub fn with_outcome_unknown(mut self) -> Self {
+        self.outcome_unknown = true;
+        self
+    }
+
     /// Attaches the underlying error.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.source = Some(source.into());
@@ -150,6 +162,12 @@ impl ConnectorError {
         self.class == ErrorClass::Permanent
     }
 
+    /// True when the request may have taken effect although it failed
+    /// ([`with_outcome_unknown`](Self::with_outcome_unknown)).
+    pub fn is_outcome_unknown(&self) -> bool {
+        self.outcome_unknown
+    }
+
     /// The HTTP status, when the target answered over HTTP.
     pub fn http_status(&self) -> Option<u16> {
         self.http_status
@@ -177,6 +195,7 @@ impl ConnectorError {
             message,
             http_status: self.http_status,
             retry_after: self.retry_after,
+            outcome_unknown: self.outcome_unknown,
             source: None,
         }
     }
@@ -225,6 +244,13 @@ mod tests {
                 .into_permanent()
                 .is_permanent()
         );
+        let unknown = ConnectorError::transient("cut off").with_outcome_unknown();
+        assert!(unknown.is_transient() && unknown.is_outcome_unknown());
+        assert!(
+            unknown.replicate().is_outcome_unknown(),
+            "copies keep the flag"
+        );
+        assert!(!ConnectorError::transient("x").is_outcome_unknown());
     }
 
     #[test]

@@ -145,6 +145,14 @@ const IN_FLIGHT_RECHECK: Duration = Duration::from_secs(2);
 /// Firestore ledger.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
+/// The dead-letter class of a call that may have taken effect, for an
+/// operation that is not idempotent.
+pub const OUTCOME_UNKNOWN: &str = "outcome-unknown";
+
+/// How long past an attempt's deadline the pipeline waits for the connector
+/// to report how its call ended, before giving up on it.
+const ANSWER_GRACE: Duration = Duration::from_millis(250);
+
 /// One connector's message path.
 #[derive(Debug)]
 pub struct Pipeline<C: Connector> {
@@ -330,7 +338,11 @@ impl<C: Connector> Pipeline<C> {
                 }
             }
             _ => Outcome::dead_letter(
-                f.error.class().as_str(),
+                if f.error.is_outcome_unknown() {
+                    OUTCOME_UNKNOWN
+                } else {
+                    f.error.class().as_str()
+                },
                 f.error.to_string(),
                 status,
                 &route.name,
@@ -375,6 +387,18 @@ impl<C: Connector> Pipeline<C> {
                 Ok(done) => return Ok(done),
                 Err(e) => e,
             };
+            if error.is_outcome_unknown() && !self.connector.is_idempotent(&route.action) {
+                // The call may have taken effect, and sending it again could
+                // repeat that effect: no retry, neither here nor through a
+                // redelivery. Someone checks the target and replays it if need be.
+                tracing::warn!(route = %route.name, attempt = state.attempts(), error = %error, "Outcome unknown for an operation that is not idempotent; not retried.");
+                return Err(Failure {
+                    error,
+                    decision: Decision::DeadLetter,
+                    nack_reason: NackReason::Retryable,
+                    attempts: state.attempts(),
+                });
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             let decision = policy.decide(&mut state, &error, remaining);
             tracing::debug!(route = %route.name, attempt = state.attempts(), class = %error.class(), ?decision, error = %error, "Attempt failed.");
@@ -408,7 +432,9 @@ impl<C: Connector> Pipeline<C> {
         }
     }
 
-    /// auth → call, with the attempt's timeout.
+    /// auth → call, both within the attempt's timeout: a token endpoint that
+    /// never answers costs this attempt (a transient failure), not the
+    /// message's lease.
     async fn attempt(
         &self,
         event: &Event,
@@ -417,29 +443,44 @@ impl<C: Connector> Pipeline<C> {
         attempt: u32,
         deadline: Instant,
     ) -> Result<Delivered, (ConnectorError, Option<crate::auth::Credential>)> {
+        let started = Instant::now();
+        let remaining = deadline.saturating_duration_since(started);
+        let timeout = route.timeout.min(remaining).max(Duration::from_millis(100));
+        let until = started + timeout;
         let credential = match &self.auth {
-            Some(auth) => Some(
-                auth.credential()
-                    .await
-                    .map_err(|e| (ConnectorError::from(e), None))?,
-            ),
+            Some(auth) => match tokio::time::timeout_at(until, auth.credential()).await {
+                Ok(Ok(c)) => Some(c),
+                Ok(Err(e)) => return Err((ConnectorError::from(e), None)),
+                Err(_) => {
+                    return Err((
+                        ConnectorError::transient(format!(
+                            "getting a credential: no answer within {timeout:?}"
+                        )),
+                        None,
+                    ));
+                }
+            },
             None => None,
         };
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let timeout = route.timeout.min(remaining).max(Duration::from_millis(100));
         let request = Request {
             event,
             route,
             idempotency_key: key,
             credential: credential.as_ref(),
-            timeout,
+            timeout: until.saturating_duration_since(Instant::now()),
+            deadline: until,
             attempt,
         };
-        match tokio::time::timeout(timeout, self.connector.call(request)).await {
+        // The connector keeps `deadline` itself (its HTTP timeout, or its
+        // batcher cutting off the request) and reports what it knows: never
+        // sent, or cut off after sending. This is the backstop for one that
+        // does not; its call may have reached the target.
+        match tokio::time::timeout_at(until + ANSWER_GRACE, self.connector.call(request)).await {
             Ok(Ok(done)) => Ok(done),
             Ok(Err(e)) => Err((e, credential)),
             Err(_) => Err((
-                ConnectorError::transient(format!("no answer within {timeout:?}")),
+                ConnectorError::transient(format!("no answer within {timeout:?}"))
+                    .with_outcome_unknown(),
                 credential,
             )),
         }

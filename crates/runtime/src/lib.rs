@@ -47,6 +47,11 @@ use worker::Engine;
 /// Exit code for a bad config or bad arguments (EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
 
+/// Exit code when the connector stopped being able to deliver while running
+/// (its batcher died: EX_SOFTWARE). Cloud Run restarts the instance; the
+/// messages it held were nacked.
+pub const EXIT_BROKEN: u8 = 70;
+
 /// What a connector tells the runtime about itself.
 pub trait Spec: 'static {
     /// `legacy-rest`, `firestore`, ...
@@ -237,7 +242,9 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
     })
 }
 
-async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
+/// Runs the connector `S` with parsed arguments (what [`main`] does once the
+/// async runtime is up).
+pub async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
     let mode = cli.mode.unwrap_or(Mode::Run);
     let built = match build::<S>(cli.config.as_ref()) {
         Ok(b) => b,
@@ -250,7 +257,14 @@ async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
     match mode {
         Mode::Check => check::<S>(&built, cli.source.is_some()).await,
         Mode::Run | Mode::Job => match deliver::<S>(built, &cli, mode).await {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(None) => ExitCode::SUCCESS,
+            Ok(Some(reason)) => {
+                eprintln!(
+                    "gluefleet-{}: the connector cannot deliver any more: {reason}",
+                    S::NAME
+                );
+                ExitCode::from(EXIT_BROKEN)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "Worker stopped.");
                 eprintln!("gluefleet-{}: {}", S::NAME, e.0);
@@ -318,7 +332,13 @@ async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
     }
 }
 
-async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), ConfigError> {
+/// Delivers until stopped. `Some(reason)` when the connector broke (its
+/// batcher died) and the worker stopped because of it.
+async fn deliver<S: Spec>(
+    built: Built<S>,
+    cli: &Cli,
+    mode: Mode,
+) -> Result<Option<String>, ConfigError> {
     let Built {
         pubsub: p,
         server,
@@ -365,9 +385,9 @@ async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), 
             std::fs::read_to_string(path)
                 .map_err(|e| ConfigError(format!("--source {source}: {e}")))?
         };
-        run_file(&engine, &text, cli, drain).await;
+        let broken = run_file(&engine, &text, cli, drain).await;
         print_summary(&engine, started);
-        return Ok(());
+        return Ok(broken);
     }
 
     let subscription = p.subscription_path()?;
@@ -406,7 +426,13 @@ async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), 
         )));
     }
 
-    wait_for_stop(&engine, cli, mode).await;
+    let broken = tokio::select! {
+        () = wait_for_stop(&engine, cli, mode) => None,
+        reason = engine.broken() => Some(reason),
+    };
+    if let Some(reason) = &broken {
+        tracing::error!(reason = %reason, "The connector cannot deliver any more; stopping.");
+    }
     let stop_started = tokio::time::Instant::now();
     let drained = engine
         .drain(drain.saturating_sub(Duration::from_millis(500)))
@@ -426,7 +452,7 @@ async fn deliver<S: Spec>(built: Built<S>, cli: &Cli, mode: Mode) -> Result<(), 
     if mode == Mode::Job {
         print_summary(&engine, started);
     }
-    Ok(())
+    Ok(broken)
 }
 
 /// Waits for SIGTERM/SIGINT, or, for a job, idleness or the time limit.
@@ -472,14 +498,23 @@ async fn shutdown_signal() {
     }
 }
 
-/// Feeds a JSONL file through the engine until every message is settled.
-async fn run_file<C: Connector>(engine: &Arc<Engine<C>>, text: &str, cli: &Cli, drain: Duration) {
+/// Feeds a JSONL file through the engine until every message is settled, or
+/// the connector breaks (then returns why).
+async fn run_file<C: Connector>(
+    engine: &Arc<Engine<C>>,
+    text: &str,
+    cli: &Cli,
+    drain: Duration,
+) -> Option<String> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for raw in source::parse_jsonl(text) {
         let _ = tx.send(raw);
     }
     let stop = shutdown_signal();
     tokio::pin!(stop);
+    let broken = engine.broken();
+    tokio::pin!(broken);
+    let mut why = None;
     let deadline = cli
         .max_duration
         .map(|d| tokio::time::Instant::now() + Duration::from(d));
@@ -487,6 +522,11 @@ async fn run_file<C: Connector>(engine: &Arc<Engine<C>>, text: &str, cli: &Cli, 
         tokio::select! {
             biased;
             _ = &mut stop => break,
+            reason = &mut broken => {
+                tracing::error!(reason = %reason, "The connector cannot deliver any more; stopping.");
+                why = Some(reason);
+                break;
+            }
             m = rx.recv() => {
                 let Some(raw) = m else { break };
                 let acker = Acker::Local { requeue: tx.clone(), raw: Box::new(raw.clone()) };
@@ -503,6 +543,7 @@ async fn run_file<C: Connector>(engine: &Arc<Engine<C>>, text: &str, cli: &Cli, 
         }
     }
     engine.drain(drain).await;
+    why
 }
 
 fn print_summary<C: Connector>(engine: &Engine<C>, started: tokio::time::Instant) {

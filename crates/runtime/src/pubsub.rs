@@ -12,6 +12,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// How long one admin call (`/readyz`, `check`) may take, client set-up
+/// included: an endpoint that never answers must not leave readiness stuck.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs one admin call within [`ADMIN_TIMEOUT`].
+async fn bounded<T>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(ADMIN_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| Err(format!("{what}: no answer within {ADMIN_TIMEOUT:?}")))
+}
+
 /// Endpoint and credentials: the emulator when `emulator_host` is set.
 #[derive(Clone, Debug)]
 pub struct Connection {
@@ -57,8 +71,17 @@ impl Connection {
             .map_err(|e| format!("Pub/Sub publisher for {topic}: {e}"))
     }
 
-    /// Checks that the subscription exists and can be read.
+    /// Checks that the subscription exists and can be read, within
+    /// [`ADMIN_TIMEOUT`].
     pub async fn check_subscription(&self, subscription: &str) -> Result<String, String> {
+        bounded(
+            &format!("reading subscription {subscription}"),
+            self.read_subscription(subscription),
+        )
+        .await
+    }
+
+    async fn read_subscription(&self, subscription: &str) -> Result<String, String> {
         let mut b = SubscriptionAdmin::builder();
         if let Some(e) = &self.emulator {
             b = b.with_endpoint(e).with_credentials(Self::anonymous());
@@ -88,8 +111,16 @@ impl Connection {
         Ok(format!("subscription {subscription} on {}{dl}", s.topic))
     }
 
-    /// Checks that the dead-letter topic exists.
+    /// Checks that the dead-letter topic exists, within [`ADMIN_TIMEOUT`].
     pub async fn check_topic(&self, topic: &str) -> Result<String, String> {
+        bounded(
+            &format!("reading dead-letter topic {topic}"),
+            self.read_topic(topic),
+        )
+        .await
+    }
+
+    async fn read_topic(&self, topic: &str) -> Result<String, String> {
         let mut b = TopicAdmin::builder();
         if let Some(e) = &self.emulator {
             b = b.with_endpoint(e).with_credentials(Self::anonymous());

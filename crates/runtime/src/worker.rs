@@ -178,6 +178,13 @@ impl<C: Connector> Engine<C> {
             .elapsed()
     }
 
+    /// Resolves, with the reason, once the connector can no longer deliver
+    /// (its batcher died): the worker must stop rather than nack every
+    /// message from then on.
+    pub fn broken(&self) -> impl std::future::Future<Output = String> + Send + '_ {
+        self.pipeline.connector().broken()
+    }
+
     /// The connector's own counters.
     pub fn connector_stats(&self) -> Vec<(&'static str, u64)> {
         self.pipeline.connector().stats()

@@ -173,13 +173,16 @@ impl ClientCredentials {
     }
 }
 
-/// Sends the token request with the shared reqwest client. A 5xx or 429 from
-/// the token endpoint is returned as an error so it classifies as transient.
+/// Sends the token request with the shared reqwest client, within
+/// [`TOKEN_TIMEOUT`](super::TOKEN_TIMEOUT). A 5xx or 429 from the token
+/// endpoint, or no answer in time, is returned as an error so it classifies
+/// as transient.
 async fn send(
     http: &reqwest::Client,
     req: oauth2::HttpRequest,
 ) -> Result<oauth2::HttpResponse, TokenHttpError> {
-    let req = reqwest::Request::try_from(req).map_err(|e| TokenHttpError(e.to_string()))?;
+    let mut req = reqwest::Request::try_from(req).map_err(|e| TokenHttpError(e.to_string()))?;
+    *req.timeout_mut() = Some(super::TOKEN_TIMEOUT);
     let resp = http
         .execute(req)
         .await

@@ -33,7 +33,19 @@ impl Google {
 #[async_trait]
 impl TokenProvider for Google {
     async fn credential(&self) -> Result<Credential, AuthError> {
-        let headers = match self.credentials.headers(http::Extensions::new()).await {
+        // The metadata server or token endpoint may hang: bound the wait.
+        let fetched = tokio::time::timeout(
+            super::TOKEN_TIMEOUT,
+            self.credentials.headers(http::Extensions::new()),
+        )
+        .await
+        .map_err(|_| {
+            AuthError::transient(format!(
+                "Google credentials: no answer within {:?}",
+                super::TOKEN_TIMEOUT
+            ))
+        })?;
+        let headers = match fetched {
             Ok(CacheableResource::New { data, .. }) => data,
             Ok(CacheableResource::NotModified) => {
                 return Err(AuthError::transient(

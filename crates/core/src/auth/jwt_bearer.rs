@@ -163,7 +163,7 @@ impl JwtBearer {
         let resp = self
             .http
             .post(&self.token_url)
-            .timeout(Duration::from_secs(30))
+            .timeout(super::TOKEN_TIMEOUT)
             .form(&[
                 ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
                 ("assertion", assertion.as_str()),

@@ -23,6 +23,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one token request may take, answer included. A token endpoint
+/// that accepts the connection and never answers must not hold a delivery
+/// (the pipeline also bounds the fetch by the attempt's timeout), nor
+/// `/readyz` and `check`, which have no attempt around them.
+pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A header to put on a request: name and secret value.
 #[derive(Clone)]

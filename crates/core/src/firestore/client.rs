@@ -53,11 +53,14 @@ pub struct Firestore {
     base: String,
     database: String,
     auth: Arc<dyn TokenProvider>,
+    timeout: Duration,
     calls: AtomicU64,
 }
 
-/// How long one Firestore request may take.
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one Firestore request may take by default, the credential it
+/// needs and the answer included. The idempotency ledger's calls use it: a
+/// claim stuck longer than this would eat into its own lease.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Firestore {
     /// A client for `projects/{project}/databases/{database}`, on the emulator
@@ -78,8 +81,16 @@ impl Firestore {
             base,
             database: format!("projects/{project}/databases/{database}"),
             auth,
+            timeout: REQUEST_TIMEOUT,
             calls: AtomicU64::new(0),
         }
+    }
+
+    /// Sets how long one request may take, credential included (default
+    /// [`REQUEST_TIMEOUT`]).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// A client the way every gluefleet process reaches Firestore: the
@@ -120,7 +131,26 @@ impl Firestore {
         self.calls.load(Ordering::Relaxed)
     }
 
+    /// One request, the credential fetch included, within the client's
+    /// timeout.
     async fn send(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, ConnectorError> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.send_once(method, url, body))
+            .await
+            .unwrap_or_else(|_| {
+                Err(
+                    ConnectorError::transient(format!("Firestore: no answer within {timeout:?}"))
+                        .with_outcome_unknown(),
+                )
+            })
+    }
+
+    async fn send_once(
         &self,
         method: reqwest::Method,
         url: String,
@@ -131,17 +161,25 @@ impl Firestore {
         let mut req = self
             .http
             .request(method, &url)
-            .timeout(TIMEOUT)
+            .timeout(self.timeout)
             .header(credential.header_name(), credential.header_value()?);
         if let Some(b) = body {
             req = req.json(b);
         }
         let resp = req.send().await.map_err(|e| {
             let class = crate::classify::class_of_reqwest_error(&e);
+            // Only a connection that was never made proves the request was
+            // not sent.
+            let unsent = e.is_connect();
             let msg = format!("Firestore request failed: {e}");
-            match class {
+            let err = match class {
                 ErrorClass::Permanent => ConnectorError::permanent(msg),
                 _ => ConnectorError::transient(msg),
+            };
+            if unsent {
+                err
+            } else {
+                err.with_outcome_unknown()
             }
         })?;
         let status = resp.status().as_u16();
