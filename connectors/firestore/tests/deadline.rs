@@ -8,7 +8,6 @@
 //! and acked.
 
 use gluefleet_core::outcome::{AckReason, Outcome};
-use gluefleet_core::pipeline::OUTCOME_UNKNOWN;
 use gluefleet_core::{Pipeline, RawMessage};
 use gluefleet_firestore::{FirestoreConnector, RawAction, Target};
 use gluefleet_testkit::firestore::{FirestoreEmulator, plain};
@@ -91,41 +90,6 @@ async fn pipeline(emulator: &FirestoreEmulator) -> Arc<Pipeline<FirestoreConnect
 
 fn event(id: &str, ty: &str, data: Value) -> RawMessage {
     pipeline::cloudevent(id, ty, data)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "unfinished: the slow proxy does not yet get the held write to the emulator"]
-async fn an_increment_cut_off_at_its_deadline_is_applied_once_and_dead_lettered() {
-    let emulator = FirestoreEmulator::start()
-        .await
-        .expect("Firestore emulator starts");
-    let p = pipeline(&emulator).await;
-    let outcome = p
-        .process(&event(
-            "v1",
-            "page.visited",
-            json!({"id": "home", "name": "Home"}),
-        ))
-        .await;
-    match &outcome {
-        Outcome::DeadLetter(dl) => {
-            assert_eq!(dl.class, OUTCOME_UNKNOWN, "{dl:?}");
-            assert_eq!(dl.attempts, 1, "not sent again in this delivery");
-        }
-        other => panic!("expected an outcome-unknown dead letter, got {other:?}"),
-    }
-    // The held request reaches the emulator late, and is its only write.
-    tokio::time::sleep(HOLD + Duration::from_secs(2)).await;
-    let doc = emulator
-        .get("pages/home")
-        .await
-        .expect("emulator readable")
-        .map(|d| plain(&d["fields"]));
-    assert_eq!(
-        doc.map(|d| d["visits"].clone()),
-        Some(json!(1)),
-        "one increment event, one increment"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
