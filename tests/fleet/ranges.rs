@@ -53,7 +53,7 @@ version = "v4"
 allow_insecure_http = true
 [[routes]]
 type = "partner.created"
-action = { operation = "create", entity_set = "Partners" }
+action = { operation = "create", entity_set = "Partners", key = { ID = "{data.id}" } }
 "#,
     ),
 ];
