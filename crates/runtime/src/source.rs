@@ -78,6 +78,20 @@ pub fn from_pubsub(
     }
 }
 
+/// Pub/Sub's REST shape of a message, as a JSONL line may hold it.
+#[derive(serde::Deserialize)]
+struct RestShape {
+    attributes: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default, rename = "messageId")]
+    message_id: Option<String>,
+    #[serde(default, rename = "type")]
+    event_type: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    specversion: Option<serde::de::IgnoredAny>,
+}
+
 /// Reads a JSONL file (or stdin) into messages.
 ///
 /// Each line is a message body (a CloudEvent or an envelope). A line that is
@@ -95,27 +109,31 @@ pub fn parse_jsonl(text: &str) -> Vec<RawMessage> {
                 delivery_attempt: Some(1),
                 ..RawMessage::default()
             };
-            if let Ok(serde_json::Value::Object(obj)) =
-                serde_json::from_str::<serde_json::Value>(line)
-                && !obj.contains_key("type")
-                && !obj.contains_key("specversion")
-                && let Some(serde_json::Value::Object(attrs)) = obj.get("attributes")
+            // Read into a typed shape, not a JSON tree: a body that is not the
+            // REST shape is skipped over without being built in memory (a
+            // 10 MB array would otherwise cost hundreds of MiB before the
+            // size guard could refuse it).
+            if let Ok(rest) = serde_json::from_str::<RestShape>(line)
+                && rest.event_type.is_none()
+                && rest.specversion.is_none()
             {
                 use base64::Engine as _;
-                let data = obj.get("data").and_then(|d| d.as_str()).unwrap_or_default();
+                let data = rest.data.unwrap_or_default();
                 if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data) {
                     raw.data = bytes;
-                    raw.attributes = attrs
-                        .iter()
+                    raw.attributes = rest
+                        .attributes
+                        .into_iter()
                         .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                            )
+                            let v = match v {
+                                serde_json::Value::String(s) => s,
+                                other => other.to_string(),
+                            };
+                            (k, v)
                         })
                         .collect::<BTreeMap<_, _>>();
-                    if let Some(id) = obj.get("messageId").and_then(|v| v.as_str()) {
-                        raw.message_id = id.to_owned();
+                    if let Some(id) = rest.message_id {
+                        raw.message_id = id;
                     }
                 }
             }
