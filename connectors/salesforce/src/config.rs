@@ -178,6 +178,7 @@ impl Target {
             self.limit_backoff,
             Duration::from_secs(1)..=Duration::from_secs(24 * 3600),
         )
+        .map_err(String::from)
     }
 }
 

@@ -145,7 +145,12 @@ fn route_configs() -> Vec<RouteConfig<()>> {
 }
 
 fn route_table() -> RouteTable<()> {
-    RouteTable::build(route_configs(), &RetrySettings::default(), Ok).expect("bench routes build")
+    RouteTable::build(
+        route_configs(),
+        &RetrySettings::default(),
+        Ok::<_, gluefleet_core::ConfigError>,
+    )
+    .expect("bench routes build")
 }
 
 fn bench_decode(c: &mut Criterion) {

@@ -8,6 +8,7 @@
 //! its default in docs/CONFIGURATION.md, and a value outside it is refused
 //! with an error that names the setting, the value and the range.
 
+use crate::config::ConfigError;
 use std::fmt::Display;
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -21,20 +22,23 @@ pub const PUBSUB_MAX_MESSAGE_BYTES: usize = 10_000_000;
 /// use gluefleet_core::bounds::within;
 /// assert!(within("pubsub.concurrency", 64, 1..=10_000).is_ok());
 /// let e = within("pubsub.concurrency", 4_000_000_000_000_000_000_u64, 1..=10_000).unwrap_err();
-/// assert!(e.contains("pubsub.concurrency") && e.contains("between 1 and 10000"));
+/// assert!(e.setting_name() == Some("pubsub.concurrency") && e.message().contains("between 1 and 10000"));
 /// ```
 pub fn within<T: PartialOrd + Display>(
     setting: &str,
     value: T,
     range: RangeInclusive<T>,
-) -> Result<(), String> {
+) -> Result<(), ConfigError> {
     if range.contains(&value) {
         Ok(())
     } else {
-        Err(format!(
-            "{setting} is {value}: it must be between {} and {}",
-            range.start(),
-            range.end()
+        Err(ConfigError::setting(
+            setting,
+            format!(
+                "{setting} is {value}: it must be between {} and {}",
+                range.start(),
+                range.end()
+            ),
         ))
     }
 }
@@ -47,21 +51,24 @@ pub fn within<T: PartialOrd + Display>(
 /// use std::time::Duration;
 /// let e = duration_within("target.linger", Duration::from_secs(u64::MAX / 4),
 ///     Duration::ZERO..=Duration::from_secs(10)).unwrap_err();
-/// assert!(e.contains("target.linger") && e.contains("between 0s and 10s"));
+/// assert!(e.message().contains("target.linger") && e.message().contains("between 0s and 10s"));
 /// ```
 pub fn duration_within(
     setting: &str,
     value: Duration,
     range: RangeInclusive<Duration>,
-) -> Result<(), String> {
+) -> Result<(), ConfigError> {
     if range.contains(&value) {
         Ok(())
     } else {
-        Err(format!(
-            "{setting} is {}: it must be between {} and {}",
-            humantime::format_duration(value),
-            humantime::format_duration(*range.start()),
-            humantime::format_duration(*range.end())
+        Err(ConfigError::setting(
+            setting,
+            format!(
+                "{setting} is {}: it must be between {} and {}",
+                humantime::format_duration(value),
+                humantime::format_duration(*range.start()),
+                humantime::format_duration(*range.end())
+            ),
         ))
     }
 }
@@ -74,7 +81,7 @@ pub fn batch(
     vendor_cap: usize,
     linger: Duration,
     max_in_flight: usize,
-) -> Result<(), String> {
+) -> Result<(), ConfigError> {
     within("target.max_batch", max_batch, 1..=vendor_cap)?;
     duration_within("target.linger", linger, Duration::ZERO..=MAX_LINGER)?;
     within("target.max_in_flight", max_in_flight, 1..=64)
@@ -103,11 +110,11 @@ mod tests {
         let ms = Duration::from_millis;
         assert!(batch(500, 500, ms(5), 2).is_ok());
         let e = batch(501, 500, ms(5), 2).expect_err("over the cap");
-        assert!(e.contains("target.max_batch is 501"), "{e}");
+        assert!(e.message().contains("target.max_batch is 501"), "{e}");
         let e = batch(1, 500, Duration::from_secs(300_000_000_000 * 31_557_600), 2)
             .expect_err("a linger of ages");
-        assert!(e.contains("target.linger"), "{e}");
+        assert_eq!(e.setting_name(), Some("target.linger"), "{e}");
         let e = batch(1, 500, ms(5), 0).expect_err("nothing in flight");
-        assert!(e.contains("target.max_in_flight is 0"), "{e}");
+        assert!(e.message().contains("target.max_in_flight is 0"), "{e}");
     }
 }

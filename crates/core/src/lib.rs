@@ -15,6 +15,7 @@ pub mod auth;
 pub mod batch;
 pub mod bounds;
 pub mod classify;
+pub mod config;
 pub mod connector;
 pub mod error;
 pub mod event;
@@ -29,6 +30,7 @@ pub mod retry;
 pub mod route;
 pub mod template;
 
+pub use config::ConfigError;
 pub use connector::{Connector, Delivered, Request};
 pub use error::{ConnectorError, ErrorClass};
 pub use event::{Event, RawMessage};

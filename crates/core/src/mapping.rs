@@ -56,7 +56,7 @@ impl fmt::Debug for Mapping {
 
 impl Mapping {
     /// Compiles `code`; the error lists what jq could not read.
-    pub fn compile(code: &str) -> Result<Self, String> {
+    pub fn compile(code: &str) -> Result<Self, crate::config::ConfigError> {
         let defs = jaq_core::defs()
             .chain(jaq_std::defs())
             .chain(jaq_json::defs());
@@ -148,6 +148,48 @@ impl Mapping {
                 self.code
             ))
         })
+    }
+}
+
+/// The fields a write sends: `mapping` applied to the event, or the event's
+/// data when the route has none. They must be a JSON object (a record, a
+/// document, an entity); anything else is a permanent error naming `what`.
+///
+/// ```
+/// use gluefleet_core::mapping::{Mapping, fields_of};
+/// use gluefleet_core::{RawMessage, event::decode};
+/// let body = r#"{"type": "order.created", "data": {"id": "A1", "total": 5}}"#;
+/// let event = decode(&RawMessage { data: body.into(), message_id: "1".into(), ..Default::default() }).unwrap();
+/// let m = Mapping::compile("{Name: .data.id}").unwrap();
+/// assert_eq!(fields_of(Some(&m), &event, "record").unwrap()["Name"], "A1");
+/// let e = fields_of(Some(&Mapping::compile(".data.total").unwrap()), &event, "record").unwrap_err();
+/// assert!(e.is_permanent() && e.message().contains("the record's fields must be a JSON object"));
+/// ```
+pub fn fields_of(
+    mapping: Option<&Mapping>,
+    event: &Event,
+    what: &str,
+) -> Result<serde_json::Map<String, Value>, ConnectorError> {
+    let mapped = match mapping {
+        Some(m) => m.apply_event(event)?,
+        None => event.data.clone(),
+    };
+    match mapped {
+        Value::Object(fields) => Ok(fields),
+        other => {
+            let mut shown = other.to_string();
+            if shown.len() > 120 {
+                let mut cut = 120;
+                while !shown.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                shown.truncate(cut);
+                shown.push_str("...");
+            }
+            Err(ConnectorError::permanent(format!(
+                "the {what}'s fields must be a JSON object; got {shown}"
+            )))
+        }
     }
 }
 

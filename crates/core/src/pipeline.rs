@@ -183,7 +183,7 @@ impl<C: Connector> Pipeline<C> {
         limits: RateLimits,
         auth: Option<Arc<dyn TokenProvider>>,
         settings: DeliverySettings,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::config::ConfigError> {
         for r in routes.iter() {
             if let Some(rl) = &r.rate_limit {
                 limits
@@ -493,7 +493,10 @@ impl<C: Connector> Pipeline<C> {
 /// retry budget (backoff sleeps and attempts all fit in it) plus one call
 /// timeout (the last attempt may start just before the budget ends), plus
 /// [`LEASE_MARGIN`].
-pub fn lease_covers<A>(lease: Duration, routes: &RouteTable<A>) -> Result<(), String> {
+pub fn lease_covers<A>(
+    lease: Duration,
+    routes: &RouteTable<A>,
+) -> Result<(), crate::config::ConfigError> {
     let longest = routes
         .iter()
         .map(|r| {
@@ -516,7 +519,8 @@ pub fn lease_covers<A>(lease: Duration, routes: &RouteTable<A>) -> Result<(), St
                 d(LEASE_MARGIN),
                 d(needed),
                 d(needed),
-            ))
+            )
+            .into())
         }
         _ => Ok(()),
     }

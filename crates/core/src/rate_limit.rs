@@ -116,7 +116,9 @@ pub struct MustWait(pub Duration);
 
 impl RateLimits {
     /// Builds the buckets; errors name the bucket.
-    pub fn new(config: &BTreeMap<String, RateLimitConfig>) -> Result<Self, String> {
+    pub fn new(
+        config: &BTreeMap<String, RateLimitConfig>,
+    ) -> Result<Self, crate::config::ConfigError> {
         let mut buckets = BTreeMap::new();
         for (name, c) in config {
             let requests = NonZeroU32::new(c.requests)
@@ -127,7 +129,8 @@ impl RateLimits {
                 return Err(format!(
                     "rate_limits.{name}.per is {}: at most 366 days",
                     humantime::format_duration(c.per)
-                ));
+                )
+                .into());
             }
             let period = c.per / requests.get();
             // The bucket refills `burst` cells over `burst` periods; beyond a
@@ -141,7 +144,8 @@ impl RateLimits {
                      burst × per / requests must be at most 366 days",
                     requests,
                     humantime::format_duration(c.per)
-                ));
+                )
+                .into());
             }
             let quota = Quota::with_period(period)
                 .ok_or_else(|| format!("rate_limits.{name}.per must be more than zero"))?
@@ -162,12 +166,13 @@ impl RateLimits {
     }
 
     /// Checks that a route's reference names a configured bucket.
-    pub fn check_ref(&self, r: &RateLimitRef) -> Result<(), String> {
+    pub fn check_ref(&self, r: &RateLimitRef) -> Result<(), crate::config::ConfigError> {
         if !self.buckets.contains_key(&r.bucket) {
             return Err(format!(
                 "rate_limit.bucket {:?} is not a [rate_limits.*] entry",
                 r.bucket
-            ));
+            )
+            .into());
         }
         Ok(())
     }
@@ -273,9 +278,9 @@ mod tests {
         let year = Duration::from_secs(365 * 24 * 3600);
         assert_eq!(one(1, year, None), None, "a yearly quota is fine");
         let e = one(1, year * 1000, None).expect("1000 years refused");
-        assert!(e.contains("rate_limits.erp.per"), "{e}");
+        assert!(e.message().contains("rate_limits.erp.per"), "{e}");
         let e = one(1, Duration::from_secs(10), Some(4_000_000_000)).expect("huge burst refused");
-        assert!(e.contains("rate_limits.erp.burst"), "{e}");
+        assert!(e.message().contains("rate_limits.erp.burst"), "{e}");
         assert_eq!(one(10, Duration::from_secs(1), Some(10)), None);
     }
 
@@ -373,7 +378,7 @@ mod tests {
             },
         )]);
         let err = RateLimits::new(&cfg).expect_err("zero requests");
-        assert!(err.contains("rate_limits.erp.requests"), "{err}");
+        assert!(err.message().contains("rate_limits.erp.requests"), "{err}");
         let l = limits(1, one_second());
         assert!(
             l.check_ref(&RateLimitRef {

@@ -21,23 +21,23 @@ pub enum TypePattern {
 
 impl TypePattern {
     /// Parses `order.created` or `order.*`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, crate::config::ConfigError> {
         if text.is_empty() {
             return Err("event type pattern is empty".into());
         }
         match text.strip_suffix('*') {
             Some(prefix) if prefix.is_empty() || prefix.ends_with('.') => {
                 if prefix.contains('*') {
-                    Err(format!("pattern {text:?}: only one trailing .* is allowed"))
+                    Err(format!("pattern {text:?}: only one trailing .* is allowed").into())
                 } else {
                     Ok(Self::Prefix(prefix.to_owned()))
                 }
             }
-            Some(_) => Err(format!(
-                "pattern {text:?}: a wildcard must follow a dot, as in order.*"
-            )),
+            Some(_) => {
+                Err(format!("pattern {text:?}: a wildcard must follow a dot, as in order.*").into())
+            }
             None if text.contains('*') => {
-                Err(format!("pattern {text:?}: * may only end a pattern"))
+                Err(format!("pattern {text:?}: * may only end a pattern").into())
             }
             None => Ok(Self::Exact(text.to_owned())),
         }
@@ -118,14 +118,16 @@ pub struct RouteTable<A> {
 impl<A> RouteTable<A> {
     /// Builds the table; `compile` turns each route's raw action into the
     /// connector's checked action. Errors name the route (`routes[2]`).
-    pub fn build<R>(
+    pub fn build<R, E: Into<crate::config::ConfigError>>(
         raw: Vec<RouteConfig<R>>,
         default_retry: &RetrySettings,
-        mut compile: impl FnMut(R) -> Result<A, String>,
-    ) -> Result<Self, String> {
+        mut compile: impl FnMut(R) -> Result<A, E>,
+    ) -> Result<Self, crate::config::ConfigError> {
         let mut routes = Vec::with_capacity(raw.len());
         for (i, r) in raw.into_iter().enumerate() {
-            let at = |e: String| format!("routes[{i}] ({}): {e}", r.event_type);
+            let at = |e: crate::config::ConfigError| {
+                e.context(format!("routes[{i}] ({})", r.event_type))
+            };
             let pattern = TypePattern::parse(&r.event_type).map_err(at)?;
             if routes.iter().any(|x: &Route<A>| x.pattern == pattern) {
                 return Err(at("another route has the same type pattern".into()));
@@ -137,11 +139,13 @@ impl<A> RouteTable<A> {
                 .retry
                 .as_ref()
                 .map_or_else(|| default_retry.clone(), |o| o.apply(default_retry));
-            retry.validate().map_err(|e| at(format!("retry: {e}")))?;
+            retry.validate().map_err(|e| at(e.context("retry")))?;
             let name = r.name.clone().unwrap_or_else(|| r.event_type.clone());
             let event_type = r.event_type.clone();
-            let action = compile(r.action)
-                .map_err(|e| format!("routes[{i}] ({event_type}): action: {e}"))?;
+            let action = compile(r.action).map_err(|e| {
+                e.into()
+                    .context(format!("routes[{i}] ({event_type}): action"))
+            })?;
             routes.push(Route {
                 name,
                 pattern,
@@ -195,11 +199,11 @@ mod tests {
         }
     }
 
-    fn table(types: &[&str]) -> Result<RouteTable<String>, String> {
+    fn table(types: &[&str]) -> Result<RouteTable<String>, crate::ConfigError> {
         RouteTable::build(
             types.iter().map(|t| route(t)).collect(),
             &RetrySettings::default(),
-            Ok,
+            Ok::<_, crate::ConfigError>,
         )
     }
 
@@ -224,7 +228,7 @@ mod tests {
             initial_backoff: std::time::Duration::from_millis(50),
             ..RetrySettings::default()
         };
-        let t = RouteTable::build(vec![r], &global, Ok).expect("valid");
+        let t = RouteTable::build(vec![r], &global, Ok::<_, crate::ConfigError>).expect("valid");
         let got = &t.find("a").expect("route").retry;
         assert_eq!(
             (got.max_attempts, got.initial_backoff),
@@ -243,9 +247,9 @@ mod tests {
     fn bad_patterns_name_the_route() {
         for bad in ["order*", "or*der", "", "a.*.*"] {
             let err = table(&["ok", bad]).expect_err("invalid");
-            assert!(err.starts_with("routes[1]"), "{err}");
+            assert!(err.message().starts_with("routes[1]"), "{err}");
         }
         let err = table(&["a.b", "a.b"]).expect_err("duplicate");
-        assert!(err.contains("same type pattern"), "{err}");
+        assert!(err.message().contains("same type pattern"), "{err}");
     }
 }

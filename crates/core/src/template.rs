@@ -31,13 +31,13 @@ pub struct Template {
 
 impl Template {
     /// Parses `text`; `{` and `}` must pair and enclose a field path.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, crate::config::ConfigError> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(open) = rest.find('{') {
             let (lit, after) = rest.split_at(open);
             if lit.contains('}') {
-                return Err(format!("unmatched }} in template {text:?}"));
+                return Err(format!("unmatched }} in template {text:?}").into());
             }
             if !lit.is_empty() {
                 parts.push(Part::Literal(lit.to_owned()));
@@ -47,13 +47,13 @@ impl Template {
                 .ok_or_else(|| format!("unclosed {{ in template {text:?}"))?;
             let field = after[1..close].trim();
             if field.is_empty() || field.contains('{') {
-                return Err(format!("empty or nested placeholder in template {text:?}"));
+                return Err(format!("empty or nested placeholder in template {text:?}").into());
             }
             parts.push(Part::Field(field.to_owned()));
             rest = &after[close + 1..];
         }
         if rest.contains('}') {
-            return Err(format!("unmatched }} in template {text:?}"));
+            return Err(format!("unmatched }} in template {text:?}").into());
         }
         if !rest.is_empty() {
             parts.push(Part::Literal(rest.to_owned()));

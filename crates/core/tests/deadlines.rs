@@ -82,7 +82,12 @@ fn pipeline(
 ) -> (Pipeline<Counting>, Arc<AtomicU32>) {
     let route: RouteConfig<Action> = toml::from_str(route).expect("route config");
     let settings = DeliverySettings::default();
-    let routes = RouteTable::build(vec![route], &settings.retry, Ok).expect("routes");
+    let routes = RouteTable::build(
+        vec![route],
+        &settings.retry,
+        Ok::<_, gluefleet_core::ConfigError>,
+    )
+    .expect("routes");
     let limits = RateLimits::new(&BTreeMap::new()).expect("limits");
     let connector = Counting::default();
     let calls = connector.calls.clone();

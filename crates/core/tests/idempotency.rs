@@ -44,7 +44,10 @@ fn routes(toml_routes: &str, settings: &DeliverySettings) -> RouteTable<()> {
         routes: Vec<RouteConfig<toml::Value>>,
     }
     let parsed: Routes = toml::from_str(toml_routes).expect("routes parse");
-    RouteTable::build(parsed.routes, &settings.retry, |_| Ok(())).expect("routes build")
+    RouteTable::build(parsed.routes, &settings.retry, |_| {
+        Ok::<_, gluefleet_core::ConfigError>(())
+    })
+    .expect("routes build")
 }
 
 fn pipeline(

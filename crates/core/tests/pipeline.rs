@@ -100,7 +100,10 @@ fn pipeline(
     )
     .expect("route config");
     let settings = DeliverySettings::default();
-    let routes = RouteTable::build(vec![route], &settings.retry, |_| Ok(())).expect("routes");
+    let routes = RouteTable::build(vec![route], &settings.retry, |_| {
+        Ok::<_, gluefleet_core::ConfigError>(())
+    })
+    .expect("routes");
     let limits = RateLimits::new(&BTreeMap::new()).expect("limits");
     let p = Pipeline::new(
         Handle(connector.clone()),

@@ -16,10 +16,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
-/// A config problem; the text names the field.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+/// A config problem; the text names the field (the core's type, shared by
+/// every layer that reads config).
+pub use gluefleet_core::ConfigError;
 
 /// The whole config file of a connector.
 #[derive(Debug, Deserialize)]
@@ -117,19 +116,19 @@ impl PubsubSettings {
         if value.starts_with("projects/") {
             let parts: Vec<&str> = value.split('/').collect();
             if parts.len() != 4 || parts[2] != kind || parts.iter().any(|p| p.is_empty()) {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::new(format!(
                     "pubsub.{field}: {value:?} is not projects/PROJECT/{kind}/NAME"
                 )));
             }
             return Ok(value.to_owned());
         }
         if value.len() < 3 || value.contains('/') {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::new(format!(
                 "pubsub.{field}: {value:?} is not a valid id (3 or more characters, no slash)"
             )));
         }
         let project = self.project.as_deref().ok_or_else(|| {
-            ConfigError(format!(
+            ConfigError::new(format!(
                 "pubsub.project is not set (needed for pubsub.{field} {value:?}; set it or GOOGLE_CLOUD_PROJECT)"
             ))
         })?;
@@ -139,9 +138,8 @@ impl PubsubSettings {
     /// `projects/P/subscriptions/S`.
     pub fn subscription_path(&self) -> Result<String, ConfigError> {
         let s = self.subscription.as_deref().ok_or_else(|| {
-            ConfigError(
-                "pubsub.subscription is not set (set it in the config or GLUEFLEET_SUBSCRIPTION)"
-                    .into(),
+            ConfigError::new(
+                "pubsub.subscription is not set (set it in the config or GLUEFLEET_SUBSCRIPTION)",
             )
         })?;
         self.full_name("subscriptions", s, "subscription")
@@ -150,9 +148,8 @@ impl PubsubSettings {
     /// `projects/P/topics/T`.
     pub fn dead_letter_topic_path(&self) -> Result<String, ConfigError> {
         let t = self.dead_letter_topic.as_deref().ok_or_else(|| {
-            ConfigError(
-                "pubsub.dead_letter_topic is not set (set it or GLUEFLEET_DEAD_LETTER_TOPIC); without it a bad message could only be retried forever"
-                    .into(),
+            ConfigError::new(
+                "pubsub.dead_letter_topic is not set (set it or GLUEFLEET_DEAD_LETTER_TOPIC); without it a bad message could only be retried forever",
             )
         })?;
         self.full_name("topics", t, "dead_letter_topic")
@@ -175,18 +172,18 @@ impl PubsubSettings {
             ),
         ];
         for c in checks {
-            c.map_err(ConfigError)?;
+            c?;
         }
         if self.lease_extension < Duration::from_secs(10)
             || self.lease_extension > Duration::from_secs(600)
         {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::new(format!(
                 "pubsub.lease_extension is {}: it must be between 10s and 600s (Pub/Sub's ack deadline limits)",
                 humantime::format_duration(self.lease_extension)
             )));
         }
         if self.max_nack_hold > Duration::from_secs(3600) {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::new(format!(
                 "pubsub.max_nack_hold is {}: at most 1h",
                 humantime::format_duration(self.max_nack_hold)
             )));
@@ -217,10 +214,10 @@ pub fn interpolate(
         let after = &rest[i + 2..];
         let end = after
             .find('}')
-            .ok_or_else(|| ConfigError("config: ${ without a closing }".into()))?;
+            .ok_or_else(|| ConfigError::new("config: ${ without a closing }"))?;
         let name = &after[..end];
         let value = env(name).ok_or_else(|| {
-            ConfigError(format!(
+            ConfigError::new(format!(
                 "config: environment variable {name} is not set (the config refers to ${{{name}}})"
             ))
         })?;
@@ -251,7 +248,7 @@ fn fill(
         DeValue::String(s) if s.contains("${") => {
             let out = interpolate(s, env).map_err(|e| {
                 let (line, _) = line_of(text, span.start);
-                ConfigError(format!("{} at line {line}", e.0))
+                ConfigError::new(format!("{} at line {line}", e.message()))
             })?;
             if out != **s {
                 filled.push(Filled {
@@ -311,7 +308,7 @@ fn toml_error(mut e: toml::de::Error, text: &str, filled: &[Filled]) -> ConfigEr
             "",
             |_| "\n(${NAME} is filled in only inside a string value: write \"${NAME}\")",
         );
-    ConfigError(format!("config: {}{hint}", shown.trim_end()))
+    ConfigError::new(format!("config: {}{hint}", shown.trim_end()))
 }
 
 impl<T: DeserializeOwned, A: DeserializeOwned> Config<T, A> {
@@ -340,38 +337,36 @@ impl<T: DeserializeOwned, A: DeserializeOwned> Config<T, A> {
         if let Some(port) = env("PORT").filter(|v| !v.is_empty()) {
             config.server.port = port
                 .parse()
-                .map_err(|_| ConfigError(format!("PORT: {port:?} is not a port number")))?;
+                .map_err(|_| ConfigError::new(format!("PORT: {port:?} is not a port number")))?;
         }
         config.pubsub.validate()?;
         config
             .delivery
             .retry
             .validate()
-            .map_err(|e| ConfigError(format!("delivery.retry: {e}")))?;
+            .map_err(|e| ConfigError::new(format!("delivery.retry: {e}")))?;
         let idem = &config.delivery.idempotency;
         if idem.lease > Duration::from_secs(24 * 3600)
             || idem.ttl > Duration::from_secs(400 * 24 * 3600)
         {
-            return Err(ConfigError(
-                "delivery.idempotency: lease must be at most 24h and ttl at most 400 days".into(),
+            return Err(ConfigError::new(
+                "delivery.idempotency: lease must be at most 24h and ttl at most 400 days",
             ));
         }
         gluefleet_core::bounds::within(
             "delivery.max_event_bytes",
             config.delivery.max_event_bytes,
             1024..=gluefleet_core::bounds::PUBSUB_MAX_MESSAGE_BYTES,
-        )
-        .map_err(ConfigError)?;
+        )?;
         // Pub/Sub's own dead-letter policy counts at most 100 attempts.
         gluefleet_core::bounds::within(
             "delivery.max_delivery_attempts",
             config.delivery.max_delivery_attempts,
             1..=100,
-        )
-        .map_err(ConfigError)?;
+        )?;
         if config.routes.is_empty() {
-            return Err(ConfigError(
-                "routes: no [[routes]] configured; nothing would be delivered".into(),
+            return Err(ConfigError::new(
+                "routes: no [[routes]] configured; nothing would be delivered",
             ));
         }
         Ok(config)
@@ -417,23 +412,23 @@ mod tests {
             Config::<Target, toml::Value>::parse(&text, &env(&[("ERP_TOKEN", "t")])).err()
         };
         let e = with("lease_extension = \"5s\"", "[pubsub]").expect("5 s refused");
-        assert!(e.0.contains("pubsub.lease_extension"), "{e}");
+        assert!(e.message().contains("pubsub.lease_extension"), "{e}");
         let e = with("lease_extension = \"11m\"", "[pubsub]").expect("11 min refused");
-        assert!(e.0.contains("pubsub.lease_extension"), "{e}");
+        assert!(e.message().contains("pubsub.lease_extension"), "{e}");
         assert!(with("lease_extension = \"10m\"", "[pubsub]").is_none());
         let e = with("max_nack_hold = \"2h\"", "[pubsub]").expect("2 h refused");
-        assert!(e.0.contains("pubsub.max_nack_hold"), "{e}");
+        assert!(e.message().contains("pubsub.max_nack_hold"), "{e}");
         let text = format!("{BASE}\n[delivery.retry]\nbudget = \"300000000000y\"\n");
         let e = Config::<Target, toml::Value>::parse(&text, &env(&[("ERP_TOKEN", "t")]))
             .expect_err("a budget of ages refused");
         assert!(
-            e.0.contains("delivery.retry") && e.0.contains("budget"),
+            e.message().contains("delivery.retry") && e.message().contains("budget"),
             "{e}"
         );
         let text = format!("{BASE}\n[delivery.idempotency]\nlease = \"2d\"\n");
         let e = Config::<Target, toml::Value>::parse(&text, &env(&[("ERP_TOKEN", "t")]))
             .expect_err("a 2-day lease refused");
-        assert!(e.0.contains("delivery.idempotency"), "{e}");
+        assert!(e.message().contains("delivery.idempotency"), "{e}");
     }
 
     #[test]

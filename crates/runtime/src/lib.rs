@@ -182,16 +182,16 @@ fn idempotency_store(
         StoreKind::Memory => Ok(Arc::new(MemoryStore::with_max_keys(settings.max_keys))),
         StoreKind::Firestore => {
             let project = settings.project.as_ref().or(pubsub.project.as_ref()).ok_or_else(|| {
-                ConfigError("delivery.idempotency.project is not set (nor pubsub.project / GOOGLE_CLOUD_PROJECT)".into())
+                ConfigError::new("delivery.idempotency.project is not set (nor pubsub.project / GOOGLE_CLOUD_PROJECT)")
             })?;
             let db = Firestore::connect(http, project, &settings.database, &env_var)
-                .map_err(|e| ConfigError(format!("delivery.idempotency: {e}")))?;
+                .map_err(|e| ConfigError::new(format!("delivery.idempotency: {e}")))?;
             let collection = settings
                 .collection
                 .clone()
                 .unwrap_or_else(|| format!("gluefleet-idempotency-{connector}"));
             let store = FirestoreStore::new(db, collection)
-                .map_err(|e| ConfigError(format!("delivery.idempotency: {e}")))?;
+                .map_err(|e| ConfigError::new(format!("delivery.idempotency: {e}")))?;
             Ok(Arc::new(store))
         }
     }
@@ -202,11 +202,10 @@ fn env_var(name: &str) -> Option<String> {
 }
 
 fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
-    let path = path.ok_or_else(|| {
-        ConfigError("no config: pass --config PATH or set GLUEFLEET_CONFIG".into())
-    })?;
+    let path = path
+        .ok_or_else(|| ConfigError::new("no config: pass --config PATH or set GLUEFLEET_CONFIG"))?;
     let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("reading config {}: {e}", path.display())))?;
+        .map_err(|e| ConfigError::new(format!("reading config {}: {e}", path.display())))?;
     let config: Config<S::Target, S::RawAction> = Config::parse(&text, &env_var)?;
     let Config {
         pubsub,
@@ -217,24 +216,22 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
         target,
         routes,
     } = config;
-    let http = gluefleet_core::http::client().map_err(ConfigError)?;
+    let http = gluefleet_core::http::client()?;
     let connector =
-        S::build(target, http.clone()).map_err(|e| ConfigError(format!("target: {e}")))?;
+        S::build(target, http.clone()).map_err(|e| ConfigError::new(format!("target: {e}")))?;
     let routes = RouteTable::build(routes, &delivery.retry, |raw| {
         S::compile_action(&connector, raw)
-    })
-    .map_err(ConfigError)?;
-    let limits = RateLimits::new(&rate_limits).map_err(ConfigError)?;
+    })?;
+    let limits = RateLimits::new(&rate_limits)?;
     let auth: Option<Arc<dyn TokenProvider>> = match &auth {
         Some(a) => Some(
             a.provider(http.clone())
-                .map_err(|e| ConfigError(format!("auth: {e}")))?,
+                .map_err(|e| ConfigError::new(format!("auth: {e}")))?,
         ),
         None => None,
     };
     let store = idempotency_store(S::NAME, &delivery.idempotency, &pubsub, http.clone())?;
-    let pipeline = Pipeline::new(connector, routes, Some(store), limits, auth, delivery)
-        .map_err(ConfigError)?;
+    let pipeline = Pipeline::new(connector, routes, Some(store), limits, auth, delivery)?;
     Ok(Built {
         pubsub,
         server,
@@ -267,7 +264,7 @@ pub async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
             }
             Err(e) => {
                 tracing::error!(error = %e, "Worker stopped.");
-                eprintln!("gluefleet-{}: {}", S::NAME, e.0);
+                eprintln!("gluefleet-{}: {}", S::NAME, e.message());
                 ExitCode::from(EXIT_CONFIG)
             }
         },
@@ -315,14 +312,14 @@ async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
                 Ok(what) => line(true, &what),
                 Err(e) => line(false, &e),
             },
-            Err(e) => line(false, &e.0),
+            Err(e) => line(false, e.message()),
         }
         match p.dead_letter_topic_path() {
             Ok(t) => match conn.check_topic(&t).await {
                 Ok(what) => line(true, &what),
                 Err(e) => line(false, &e),
             },
-            Err(e) => line(false, &e.0),
+            Err(e) => line(false, e.message()),
         }
     }
     if ok {
@@ -365,7 +362,9 @@ async fn deliver<S: Spec>(
                     .create(true)
                     .append(true)
                     .open(f)
-                    .map_err(|e| ConfigError(format!("--dead-letters {}: {e}", f.display())))?,
+                    .map_err(|e| {
+                        ConfigError::new(format!("--dead-letters {}: {e}", f.display()))
+                    })?,
             )),
             None => DeadLetterSink::Stderr,
         };
@@ -379,11 +378,11 @@ async fn deliver<S: Spec>(
             let mut s = String::new();
             tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::stdin(), &mut s)
                 .await
-                .map_err(|e| ConfigError(format!("reading stdin: {e}")))?;
+                .map_err(|e| ConfigError::new(format!("reading stdin: {e}")))?;
             s
         } else {
             std::fs::read_to_string(path)
-                .map_err(|e| ConfigError(format!("--source {source}: {e}")))?
+                .map_err(|e| ConfigError::new(format!("--source {source}: {e}")))?
         };
         let broken = run_file(&engine, &text, cli, drain).await;
         print_summary(&engine, started);
@@ -393,8 +392,8 @@ async fn deliver<S: Spec>(
     let subscription = p.subscription_path()?;
     let dl_topic = p.dead_letter_topic_path()?;
     let conn = pubsub::Connection::new(&p);
-    let client = conn.subscriber().await.map_err(ConfigError)?;
-    let publisher = conn.publisher(&dl_topic).await.map_err(ConfigError)?;
+    let client = conn.subscriber().await.map_err(ConfigError::from)?;
+    let publisher = conn.publisher(&dl_topic).await.map_err(ConfigError::from)?;
     let origin = Origin {
         connector: S::NAME.into(),
         subscription: subscription.clone(),

@@ -637,7 +637,7 @@ proptest! {
         }
         // The routes also build into a table that finds each one.
         let types: Vec<String> = g.routes.iter().map(|r| r.event_type.clone()).collect();
-        let table = RouteTable::build(c.routes, &c.delivery.retry, Ok)
+        let table = RouteTable::build(c.routes, &c.delivery.retry, Ok::<_, gluefleet_core::ConfigError>)
             .map_err(|e| TestCaseError::fail(format!("routes: {e}")))?;
         for t in types {
             let probe = t.strip_suffix('*').map_or(t.clone(), |p| format!("{p}x"));

@@ -48,7 +48,7 @@ static ROUTES: LazyLock<RouteTable<()>> = LazyLock::new(|| {
             action: (),
         })
         .collect();
-    RouteTable::build(raw, &RetrySettings::default(), Ok).expect("fixed routes build")
+    RouteTable::build(raw, &RetrySettings::default(), Ok::<_, gluefleet_core::ConfigError>).expect("fixed routes build")
 });
 
 fuzz_target!(|input: &[u8]| {

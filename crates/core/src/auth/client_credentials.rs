@@ -95,7 +95,10 @@ pub struct ClientCredentials {
 
 impl ClientCredentials {
     /// A provider for `config`, fetching tokens with `http`.
-    pub fn new(config: ClientCredentialsConfig, http: reqwest::Client) -> Result<Self, String> {
+    pub fn new(
+        config: ClientCredentialsConfig,
+        http: reqwest::Client,
+    ) -> Result<Self, crate::config::ConfigError> {
         let token_url = TokenUrl::new(config.token_url.clone())
             .map_err(|e| format!("auth.token_url {:?}: {e}", config.token_url))?;
         // The client secret goes to this URL: plain http only to this machine.
@@ -103,7 +106,8 @@ impl ClientCredentials {
             return Err(format!(
                 "auth.token_url {:?} must be https (plain http is allowed only to localhost)",
                 config.token_url
-            ));
+            )
+            .into());
         }
         Ok(Self {
             config,

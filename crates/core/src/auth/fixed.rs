@@ -36,7 +36,7 @@ impl Fixed {
     }
 
     /// `<header>: <key>`.
-    pub fn api_key(header: &str, key: SecretString) -> Result<Self, String> {
+    pub fn api_key(header: &str, key: SecretString) -> Result<Self, crate::config::ConfigError> {
         let header = http::HeaderName::try_from(header)
             .map_err(|_| format!("auth.header {header:?} is not a valid HTTP header name"))?;
         Ok(Self {

@@ -18,7 +18,7 @@ pub struct Google {
 
 impl Google {
     /// ADC for `scopes` (e.g. `https://www.googleapis.com/auth/datastore`).
-    pub fn new(scopes: &[&str]) -> Result<Self, String> {
+    pub fn new(scopes: &[&str]) -> Result<Self, crate::config::ConfigError> {
         let credentials = Builder::default()
             .with_scopes(scopes.iter().map(|s| (*s).to_owned()))
             .build()

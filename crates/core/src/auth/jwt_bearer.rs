@@ -98,7 +98,10 @@ pub struct JwtBearer {
 
 impl JwtBearer {
     /// Checks the config (the key must parse) and builds the provider.
-    pub fn new(config: JwtBearerConfig, http: reqwest::Client) -> Result<Self, String> {
+    pub fn new(
+        config: JwtBearerConfig,
+        http: reqwest::Client,
+    ) -> Result<Self, crate::config::ConfigError> {
         let key =
             jsonwebtoken::EncodingKey::from_rsa_pem(config.private_key.expose_secret().as_bytes())
                 .map_err(|e| format!("auth.private_key is not an RSA private key in PEM: {e}"))?;
@@ -110,7 +113,8 @@ impl JwtBearer {
         if !super::is_safe_token_url(&token_url) {
             return Err(format!(
                 "auth: token URL {token_url:?} must be https (plain http only to localhost)"
-            ));
+            )
+            .into());
         }
         let audience = config
             .audience
@@ -281,7 +285,7 @@ mod tests {
             reqwest::Client::new(),
         )
         .expect_err("bad key");
-        assert!(err.contains("private_key"), "{err}");
+        assert!(err.message().contains("private_key"), "{err}");
         let pem = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
         assert!(
             JwtBearer::new(

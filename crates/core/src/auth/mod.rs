@@ -83,6 +83,16 @@ impl Credential {
     pub fn generation(&self) -> u64 {
         self.generation
     }
+
+    /// The newest of the credentials that a batch's items were attempted
+    /// with. They come from one provider, so the newest is the one to send:
+    /// a retry after a refresh never goes out with the stale token of a
+    /// first attempt sharing its batch.
+    pub fn newest<'a>(
+        credentials: impl IntoIterator<Item = &'a Credential>,
+    ) -> Option<&'a Credential> {
+        credentials.into_iter().max_by_key(|c| c.generation())
+    }
 }
 
 impl fmt::Debug for Credential {
@@ -157,16 +167,7 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
 /// this machine (tests, local token servers): a secret never crosses a
 /// network in clear.
 pub fn is_safe_token_url(url: &str) -> bool {
-    match url::Url::parse(url) {
-        Ok(u) if u.scheme() == "https" => true,
-        Ok(u) if u.scheme() == "http" => match u.host() {
-            Some(url::Host::Domain(d)) => d == "localhost",
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        },
-        _ => false,
-    }
+    crate::http::checked_url("token_url", url, crate::http::Insecure::LoopbackOnly).is_ok()
 }
 
 /// The API endpoint a token response names (Salesforce's `instance_url`),
@@ -216,7 +217,7 @@ pub enum AuthConfig {
 impl AuthConfig {
     /// Token lifetimes feed `Instant + lifetime`: bounded so that no typo can
     /// overflow the clock on the first fetch.
-    fn check_ranges(&self) -> Result<(), String> {
+    fn check_ranges(&self) -> Result<(), crate::config::ConfigError> {
         use crate::bounds::duration_within;
         use std::time::Duration;
         let day = Duration::from_secs(24 * 3600);
@@ -250,7 +251,10 @@ fn default_api_key_header() -> String {
 
 impl AuthConfig {
     /// Builds the provider this config describes.
-    pub fn provider(&self, http: reqwest::Client) -> Result<Arc<dyn TokenProvider>, String> {
+    pub fn provider(
+        &self,
+        http: reqwest::Client,
+    ) -> Result<Arc<dyn TokenProvider>, crate::config::ConfigError> {
         self.check_ranges()?;
         Ok(match self {
             AuthConfig::Oauth2ClientCredentials(c) => {

@@ -102,7 +102,7 @@ impl Firestore {
         project: &str,
         database: &str,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::config::ConfigError> {
         let emulator = env("FIRESTORE_EMULATOR_HOST").filter(|h| !h.is_empty());
         let auth: Arc<dyn TokenProvider> = match &emulator {
             Some(_) => Arc::new(crate::auth::Fixed::bearer(&secrecy::SecretString::from(

@@ -56,12 +56,15 @@ fn timestamp(doc: &Document, field: &str) -> Option<SystemTime> {
 
 impl FirestoreStore {
     /// A ledger in `collection` of `db`.
-    pub fn new(db: Firestore, collection: impl Into<String>) -> Result<Self, String> {
+    pub fn new(
+        db: Firestore,
+        collection: impl Into<String>,
+    ) -> Result<Self, crate::config::ConfigError> {
         let collection = collection.into();
         if collection.is_empty() || collection.contains('/') {
-            return Err(format!(
-                "idempotency collection {collection:?} must be one collection id"
-            ));
+            return Err(
+                format!("idempotency collection {collection:?} must be one collection id").into(),
+            );
         }
         Ok(Self { db, collection })
     }

@@ -90,7 +90,7 @@ impl RetryOverrides {
 
 impl RetrySettings {
     /// Checks the settings make sense together.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
         crate::bounds::within("max_attempts", self.max_attempts, 1..=MAX_ATTEMPTS)?;
         if self.initial_backoff.is_zero() || self.initial_backoff > self.max_backoff {
             return Err("initial_backoff must be more than zero and at most max_backoff".into());

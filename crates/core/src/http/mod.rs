@@ -1,6 +1,15 @@
-//! The one way connectors build an HTTP client, so every connector gets the
-//! same TLS stack (rustls), timeouts and user agent.
+//! HTTP for every connector: one way to build the client (the same TLS
+//! stack, rustls, timeouts and user agent everywhere), one [`Edge`] to send
+//! through, and one rule for where a configured URL may point
+//! ([`checked_url`]).
 
+mod edge;
+mod secure;
+
+pub use edge::{Answer, Edge, Outgoing, transport_error};
+pub use secure::{Insecure, checked_url, is_loopback};
+
+use crate::config::ConfigError;
 use std::time::Duration;
 
 /// The user agent every gluefleet request carries.
@@ -16,13 +25,25 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// A client with gluefleet's defaults: rustls, 10 s connect timeout,
 /// [`REQUEST_TIMEOUT`] for requests that set none, HTTP keep-alive pooling
 /// (one client per process is shared by all tasks).
-pub fn client() -> Result<reqwest::Client, String> {
+pub fn client() -> Result<reqwest::Client, ConfigError> {
+    build(builder())
+}
+
+/// The builder behind [`client`], for a connector that needs one more
+/// setting on top of the defaults (SAP's per-service cookie jar).
+pub fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(Duration::from_secs(10))
         .timeout(REQUEST_TIMEOUT)
         .pool_idle_timeout(Duration::from_secs(90))
         .redirect(reqwest::redirect::Policy::none())
+}
+
+/// Builds a client from [`builder`]; the error says the TLS stack could not
+/// start (no usable root certificates), which no setting can fix at runtime.
+pub fn build(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, ConfigError> {
+    builder
         .build()
-        .map_err(|e| format!("building the HTTP client: {e}"))
+        .map_err(|e| ConfigError::new(format!("building the HTTP client: {e}")))
 }

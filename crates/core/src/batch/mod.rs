@@ -23,6 +23,9 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 /// The clock of write deadlines ([`Request::deadline`](crate::Request::deadline)).
 pub use tokio::time::Instant;
 
+mod config;
+pub use config::{BatchConfig, MIN_BATCH_BYTES, VendorLimits};
+
 /// Batch limits. Defaults: 500 items, 9 MiB, 5 ms linger, 2 batches in flight.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchSettings {

@@ -1,0 +1,320 @@
+//! The HTTP edge every REST connector sends through: the credential, the
+//! attempt's timeout, transport errors classified once, `Retry-After`
+//! parsed, each request counted under one name, the answer handed back.
+//!
+//! What an answer *means* (a 409 that is "already done", a quota error
+//! inside a 200) is the connector's; the edge only turns what every HTTP API
+//! shares into [`ConnectorError`]s, so two connectors never disagree on a 503.
+
+use crate::ConnectorError;
+use crate::auth::Credential;
+use crate::classify::{class_of_reqwest_error, parse_retry_after};
+use crate::error::ErrorClass;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// How much of an error body goes into an error message.
+const SNIPPET_CHARS: usize = 300;
+
+/// One HTTP client and the count of requests it sent.
+///
+/// Cheap to clone: clones share the connection pool and the counter.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    http: reqwest::Client,
+    requests: Arc<AtomicU64>,
+}
+
+/// One request about to go out.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    /// `METHOD /path` as the vendor would name it, for error messages.
+    pub what: String,
+    /// The request, without credential or timeout.
+    pub request: reqwest::RequestBuilder,
+    /// Sent as its own header, when there is one.
+    pub credential: Option<&'a Credential>,
+    /// The attempt's time left: the request is cut off then.
+    pub timeout: Duration,
+}
+
+/// An answer, whatever its status.
+#[derive(Debug)]
+pub struct Answer {
+    /// `METHOD /path`, as in [`Outgoing::what`].
+    pub what: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: http::HeaderMap,
+    /// The body as text (empty when there was none or it could not be read).
+    pub body: String,
+}
+
+impl Edge {
+    /// An edge over `http` (see [`client`](super::client)).
+    pub fn new(http: reqwest::Client) -> Self {
+        Self {
+            http,
+            requests: Arc::default(),
+        }
+    }
+
+    /// A request to fill in and [`send`](Self::send).
+    pub fn request(
+        &self,
+        method: http::Method,
+        url: impl reqwest::IntoUrl,
+    ) -> reqwest::RequestBuilder {
+        self.http.request(method, url)
+    }
+
+    /// Requests that left this process (a request refused before it was
+    /// built is not one).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Sends one request and reads the answer. Errors only when there is no
+    /// answer: a request that cannot be built (permanent, nothing sent, not
+    /// counted), a connection that could not be made (transient, nothing
+    /// sent), or a request cut off or broken after it left (transient and
+    /// [outcome unknown](ConnectorError::is_outcome_unknown): the server may
+    /// have applied it).
+    pub async fn send(&self, out: Outgoing<'_>) -> Result<Answer, ConnectorError> {
+        let Outgoing {
+            what,
+            mut request,
+            credential,
+            timeout,
+        } = out;
+        if let Some(c) = credential {
+            request = request.header(c.header_name(), c.header_value()?);
+        }
+        let request = request.timeout(timeout).build().map_err(|e| {
+            ConnectorError::permanent(format!("{what}: the request cannot be built: {e}"))
+        })?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| transport_error(e, &what))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        // A body cut off mid-read leaves the status, which is what decides.
+        let body = response.text().await.unwrap_or_default();
+        Ok(Answer {
+            what,
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A request that got no answer, classified: see [`Edge::send`].
+pub fn transport_error(e: reqwest::Error, what: &str) -> ConnectorError {
+    let class = class_of_reqwest_error(&e);
+    let (message, unsent) = if e.is_builder() {
+        (format!("{what}: the request cannot be built"), true)
+    } else if e.is_timeout() {
+        (format!("{what}: no answer in time"), false)
+    } else if e.is_connect() {
+        (format!("{what}: cannot connect"), true)
+    } else {
+        (format!("{what}: request failed"), false)
+    };
+    let err = match class {
+        ErrorClass::Permanent => ConnectorError::permanent(message),
+        _ => ConnectorError::transient(message),
+    }
+    .with_source(e);
+    if unsent {
+        err
+    } else {
+        err.with_outcome_unknown()
+    }
+}
+
+impl Answer {
+    /// 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// A header as text, when present and readable.
+    pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `Retry-After` as a delay from now (seconds or an HTTP date).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.header(http::header::RETRY_AFTER)
+            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+    }
+
+    /// The body as JSON: `null` when empty, a JSON string when it is not JSON.
+    pub fn json(&self) -> Value {
+        if self.body.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&self.body).unwrap_or_else(|_| Value::String(self.body.clone()))
+        }
+    }
+
+    /// The start of the body, for error messages.
+    pub fn snippet(&self) -> String {
+        self.body.trim().chars().take(SNIPPET_CHARS).collect()
+    }
+
+    /// This answer as a failure, classified by the shared status table
+    /// ([`class_of_status`](crate::classify::class_of_status)), with the body's
+    /// start as the detail. See [`error_with`](Self::error_with).
+    pub fn error(&self) -> ConnectorError {
+        self.error_with(&self.snippet())
+    }
+
+    /// This answer as a failure, with `detail` (what the vendor's error body
+    /// says, read by the connector) in the message. A 429's or 503's
+    /// `Retry-After` is kept; a 503 with one is the server asking for a
+    /// pause, so it is rate-limited rather than transient.
+    pub fn error_with(&self, detail: &str) -> ConnectorError {
+        let status = self.status;
+        let detail = detail.trim();
+        let message = if detail.is_empty() {
+            format!("{} answered {status}", self.what)
+        } else {
+            format!("{} answered {status}: {detail}", self.what)
+        };
+        let retry_after = self.retry_after();
+        if status == 503 && retry_after.is_some() {
+            return ConnectorError::rate_limited(message, retry_after).with_http_status(status);
+        }
+        ConnectorError::from_status(status, message, retry_after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, headers: &[(&'static str, &str)], body: &str) -> Answer {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, http::HeaderValue::from_str(v).expect("header"));
+        }
+        Answer {
+            what: "POST /orders".into(),
+            status,
+            headers: map,
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn answers_classify_by_the_shared_table() {
+        assert!(answer(503, &[], "").error().is_transient());
+        let e = answer(503, &[("retry-after", "3")], "").error();
+        assert!(e.is_rate_limited(), "{e}");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(e.http_status(), Some(503));
+        let e = answer(429, &[("retry-after", "2")], "").error();
+        assert!(e.is_rate_limited() && e.retry_after() == Some(Duration::from_secs(2)));
+        let e = answer(400, &[], r#"{"error":"total missing"}"#).error();
+        assert!(
+            e.is_permanent() && e.message().contains("total missing"),
+            "{e}"
+        );
+        assert!(e.message().starts_with("POST /orders answered 400"), "{e}");
+        assert!(answer(401, &[], "").error().is_unauthorized());
+        assert_eq!(
+            answer(500, &[], "").error().message(),
+            "POST /orders answered 500"
+        );
+    }
+
+    #[test]
+    fn bodies_read_as_json_or_text() {
+        assert_eq!(answer(200, &[], "").json(), Value::Null);
+        assert_eq!(answer(200, &[], r#"{"a":1}"#).json()["a"], 1);
+        assert_eq!(
+            answer(200, &[], "oops").json(),
+            Value::String("oops".into())
+        );
+        assert_eq!(
+            answer(400, &[], &"x".repeat(1000)).snippet().len(),
+            SNIPPET_CHARS
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_built_is_not_sent_nor_counted() {
+        let edge = Edge::new(reqwest::Client::new());
+        let err = edge
+            .send(Outgoing {
+                what: "POST /x".into(),
+                request: edge
+                    .request(http::Method::POST, "http://127.0.0.1:9/x")
+                    .header("x-bad", "a\r\nb"),
+                credential: None,
+                timeout: Duration::from_secs(1),
+            })
+            .await
+            .expect_err("refused");
+        assert!(err.is_permanent() && !err.is_outcome_unknown(), "{err}");
+        assert_eq!(edge.requests(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_transient_and_known_unsent() {
+        // Bind and drop: nothing listens on the port afterwards.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let edge = Edge::new(reqwest::Client::new());
+        let err = edge
+            .send(Outgoing {
+                what: "POST /x".into(),
+                request: edge.request(http::Method::POST, format!("http://127.0.0.1:{port}/x")),
+                credential: None,
+                timeout: Duration::from_secs(5),
+            })
+            .await
+            .expect_err("nothing listens");
+        assert!(err.is_transient() && !err.is_outcome_unknown(), "{err}");
+        assert!(err.message().contains("cannot connect"), "{err}");
+        assert_eq!(edge.requests(), 1, "it left the process");
+    }
+
+    #[tokio::test]
+    async fn a_request_cut_off_after_it_left_has_an_unknown_outcome() {
+        // Accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let edge = Edge::new(reqwest::Client::new());
+        let err = edge
+            .send(Outgoing {
+                what: "POST /x".into(),
+                request: edge.request(http::Method::POST, format!("http://{addr}/x")),
+                credential: None,
+                timeout: Duration::from_millis(200),
+            })
+            .await
+            .expect_err("cut off");
+        hold.abort();
+        assert!(err.is_transient() && err.is_outcome_unknown(), "{err}");
+        assert!(err.message().contains("no answer in time"), "{err}");
+    }
+}
