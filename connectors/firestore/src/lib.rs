@@ -18,7 +18,6 @@ pub use service::FirestoreConnector;
 pub struct FirestoreSpec;
 
 impl gluefleet_runtime::Spec for FirestoreSpec {
-    const NAME: &'static str = "firestore";
     type Target = Target;
     type RawAction = RawAction;
     type Connector = FirestoreConnector;

@@ -100,9 +100,7 @@ fn short(v: &Value) -> String {
 impl Connector for FirestoreConnector {
     type Action = Action;
 
-    fn name(&self) -> &'static str {
-        "firestore"
-    }
+    const NAME: &'static str = "firestore";
 
     async fn call(&self, r: Request<'_, Action>) -> Result<Delivered, ConnectorError> {
         let action = &r.route.action;

@@ -18,7 +18,6 @@ pub use service::RestConnector;
 pub struct LegacyRest;
 
 impl gluefleet_runtime::Spec for LegacyRest {
-    const NAME: &'static str = "legacy-rest";
     type Target = Target;
     type RawAction = RawAction;
     type Connector = RestConnector;

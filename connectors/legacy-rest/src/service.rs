@@ -25,9 +25,7 @@ impl RestConnector {
 impl Connector for RestConnector {
     type Action = Action;
 
-    fn name(&self) -> &'static str {
-        "legacy-rest"
-    }
+    const NAME: &'static str = "legacy-rest";
 
     async fn call(&self, r: Request<'_, Action>) -> Result<Delivered, ConnectorError> {
         let a = &r.route.action;

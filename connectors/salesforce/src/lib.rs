@@ -20,7 +20,6 @@ pub use service::SalesforceConnector;
 pub struct SalesforceSpec;
 
 impl gluefleet_runtime::Spec for SalesforceSpec {
-    const NAME: &'static str = "salesforce";
     type Target = Target;
     type RawAction = RawAction;
     type Connector = SalesforceConnector;

@@ -163,9 +163,7 @@ fn fields_of(
 impl Connector for SalesforceConnector {
     type Action = Action;
 
-    fn name(&self) -> &'static str {
-        "salesforce"
-    }
+    const NAME: &'static str = "salesforce";
 
     async fn call(&self, r: Request<'_, Action>) -> Result<Delivered, ConnectorError> {
         let a = &r.route.action;

@@ -21,7 +21,6 @@ pub use service::SapConnector;
 pub struct SapSpec;
 
 impl gluefleet_runtime::Spec for SapSpec {
-    const NAME: &'static str = "sap-odata";
     type Target = Target;
     type RawAction = RawAction;
     type Connector = SapConnector;

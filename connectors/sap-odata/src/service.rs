@@ -311,9 +311,7 @@ impl SapConnector {
 impl Connector for SapConnector {
     type Action = Action;
 
-    fn name(&self) -> &'static str {
-        "sap-odata"
-    }
+    const NAME: &'static str = "sap-odata";
 
     async fn call(&self, r: Request<'_, Action>) -> Result<Delivered, ConnectorError> {
         let a = &r.route.action;

@@ -205,9 +205,7 @@ struct AppliesAtOnce;
 
 impl Connector for AppliesAtOnce {
     type Action = ();
-    fn name(&self) -> &'static str {
-        "bench"
-    }
+    const NAME: &'static str = "bench";
     async fn call(&self, _: Request<'_, ()>) -> Result<Delivered, ConnectorError> {
         Ok(Delivered::Applied)
     }

@@ -49,8 +49,9 @@ pub trait Connector: Send + Sync + 'static {
     /// A route's action, checked when the config loads.
     type Action: Send + Sync + std::fmt::Debug + 'static;
 
-    /// The connector's name, as in `gluefleet-<name>`.
-    fn name(&self) -> &'static str;
+    /// The connector's name, as in `gluefleet-<name>`: its binary, its
+    /// logs, its idempotency keys and its dead letters all carry it.
+    const NAME: &'static str;
 
     /// Makes one call for one event. Classify every failure once, here.
     fn call(

@@ -268,7 +268,7 @@ impl<C: Connector> Pipeline<C> {
                 ),
             };
         };
-        let key = idempotency_key(self.connector.name(), &event, route);
+        let key = idempotency_key(C::NAME, &event, route);
         let idem = &self.settings.idempotency;
         let mut claim = None;
         if let Some(store) = &self.store {

@@ -54,9 +54,7 @@ struct Counting {
 
 impl Connector for Counting {
     type Action = Action;
-    fn name(&self) -> &'static str {
-        "counting"
-    }
+    const NAME: &'static str = "counting";
     async fn call(&self, r: Request<'_, Action>) -> Result<Delivered, ConnectorError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match r.route.action.behaviour {

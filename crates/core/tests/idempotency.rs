@@ -23,9 +23,7 @@ struct Recorder(Keys);
 
 impl Connector for Recorder {
     type Action = ();
-    fn name(&self) -> &'static str {
-        "recorder"
-    }
+    const NAME: &'static str = "recorder";
     async fn call(&self, r: Request<'_, ()>) -> Result<Delivered, ConnectorError> {
         self.0
             .lock()

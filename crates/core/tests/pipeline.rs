@@ -41,9 +41,7 @@ struct Handle(Arc<Scripted>);
 
 impl Connector for Handle {
     type Action = ();
-    fn name(&self) -> &'static str {
-        "scripted"
-    }
+    const NAME: &'static str = "scripted";
     async fn call(&self, r: Request<'_, ()>) -> Answer {
         self.0
             .calls

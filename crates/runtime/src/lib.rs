@@ -54,8 +54,12 @@ pub const EXIT_BROKEN: u8 = 70;
 
 /// What a connector tells the runtime about itself.
 pub trait Spec: 'static {
-    /// `legacy-rest`, `firestore`, ...
-    const NAME: &'static str;
+    /// The connector's name (`legacy-rest`, `firestore`, ...), said once,
+    /// by its [`Connector::NAME`].
+    fn name() -> &'static str {
+        <Self::Connector as Connector>::NAME
+    }
+
     /// The `[target]` table.
     type Target: DeserializeOwned + std::fmt::Debug;
     /// A route's `action` table, as written.
@@ -123,7 +127,7 @@ pub enum Mode {
 
 /// Runs the connector `S` with the process's arguments.
 pub fn main<S: Spec>() -> ExitCode {
-    let name = format!("gluefleet-{}", S::NAME);
+    let name = format!("gluefleet-{}", S::name());
     let parsed = Cli::command()
         .name(name.clone())
         .bin_name(name)
@@ -152,7 +156,10 @@ pub fn main<S: Spec>() -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("gluefleet-{}: cannot start the async runtime: {e}", S::NAME);
+            eprintln!(
+                "gluefleet-{}: cannot start the async runtime: {e}",
+                S::name()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -230,7 +237,7 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
         ),
         None => None,
     };
-    let store = idempotency_store(S::NAME, &delivery.idempotency, &pubsub, http.clone())?;
+    let store = idempotency_store(S::name(), &delivery.idempotency, &pubsub, http.clone())?;
     let pipeline = Pipeline::new(connector, routes, Some(store), limits, auth, delivery)?;
     Ok(Built {
         pubsub,
@@ -246,11 +253,11 @@ pub async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
     let built = match build::<S>(cli.config.as_ref()) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("gluefleet-{}: bad config: {e}", S::NAME);
+            eprintln!("gluefleet-{}: bad config: {e}", S::name());
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    logging::init(S::NAME, built.pubsub.project.clone());
+    logging::init(S::name(), built.pubsub.project.clone());
     match mode {
         Mode::Check => check::<S>(&built, cli.source.is_some()).await,
         Mode::Run | Mode::Job => match deliver::<S>(built, &cli, mode).await {
@@ -258,13 +265,13 @@ pub async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
             Ok(Some(reason)) => {
                 eprintln!(
                     "gluefleet-{}: the connector cannot deliver any more: {reason}",
-                    S::NAME
+                    S::name()
                 );
                 ExitCode::from(EXIT_BROKEN)
             }
             Err(e) => {
                 tracing::error!(error = %e, "Worker stopped.");
-                eprintln!("gluefleet-{}: {}", S::NAME, e.message());
+                eprintln!("gluefleet-{}: {}", S::name(), e.message());
                 ExitCode::from(EXIT_CONFIG)
             }
         },
@@ -369,7 +376,7 @@ async fn deliver<S: Spec>(
             None => DeadLetterSink::Stderr,
         };
         let origin = Origin {
-            connector: S::NAME.into(),
+            connector: S::name().into(),
             subscription: format!("file:{path}"),
         };
         let engine = Engine::new(pipeline, sink, origin, p.concurrency, p.max_nack_hold);
@@ -395,7 +402,7 @@ async fn deliver<S: Spec>(
     let client = conn.subscriber().await.map_err(ConfigError::from)?;
     let publisher = conn.publisher(&dl_topic).await.map_err(ConfigError::from)?;
     let origin = Origin {
-        connector: S::NAME.into(),
+        connector: S::name().into(),
         subscription: subscription.clone(),
     };
     let engine = Engine::new(

@@ -18,9 +18,7 @@ struct Faulty {
 
 impl Connector for Faulty {
     type Action = toml::Value;
-    fn name(&self) -> &'static str {
-        "faulty"
-    }
+    const NAME: &'static str = "faulty";
     async fn call(&self, r: Request<'_, toml::Value>) -> Result<Delivered, ConnectorError> {
         self.batcher.submit(1, None, 1, r.deadline).await?;
         Ok(Delivered::Applied)
@@ -36,7 +34,6 @@ impl Connector for Faulty {
 struct FaultySpec;
 
 impl Spec for FaultySpec {
-    const NAME: &'static str = "faulty";
     type Target = toml::Value;
     type RawAction = toml::Value;
     type Connector = Faulty;
