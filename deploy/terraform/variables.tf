@@ -18,6 +18,13 @@ variable "connector" {
     condition     = can(regex("^[a-z]([-a-z0-9]{0,18}[a-z0-9])?$", var.connector))
     error_message = "connector must be 1-20 characters of a-z, 0-9 and '-', start with a letter and not end with '-'."
   }
+
+  validation {
+    # The connectors this repository builds: a typo fails at plan, not as an
+    # image that does not exist. `cargo xtask new-connector` adds to it.
+    condition     = contains(["firestore", "legacy-rest", "salesforce", "sap-odata"], var.connector) # gluefleet:connectors
+    error_message = "connector must name a crate under connectors/ (see the list in this validation)."
+  }
 }
 
 variable "source_topic" {

@@ -6,10 +6,12 @@
 //!   Pub/Sub client: throughput, CPU per 10k messages, memory, readiness.
 //! - `cargo xtask bench core`: the criterion micro-benchmarks of the core path.
 //! - `cargo xtask bench firestore|salesforce|sap-odata`: API calls per 1,000 events and events/s.
+//! - `cargo xtask new-connector <name>`: a new connector crate from connectors/template.
 
 mod bench;
 mod compare;
 mod demo;
+mod new_connector;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -66,6 +68,17 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         workers: Vec<String>,
     },
+    /// A new connector crate, connectors/<name>, from connectors/template:
+    /// with its Cloud Run service and job manifests, and added to the
+    /// Dockerfile's and Terraform's lists of connectors. It builds and
+    /// passes its tests as generated; the command prints what to edit next.
+    NewConnector {
+        /// 1 to 20 characters of a-z, 0-9 and '-' (e.g. acme-crm).
+        name: String,
+        /// The workspace to generate into (default: this one).
+        #[arg(long)]
+        root: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +122,7 @@ enum Bench {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Demo { no_emulator } => demo::main(no_emulator),
+        Command::NewConnector { name, root } => new_connector::main(&name, root.as_deref()),
         Command::Bench {
             which: None,
             events,
