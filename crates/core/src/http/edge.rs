@@ -115,17 +115,21 @@ impl Edge {
     }
 }
 
-/// A request that got no answer, classified: see [`Edge::send`].
+/// A request that got no answer, classified: see [`Edge::send`]. The
+/// message ends with the innermost cause (`invalid peer certificate:
+/// UnknownIssuer`, `Connection refused`), which says what to fix; the URL
+/// (which can carry a query) is left out.
 pub fn transport_error(e: reqwest::Error, what: &str) -> ConnectorError {
     let class = class_of_reqwest_error(&e);
+    let why = root_cause(&e).map(|c| format!(": {c}")).unwrap_or_default();
     let (message, unsent) = if e.is_builder() {
-        (format!("{what}: the request cannot be built"), true)
+        (format!("{what}: the request cannot be built{why}"), true)
     } else if e.is_timeout() {
         (format!("{what}: no answer in time"), false)
     } else if e.is_connect() {
-        (format!("{what}: cannot connect"), true)
+        (format!("{what}: cannot connect{why}"), true)
     } else {
-        (format!("{what}: request failed"), false)
+        (format!("{what}: request failed{why}"), false)
     };
     let err = match class {
         ErrorClass::Permanent => ConnectorError::permanent(message),
@@ -137,6 +141,15 @@ pub fn transport_error(e: reqwest::Error, what: &str) -> ConnectorError {
     } else {
         err.with_outcome_unknown()
     }
+}
+
+/// The innermost error below `e`, as text; `None` when `e` has no cause.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = e.source()?;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    Some(cause.to_string())
 }
 
 impl Answer {
@@ -287,7 +300,53 @@ mod tests {
             .expect_err("nothing listens");
         assert!(err.is_transient() && !err.is_outcome_unknown(), "{err}");
         assert!(err.message().contains("cannot connect"), "{err}");
+        assert!(
+            err.message().to_lowercase().contains("refused"),
+            "the cause is named: {err}"
+        );
+        assert!(
+            !err.message().contains("127.0.0.1"),
+            "no URL in the message: {err}"
+        );
         assert_eq!(edge.requests(), 1, "it left the process");
+    }
+
+    #[tokio::test]
+    async fn a_tls_failure_says_why() {
+        // A plain-text server where TLS is expected: the handshake fails.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let serve = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let edge = Edge::new(crate::http::client().expect("client"));
+        let err = edge
+            .send(Outgoing {
+                what: "GET /".into(),
+                request: edge.request(
+                    http::Method::GET,
+                    format!("https://localhost:{}/", addr.port()),
+                ),
+                credential: None,
+                timeout: Duration::from_secs(5),
+            })
+            .await
+            .expect_err("no TLS there");
+        serve.abort();
+        assert!(err.is_transient(), "{err}");
+        let text = err.message();
+        assert!(
+            text.len() > "GET /: cannot connect: ".len(),
+            "a reason follows: {text}"
+        );
+        assert!(text.starts_with("GET /: cannot connect: "), "{text}");
     }
 
     #[tokio::test]
