@@ -56,12 +56,7 @@ impl Client {
                 )
             })?;
         let settings = target.batch.settings(&LIMITS)?;
-        let db = Arc::new(Firestore::connect(
-            http,
-            &project,
-            &target.database,
-            env,
-        )?);
+        let db = Arc::new(Firestore::connect(http, &project, &target.database, env)?);
         let flush_db = db.clone();
         let batcher = Batcher::spawn(settings, move |pending: Vec<Pending>| {
             let db = flush_db.clone();

@@ -263,10 +263,7 @@ mod tests {
             .batch
             .settings(&crate::client::LIMITS)
             .expect("valid");
-        assert_eq!(
-            (s.max_items, s.max_bytes, s.max_in_flight),
-            (20, 65536, 4)
-        );
+        assert_eq!((s.max_items, s.max_bytes, s.max_in_flight), (20, 65536, 4));
         for (text, setting) in [
             ("max_batch = 501", "target.max_batch"),
             ("max_bytes = 10485760", "target.max_bytes"),

@@ -236,7 +236,11 @@ async fn a_mixed_batch_and_a_burst_of_1001() {
         "{:?}",
         outcomes[2]
     );
-    assert_eq!(p.connector().requests(), 1, "one batchWrite for three events");
+    assert_eq!(
+        p.connector().requests(),
+        1,
+        "one batchWrite for three events"
+    );
     assert_eq!(
         doc(&emulator, "accounts/EXISTS")
             .await

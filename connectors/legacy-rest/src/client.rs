@@ -174,8 +174,8 @@ mod tests {
     #[test]
     fn refuses_plain_http_unless_allowed() {
         let http = reqwest::Client::new();
-        let err = Client::new(&target("http://erp.local/api", false), http.clone())
-            .expect_err("refused");
+        let err =
+            Client::new(&target("http://erp.local/api", false), http.clone()).expect_err("refused");
         assert!(err.message().contains("allow_insecure_http"), "{err}");
         assert_eq!(err.setting_name(), Some("target.base_url"));
         assert!(Client::new(&target("http://erp.local/api", true), http.clone()).is_ok());

@@ -127,7 +127,9 @@ impl RawAction {
             .chain(&self.already_done)
             .find(|s| !(100..=599).contains(*s))
         {
-            return Err(ConfigError::new(format!("status {s} is not an HTTP status")));
+            return Err(ConfigError::new(format!(
+                "status {s} is not an HTTP status"
+            )));
         }
         let idempotency_header = if self.idempotency_header.is_empty() {
             None

@@ -348,7 +348,8 @@ mod tests {
 
     #[test]
     fn the_grpc_status_in_the_body_decides_over_the_http_status() {
-        let body = r#"{"error": {"code": 409, "message": "too much contention", "status": "ABORTED"}}"#;
+        let body =
+            r#"{"error": {"code": 409, "message": "too much contention", "status": "ABORTED"}}"#;
         let e = failure(&answer(409, None, body));
         assert!(e.is_transient(), "ABORTED is worth a retry: {e}");
         assert_eq!(e.http_status(), Some(409));
