@@ -128,3 +128,34 @@ impl Client {
         self.db.probe("gluefleet-check").await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(text: &str) -> Target {
+        toml::from_str(text).expect("a [target] table")
+    }
+
+    fn emulator(name: &str) -> Option<String> {
+        (name == "FIRESTORE_EMULATOR_HOST").then(|| "127.0.0.1:1".to_owned())
+    }
+
+    #[test]
+    fn a_misspelt_or_missing_setting_stops_the_build_naming_it() {
+        let http = reqwest::Client::new();
+        let e = Client::new(
+            &target("project = \"p\"\nmax_bach = 5"),
+            http.clone(),
+            &emulator,
+        )
+        .expect_err("a typo");
+        assert_eq!(e.setting_name(), Some("target.max_bach"), "{e}");
+        let e =
+            Client::new(&target("max_batch = 5"), http.clone(), &emulator).expect_err("no project");
+        assert_eq!(e.setting_name(), Some("target.project"), "{e}");
+        let e = Client::new(&target("project = \"p\"\nmax_batch = 501"), http, &emulator)
+            .expect_err("over Firestore's cap");
+        assert_eq!(e.setting_name(), Some("target.max_batch"), "{e}");
+    }
+}
