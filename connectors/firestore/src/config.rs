@@ -1,14 +1,15 @@
 //! `[target]` and each route's `action` for the Firestore connector.
 
+use gluefleet_core::ConfigError;
+use gluefleet_core::batch::BatchConfig;
+use gluefleet_core::config::Unknown;
 use gluefleet_core::mapping::Mapping;
 use gluefleet_core::template::Template;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// `[target]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Target {
     /// Project (default: `GOOGLE_CLOUD_PROJECT`).
     #[serde(default)]
@@ -16,28 +17,18 @@ pub struct Target {
     /// Database (default `(default)`).
     #[serde(default = "default_database")]
     pub database: String,
-    /// Most writes per `batchWrite` (default 500, Firestore's limit).
-    #[serde(default = "max_writes")]
-    pub max_batch: usize,
-    /// How long the first write of a batch waits for company (default 5 ms).
-    #[serde(default = "linger", with = "humantime_serde")]
-    pub linger: Duration,
-    /// `batchWrite` requests out at once (default 2).
-    #[serde(default = "in_flight")]
-    pub max_in_flight: usize,
+    /// `max_batch`, `max_bytes`, `linger`, `max_in_flight`, held to
+    /// Firestore's limits ([`LIMITS`](crate::client::LIMITS)).
+    #[serde(flatten)]
+    pub batch: BatchConfig,
+    /// Settings no field took: refused when the connector is built, since
+    /// the flattened batch settings rule out `deny_unknown_fields`.
+    #[serde(flatten)]
+    pub unknown: Unknown,
 }
 
 fn default_database() -> String {
     "(default)".into()
-}
-fn max_writes() -> usize {
-    500
-}
-fn linger() -> Duration {
-    Duration::from_millis(5)
-}
-fn in_flight() -> usize {
-    2
 }
 
 /// What a route does to its document.
@@ -122,32 +113,41 @@ impl Action {
 
 impl RawAction {
     /// Checks the action.
-    pub fn compile(self) -> Result<Action, String> {
+    pub fn compile(self) -> Result<Action, ConfigError> {
         let document = Template::parse(&self.document)?;
         let segments: Vec<&str> = self.document.split('/').collect();
         if segments.iter().any(|s| s.is_empty()) || !segments.len().is_multiple_of(2) {
-            return Err(format!(
-                "document {:?} must be collection/id pairs without a leading slash, like accounts/{{data.id}}",
-                self.document
+            return Err(ConfigError::setting(
+                "action.document",
+                format!(
+                    "document {:?} must be collection/id pairs without a leading slash, like accounts/{{data.id}}",
+                    self.document
+                ),
             ));
         }
         for lit in document.literals() {
             if lit.split('/').any(|s| {
                 s == "." || s == ".." || (s.starts_with("__") && s.ends_with("__") && s.len() >= 4)
             }) {
-                return Err(format!(
-                    "document {:?} has a reserved path segment",
-                    self.document
+                return Err(ConfigError::setting(
+                    "action.document",
+                    format!("document {:?} has a reserved path segment", self.document),
                 ));
             }
         }
         if self.operation == Operation::Delete
             && (self.fields.is_some() || !self.transforms.is_empty())
         {
-            return Err("a delete takes no fields or transforms".into());
+            return Err(ConfigError::setting(
+                "action.operation",
+                "a delete takes no fields or transforms",
+            ));
         }
         if self.merge && self.operation != Operation::Set {
-            return Err("merge applies to operation = \"set\" only".into());
+            return Err(ConfigError::setting(
+                "action.merge",
+                "merge applies to operation = \"set\" only",
+            ));
         }
         Ok(Action {
             operation: self.operation,
@@ -185,6 +185,7 @@ mod tests {
         toml::from_str::<RawAction>(text)
             .map_err(|e| e.to_string())?
             .compile()
+            .map_err(String::from)
     }
 
     #[test]
@@ -242,6 +243,46 @@ mod tests {
             idempotent("operation = \"set\"\ndocument = \"a/{data.id}\""),
             Ok(true)
         );
+    }
+
+    fn target(text: &str) -> Target {
+        toml::from_str(text).expect("a [target] table")
+    }
+
+    #[test]
+    fn batch_settings_default_to_firestores_and_are_held_to_its_caps() {
+        let s = target("project = \"p\"")
+            .batch
+            .settings(&crate::client::LIMITS)
+            .expect("defaults are valid");
+        assert_eq!(
+            (s.max_items, s.max_bytes, s.linger, s.max_in_flight),
+            (500, 9 << 20, std::time::Duration::from_millis(5), 2)
+        );
+        let s = target("max_batch = 20\nmax_bytes = 65536\nlinger = \"0s\"\nmax_in_flight = 4")
+            .batch
+            .settings(&crate::client::LIMITS)
+            .expect("valid");
+        assert_eq!((s.max_items, s.max_bytes, s.max_in_flight), (20, 65536, 4));
+        for (text, setting) in [
+            ("max_batch = 501", "target.max_batch"),
+            ("max_bytes = 10485760", "target.max_bytes"),
+            ("linger = \"11s\"", "target.linger"),
+        ] {
+            let e = target(text)
+                .batch
+                .settings(&crate::client::LIMITS)
+                .expect_err(text);
+            assert_eq!(e.setting_name(), Some(setting), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_misspelt_target_setting_is_still_refused() {
+        let t = target("project = \"p\"\nmax_bach = 5");
+        let e = t.unknown.check("target").expect_err("a typo");
+        assert_eq!(e.setting_name(), Some("target.max_bach"), "{e}");
+        assert!(target("database = \"d\"").unknown.check("target").is_ok());
     }
 
     #[test]

@@ -23,10 +23,12 @@ impl gluefleet_runtime::Spec for FirestoreSpec {
     type Connector = FirestoreConnector;
 
     fn build(target: Target, http: reqwest::Client) -> Result<FirestoreConnector, String> {
-        FirestoreConnector::new(target, http, &|k| std::env::var(k).ok())
+        Ok(FirestoreConnector::new(target, http, &|k| {
+            std::env::var(k).ok()
+        })?)
     }
 
     fn compile_action(_connector: &FirestoreConnector, raw: RawAction) -> Result<Action, String> {
-        raw.compile()
+        Ok(raw.compile()?)
     }
 }

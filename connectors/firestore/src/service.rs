@@ -1,17 +1,18 @@
 //! The connector: one event and one route's action → one Firestore write.
 
-use crate::client::Writer;
+use crate::client::Client;
 use crate::config::{Action, Operation, Target, Transform, document_id};
 use crate::error::outcome;
 use gluefleet_core::auth::Credential;
 use gluefleet_core::firestore::value::{field_path, fields, leaf_paths};
-use gluefleet_core::{Connector, ConnectorError, Delivered, Request};
+use gluefleet_core::mapping::fields_of;
+use gluefleet_core::{ConfigError, Connector, ConnectorError, Delivered, Request};
 use serde_json::{Value, json};
 
 /// The Firestore connector.
 #[derive(Debug)]
 pub struct FirestoreConnector {
-    writer: Writer,
+    client: Client,
 }
 
 impl FirestoreConnector {
@@ -21,15 +22,15 @@ impl FirestoreConnector {
         target: Target,
         http: reqwest::Client,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
-            writer: Writer::new(&target, http, env)?,
+            client: Client::new(&target, http, env)?,
         })
     }
 
-    /// `batchWrite` requests sent so far.
-    pub fn calls(&self) -> u64 {
-        self.writer.calls()
+    /// Requests sent to Firestore so far (`batchWrite`s, and `check`'s read).
+    pub fn requests(&self) -> u64 {
+        self.client.requests()
     }
 
     /// The REST write for an event.
@@ -39,20 +40,11 @@ impl FirestoreConnector {
         path: &str,
         event: &gluefleet_core::event::Event,
     ) -> Result<Value, ConnectorError> {
-        let name = self.writer.document_name(path);
+        let name = self.client.document_name(path);
         if action.operation == Operation::Delete {
             return Ok(json!({ "delete": name }));
         }
-        let mapped = match &action.fields {
-            Some(m) => m.apply_event(event)?,
-            None => event.data.clone(),
-        };
-        let Value::Object(object) = mapped else {
-            return Err(ConnectorError::permanent(format!(
-                "the document's fields must be a JSON object; got {}",
-                short(&mapped)
-            )));
-        };
+        let object = fields_of(action.fields.as_ref(), event, "document")?;
         let encoded = fields(&object, &action.timestamps).map_err(ConnectorError::permanent)?;
         let mut write = json!({ "update": { "name": name, "fields": encoded } });
         match action.operation {
@@ -88,15 +80,6 @@ impl FirestoreConnector {
     }
 }
 
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 80 {
-        format!("{}...", &s[..s.floor_char_boundary(80)])
-    } else {
-        s
-    }
-}
-
 impl Connector for FirestoreConnector {
     type Action = Action;
 
@@ -106,7 +89,7 @@ impl Connector for FirestoreConnector {
         let action = &r.route.action;
         let path = action.document.render_with(r.event, document_id)?;
         let write = self.write(action, &path, r.event)?;
-        let status = self.writer.write(&path, write, r.deadline).await?;
+        let status = self.client.write(&path, write, r.deadline).await?;
         outcome(action.operation, &status, &path)
     }
 
@@ -115,14 +98,14 @@ impl Connector for FirestoreConnector {
     }
 
     fn broken(&self) -> impl std::future::Future<Output = String> + Send {
-        self.writer.fault().wait()
+        self.client.fault().wait()
     }
 
     fn stats(&self) -> Vec<(&'static str, u64)> {
-        vec![("target_requests", self.writer.calls())]
+        vec![("target_requests", self.client.requests())]
     }
 
     async fn check(&self, _credential: Option<&Credential>) -> Result<String, ConnectorError> {
-        self.writer.probe().await
+        self.client.probe().await
     }
 }

@@ -42,7 +42,7 @@ fn pipeline(emulator: &FirestoreEmulator, linger_ms: u64) -> Arc<Pipeline<Firest
     let env = move |k: &str| (k == "FIRESTORE_EMULATOR_HOST").then(|| host.clone());
     let http = gluefleet_core::http::client().expect("http client");
     let connector = FirestoreConnector::new(target, http, &env).expect("connector");
-    pipeline::build(connector, ROUTES, |raw: RawAction| raw.compile(), None)
+    pipeline::build(connector, ROUTES, |raw: RawAction| Ok(raw.compile()?), None)
 }
 
 fn event(id: &str, ty: &str, data: Value) -> RawMessage {
@@ -236,7 +236,11 @@ async fn a_mixed_batch_and_a_burst_of_1001() {
         "{:?}",
         outcomes[2]
     );
-    assert_eq!(p.connector().calls(), 1, "one batchWrite for three events");
+    assert_eq!(
+        p.connector().requests(),
+        1,
+        "one batchWrite for three events"
+    );
     assert_eq!(
         doc(&emulator, "accounts/EXISTS")
             .await
@@ -245,7 +249,7 @@ async fn a_mixed_batch_and_a_burst_of_1001() {
     );
 
     // 1,001 creates at once: 500 + 500 + 1.
-    let before = p.connector().calls();
+    let before = p.connector().requests();
     let mut tasks = Vec::new();
     for i in 0..1001 {
         let p = p.clone();
@@ -260,7 +264,7 @@ async fn a_mixed_batch_and_a_burst_of_1001() {
         assert_eq!(t.await.expect("task"), Outcome::Ack(AckReason::Delivered));
     }
     assert_eq!(
-        p.connector().calls() - before,
+        p.connector().requests() - before,
         3,
         "1,001 writes in 3 requests"
     );

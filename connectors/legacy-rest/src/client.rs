@@ -1,33 +1,21 @@
-//! The HTTP client of one REST API: base URL, default headers, one request.
-//! No retries here: the core's pipeline owns them.
+//! The client of one REST API: base URL, default headers, one request,
+//! sent through the core's [`Edge`]. No retries here: the core's pipeline
+//! owns them.
 
 use crate::config::{Target, header_map};
-use crate::error::{from_response, from_transport};
-use gluefleet_core::ConnectorError;
 use gluefleet_core::auth::Credential;
+use gluefleet_core::http::{Answer, Edge, Outgoing, checked_url};
+use gluefleet_core::{ConfigError, ConnectorError};
 use std::time::Duration;
 
-/// An answer from the API.
-#[derive(Debug)]
-pub struct Answer {
-    /// HTTP status.
-    pub status: u16,
-    /// `Retry-After`, if sent.
-    pub retry_after: Option<String>,
-    /// The body (for error messages).
-    pub body: String,
-    /// `METHOD /full/path`, as the target saw it (for error messages).
-    pub what: String,
-}
-
-/// One REST API.
+/// One legacy REST API: every route's path is appended to its base URL, and
+/// nothing may leave that base (a rendered path is checked before sending).
 #[derive(Debug, Clone)]
-pub struct RestClient {
-    http: reqwest::Client,
+pub struct Client {
+    edge: Edge,
     base: url::Url,
     base_text: String,
     headers: http::HeaderMap,
-    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One request to make.
@@ -52,41 +40,31 @@ pub struct Call<'a> {
     pub timeout: Duration,
 }
 
-impl RestClient {
-    /// Checks the target config: a valid http(s) base URL, `http://` only
-    /// when allowed, valid headers.
-    pub fn new(target: &Target, http: reqwest::Client) -> Result<Self, String> {
-        let base = url::Url::parse(&target.base_url)
-            .map_err(|e| format!("base_url {:?}: {e}", target.base_url))?;
-        match base.scheme() {
-            "https" => {}
-            "http" if target.allow_insecure_http => {}
-            "http" => {
-                return Err(format!(
-                    "base_url {:?} is plain http; use https, or set allow_insecure_http = true for a trusted network",
+impl Client {
+    /// Checks the target config: the base URL by the core's URL rule
+    /// ([`checked_url`]), with no query or fragment (a path is appended to
+    /// it), and valid headers.
+    pub fn new(target: &Target, http: reqwest::Client) -> Result<Self, ConfigError> {
+        let base = checked_url(
+            "target.base_url",
+            &target.base_url,
+            target.allow_insecure_http.into(),
+        )?;
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(ConfigError::setting(
+                "target.base_url",
+                format!(
+                    "target.base_url {:?} must have no query or fragment",
                     target.base_url
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "base_url {:?}: scheme {other} is not http(s)",
-                    target.base_url
-                ));
-            }
-        }
-        if base.host_str().is_none() || base.query().is_some() || base.fragment().is_some() {
-            return Err(format!(
-                "base_url {:?} must have a host and no query or fragment",
-                target.base_url
+                ),
             ));
         }
         let base_text = target.base_url.trim_end_matches('/').to_owned();
         Ok(Self {
-            http,
+            edge: Edge::new(http),
             base,
             base_text,
-            headers: header_map(&target.headers)?,
-            sent: Default::default(),
+            headers: header_map(&target.headers).map_err(|e| e.context("target.headers"))?,
         })
     }
 
@@ -113,16 +91,15 @@ impl RestClient {
         Ok(url)
     }
 
-    /// Sends one request and reads the answer.
+    /// Sends one request and reads the answer, whatever its status.
     pub async fn send(&self, call: Call<'_>) -> Result<Answer, ConnectorError> {
         let url = self.url(call.path)?;
         let what = format!("{} {}", call.method, url.path());
-        let mut req = self
-            .http
+        let mut request = self
+            .edge
             .request(call.method, url)
-            .timeout(call.timeout)
-            .headers(self.headers.clone());
-        req = req.headers(call.headers.clone());
+            .headers(self.headers.clone())
+            .headers(call.headers.clone());
         if let Some((name, key)) = call.idempotency {
             // Event data can hold what no header may (CR, LF, other controls):
             // refuse it here, naming the header and the field, before anything
@@ -134,43 +111,24 @@ impl RestClient {
                     call.key_source
                 ))
             })?;
-            req = req.header(name, value);
-        }
-        if let Some(c) = call.credential {
-            req = req.header(c.header_name(), c.header_value()?);
+            request = request.header(name, value);
         }
         if let Some(body) = &call.body {
-            req = req.json(body);
+            request = request.json(body);
         }
-        // Build first: a request that cannot be built was never sent, so it
-        // is not counted as one.
-        let request = req.build().map_err(|e| {
-            ConnectorError::permanent(format!("{what}: the request cannot be built: {e}"))
-        })?;
-        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let resp = self
-            .http
-            .execute(request)
+        self.edge
+            .send(Outgoing {
+                what,
+                request,
+                credential: call.credential,
+                timeout: call.timeout,
+            })
             .await
-            .map_err(|e| from_transport(e, &what))?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = resp.text().await.unwrap_or_default();
-        Ok(Answer {
-            status,
-            retry_after,
-            body,
-            what,
-        })
     }
 
     /// Requests sent so far.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    pub fn requests(&self) -> u64 {
+        self.edge.requests()
     }
 
     /// A GET to `path` for `check`: any answer below 500 proves the API is
@@ -193,13 +151,8 @@ impl RestClient {
         };
         let a = self.send(call).await?;
         match a.status {
-            401 | 403 => Err(from_response(
-                a.status,
-                None,
-                &a.body,
-                &format!("GET {path}"),
-            )),
-            s if s >= 500 => Err(from_response(s, None, &a.body, &format!("GET {path}"))),
+            401 | 403 => Err(a.error()),
+            s if s >= 500 => Err(a.error()),
             s => Ok(format!("{}{path} answered {s}", self.base_text)),
         }
     }
@@ -221,20 +174,28 @@ mod tests {
     #[test]
     fn refuses_plain_http_unless_allowed() {
         let http = reqwest::Client::new();
-        let err = RestClient::new(&target("http://erp.local/api", false), http.clone())
-            .expect_err("refused");
-        assert!(err.contains("allow_insecure_http"), "{err}");
-        assert!(RestClient::new(&target("http://erp.local/api", true), http.clone()).is_ok());
-        assert!(RestClient::new(&target("ftp://erp.local", true), http).is_err());
+        let err =
+            Client::new(&target("http://erp.local/api", false), http.clone()).expect_err("refused");
+        assert!(err.message().contains("allow_insecure_http"), "{err}");
+        assert_eq!(err.setting_name(), Some("target.base_url"));
+        assert!(Client::new(&target("http://erp.local/api", true), http.clone()).is_ok());
+        assert!(
+            Client::new(&target("http://127.0.0.1:8080/api", false), http.clone()).is_ok(),
+            "plain http to this machine is the core's rule"
+        );
+        assert!(Client::new(&target("ftp://erp.local", true), http.clone()).is_err());
+        let err = Client::new(&target("https://erp.example/api?x=1", false), http)
+            .expect_err("a query cannot take a path");
+        assert_eq!(err.setting_name(), Some("target.base_url"), "{err}");
     }
 
     #[test]
     fn urls_stay_under_the_base() -> Result<(), ConnectorError> {
-        let c = RestClient::new(
+        let c = Client::new(
             &target("https://erp.example/api/", false),
             reqwest::Client::new(),
         )
-        .map_err(ConnectorError::permanent)?;
+        .map_err(|e| ConnectorError::permanent(e.to_string()))?;
         assert_eq!(
             c.url("/orders/A%2F1")?.as_str(),
             "https://erp.example/api/orders/A%2F1"
@@ -247,7 +208,7 @@ mod tests {
     #[tokio::test]
     async fn a_key_that_cannot_be_a_header_names_header_and_field_and_sends_nothing() {
         // Nothing listens here: a request that got out would fail as transient.
-        let c = RestClient::new(
+        let c = Client::new(
             &target("http://127.0.0.1:9/api", true),
             reqwest::Client::new(),
         )
@@ -274,6 +235,6 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("builder error"), "{text}");
-        assert_eq!(c.sent(), 0, "nothing was sent, nothing counted");
+        assert_eq!(c.requests(), 0, "nothing was sent, nothing counted");
     }
 }

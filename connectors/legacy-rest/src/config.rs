@@ -1,5 +1,6 @@
 //! `[target]` and each route's `action` for the legacy REST connector.
 
+use gluefleet_core::ConfigError;
 use gluefleet_core::mapping::Mapping;
 use gluefleet_core::template::Template;
 use serde::Deserialize;
@@ -11,8 +12,8 @@ use std::collections::BTreeMap;
 pub struct Target {
     /// Base URL every route's path is appended to, e.g. `https://erp.example.com/api`.
     pub base_url: String,
-    /// Allow an `http://` base URL (default false: credentials and data would
-    /// cross the network in clear).
+    /// Allow an `http://` base URL to another machine (default false:
+    /// credentials and data would cross the network in clear).
     #[serde(default)]
     pub allow_insecure_http: bool,
     /// Headers sent on every request.
@@ -85,13 +86,13 @@ pub struct Action {
 }
 
 /// Parses header pairs; errors name the header.
-pub fn header_map(headers: &BTreeMap<String, String>) -> Result<http::HeaderMap, String> {
+pub fn header_map(headers: &BTreeMap<String, String>) -> Result<http::HeaderMap, ConfigError> {
     let mut map = http::HeaderMap::new();
     for (k, v) in headers {
         let name = http::HeaderName::try_from(k.as_str())
-            .map_err(|_| format!("header name {k:?} is not valid"))?;
+            .map_err(|_| ConfigError::new(format!("header name {k:?} is not valid")))?;
         let value = http::HeaderValue::try_from(v.as_str())
-            .map_err(|_| format!("header {k}: value is not valid"))?;
+            .map_err(|_| ConfigError::new(format!("header {k}: value is not valid")))?;
         map.insert(name, value);
     }
     Ok(map)
@@ -99,15 +100,26 @@ pub fn header_map(headers: &BTreeMap<String, String>) -> Result<http::HeaderMap,
 
 impl RawAction {
     /// Checks the action.
-    pub fn compile(self) -> Result<Action, String> {
+    pub fn compile(self) -> Result<Action, ConfigError> {
         let method = http::Method::from_bytes(self.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| format!("method {:?} is not an HTTP method", self.method))?;
+            .map_err(|_| {
+                ConfigError::setting(
+                    "action.method",
+                    format!("method {:?} is not an HTTP method", self.method),
+                )
+            })?;
         if !self.path.starts_with('/') {
-            return Err(format!("path {:?} must start with /", self.path));
+            return Err(ConfigError::setting(
+                "action.path",
+                format!("path {:?} must start with /", self.path),
+            ));
         }
         let path = Template::parse(&self.path)?;
         if self.no_body && self.body.is_some() {
-            return Err("no_body and body cannot both be set".into());
+            return Err(ConfigError::setting(
+                "action.no_body",
+                "no_body and body cannot both be set",
+            ));
         }
         if let Some(s) = self
             .success
@@ -115,16 +127,21 @@ impl RawAction {
             .chain(&self.already_done)
             .find(|s| !(100..=599).contains(*s))
         {
-            return Err(format!("status {s} is not an HTTP status"));
+            return Err(ConfigError::new(format!(
+                "status {s} is not an HTTP status"
+            )));
         }
         let idempotency_header = if self.idempotency_header.is_empty() {
             None
         } else {
             Some(
                 http::HeaderName::try_from(self.idempotency_header.as_str()).map_err(|_| {
-                    format!(
-                        "idempotency_header {:?} is not a header name",
-                        self.idempotency_header
+                    ConfigError::setting(
+                        "action.idempotency_header",
+                        format!(
+                            "idempotency_header {:?} is not a header name",
+                            self.idempotency_header
+                        ),
                     )
                 })?,
             )

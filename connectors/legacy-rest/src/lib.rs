@@ -23,10 +23,10 @@ impl gluefleet_runtime::Spec for LegacyRest {
     type Connector = RestConnector;
 
     fn build(target: Target, http: reqwest::Client) -> Result<RestConnector, String> {
-        RestConnector::new(target, http)
+        Ok(RestConnector::new(target, http)?)
     }
 
     fn compile_action(_connector: &RestConnector, raw: RawAction) -> Result<Action, String> {
-        raw.compile()
+        Ok(raw.compile()?)
     }
 }

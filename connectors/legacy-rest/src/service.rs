@@ -1,24 +1,29 @@
 //! The connector: one event and one route's action → one REST request.
 
-use crate::client::{Call, RestClient};
+use crate::client::{Call, Client};
 use crate::config::{Action, Target};
-use crate::error::{Verdict, from_response, verdict};
+use crate::error::{Verdict, verdict};
 use gluefleet_core::auth::Credential;
-use gluefleet_core::{Connector, ConnectorError, Delivered, Request};
+use gluefleet_core::{ConfigError, Connector, ConnectorError, Delivered, Request};
 
 /// The legacy REST connector.
 #[derive(Debug)]
 pub struct RestConnector {
-    client: RestClient,
+    client: Client,
     check_path: String,
 }
 
 impl RestConnector {
     /// Builds the connector from `[target]`.
-    pub fn new(target: Target, http: reqwest::Client) -> Result<Self, String> {
-        let client = RestClient::new(&target, http)?;
+    pub fn new(target: Target, http: reqwest::Client) -> Result<Self, ConfigError> {
+        let client = Client::new(&target, http)?;
         let check_path = target.check_path.clone().unwrap_or_else(|| "/".into());
         Ok(Self { client, check_path })
+    }
+
+    /// Requests sent to the target so far.
+    pub fn requests(&self) -> u64 {
+        self.client.requests()
     }
 }
 
@@ -61,17 +66,12 @@ impl Connector for RestConnector {
         match verdict(answer.status, &a.success, &a.already_done) {
             Verdict::Success => Ok(Delivered::Applied),
             Verdict::AlreadyDone => Ok(Delivered::AlreadyDone),
-            Verdict::Failure => Err(from_response(
-                answer.status,
-                answer.retry_after.as_deref(),
-                &answer.body,
-                &answer.what,
-            )),
+            Verdict::Failure => Err(answer.error()),
         }
     }
 
     fn stats(&self) -> Vec<(&'static str, u64)> {
-        vec![("target_requests", self.client.sent())]
+        vec![("target_requests", self.client.requests())]
     }
 
     async fn check(&self, credential: Option<&Credential>) -> Result<String, ConnectorError> {

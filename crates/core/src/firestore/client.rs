@@ -1,12 +1,15 @@
-//! Firestore REST calls: `batchWrite` and `get`, nothing more.
+//! Firestore REST calls: `batchWrite` and `get`, nothing more, sent through
+//! the core's [`Edge`]: only the reading of Firestore's error body (the gRPC
+//! status it names) is Firestore's own.
 
 use crate::auth::TokenProvider;
-use crate::classify::{class_of_grpc_code, parse_retry_after};
+use crate::classify::class_of_grpc_code;
 use crate::error::{ConnectorError, ErrorClass};
+use crate::http::{Answer, Edge, Outgoing};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// The status of one write of a `batchWrite` (gRPC code; 0 is success).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,12 +52,10 @@ pub struct Document {
 /// One Firestore database.
 #[derive(Debug)]
 pub struct Firestore {
-    http: reqwest::Client,
+    edge: Edge,
     base: String,
     database: String,
     auth: Arc<dyn TokenProvider>,
-    timeout: Duration,
-    calls: AtomicU64,
 }
 
 /// How long one Firestore request may take by default, the credential it
@@ -77,20 +78,11 @@ impl Firestore {
             None => "https://firestore.googleapis.com/v1".to_owned(),
         };
         Self {
-            http,
+            edge: Edge::new(http),
             base,
             database: format!("projects/{project}/databases/{database}"),
             auth,
-            timeout: REQUEST_TIMEOUT,
-            calls: AtomicU64::new(0),
         }
-    }
-
-    /// Sets how long one request may take, credential included (default
-    /// [`REQUEST_TIMEOUT`]).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
     }
 
     /// A client the way every gluefleet process reaches Firestore: the
@@ -126,21 +118,22 @@ impl Firestore {
         format!("{}/documents/{path}", self.database)
     }
 
-    /// Requests sent so far (for benchmarks and tests).
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+    /// Requests sent so far (for benchmarks and tests): those that left the
+    /// process, so a credential that could not be had sends and counts none.
+    pub fn requests(&self) -> u64 {
+        self.edge.requests()
     }
 
-    /// One request, the credential fetch included, within the client's
-    /// timeout.
+    /// One request, the credential fetch included, cut off at `until`.
     async fn send(
         &self,
         method: reqwest::Method,
         url: String,
         body: Option<&Value>,
+        until: Instant,
     ) -> Result<Option<Value>, ConnectorError> {
-        let timeout = self.timeout;
-        tokio::time::timeout(timeout, self.send_once(method, url, body))
+        let timeout = until.saturating_duration_since(Instant::now());
+        tokio::time::timeout_at(until, self.send_once(method, url, body, until))
             .await
             .unwrap_or_else(|_| {
                 Err(
@@ -155,81 +148,55 @@ impl Firestore {
         method: reqwest::Method,
         url: String,
         body: Option<&Value>,
+        until: Instant,
     ) -> Result<Option<Value>, ConnectorError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
         let credential = self.auth.credential().await?;
-        let mut req = self
-            .http
-            .request(method, &url)
-            .timeout(self.timeout)
-            .header(credential.header_name(), credential.header_value()?);
+        let mut request = self.edge.request(method, &url);
         if let Some(b) = body {
-            req = req.json(b);
+            request = request.json(b);
         }
-        let resp = req.send().await.map_err(|e| {
-            let class = crate::classify::class_of_reqwest_error(&e);
-            // Only a connection that was never made proves the request was
-            // not sent.
-            let unsent = e.is_connect();
-            let msg = format!("Firestore request failed: {e}");
-            let err = match class {
-                ErrorClass::Permanent => ConnectorError::permanent(msg),
-                _ => ConnectorError::transient(msg),
-            };
-            if unsent {
-                err
-            } else {
-                err.with_outcome_unknown()
-            }
-        })?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let text = resp.text().await.unwrap_or_default();
-        if status == 404 {
+        let answer = self
+            .edge
+            .send(Outgoing {
+                what: "Firestore".into(),
+                request,
+                credential: Some(&credential),
+                // What the credential fetch left of the request's time.
+                timeout: until.saturating_duration_since(Instant::now()),
+            })
+            .await?;
+        if answer.status == 404 {
             return Ok(None);
         }
-        if !(200..300).contains(&status) {
-            let error = serde_json::from_str::<Value>(&text).ok();
-            let detail = error
-                .as_ref()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| text.chars().take(300).collect());
-            let message = format!("Firestore answered {status}: {detail}");
-            // Google APIs name the gRPC status too; it is more precise than
-            // the HTTP status (ABORTED comes as 409 but is worth a retry).
-            let code = error
-                .as_ref()
-                .and_then(|v| v["error"]["status"].as_str())
-                .and_then(grpc_code_of);
-            return Err(match code {
-                Some(code) => WriteStatus {
-                    code,
-                    message,
-                    update_time: None,
-                }
-                .error("request")
-                .with_http_status(status),
-                None => ConnectorError::from_status(status, message, retry_after),
-            });
+        if !answer.is_success() {
+            return Err(failure(&answer));
         }
-        serde_json::from_str(&text).map(Some).map_err(|e| {
+        serde_json::from_str(&answer.body).map(Some).map_err(|e| {
             ConnectorError::transient(format!(
                 "Firestore answered something that is not JSON: {e}"
             ))
         })
     }
 
-    /// Sends `writes` in one `batchWrite`; one status per write, in order.
+    /// Sends `writes` in one `batchWrite` within [`REQUEST_TIMEOUT`]; one
+    /// status per write, in order.
     pub async fn batch_write(&self, writes: &[Value]) -> Result<Vec<WriteStatus>, ConnectorError> {
+        self.batch_write_until(writes, Instant::now() + REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// [`batch_write`](Self::batch_write), cut off at `until` (a batch's
+    /// earliest attempt deadline) instead of after [`REQUEST_TIMEOUT`].
+    pub async fn batch_write_until(
+        &self,
+        writes: &[Value],
+        until: Instant,
+    ) -> Result<Vec<WriteStatus>, ConnectorError> {
         let n = writes.len();
         let url = format!("{}/{}/documents:batchWrite", self.base, self.database);
         let body = json!({ "writes": writes });
         let answer = self
-            .send(reqwest::Method::POST, url, Some(&body))
+            .send(reqwest::Method::POST, url, Some(&body), until)
             .await?
             .ok_or_else(|| {
                 ConnectorError::permanent(format!("Firestore database {} not found", self.database))
@@ -263,9 +230,19 @@ impl Firestore {
     }
 
     /// One write, through `batchWrite` so a failed precondition is a status,
-    /// not an error.
+    /// not an error, within [`REQUEST_TIMEOUT`].
     pub async fn write(&self, write: Value) -> Result<WriteStatus, ConnectorError> {
-        self.batch_write(std::slice::from_ref(&write))
+        self.write_until(write, Instant::now() + REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// [`write`](Self::write), cut off at `until`.
+    pub async fn write_until(
+        &self,
+        write: Value,
+        until: Instant,
+    ) -> Result<WriteStatus, ConnectorError> {
+        self.batch_write_until(std::slice::from_ref(&write), until)
             .await?
             .pop()
             .ok_or_else(|| ConnectorError::transient("Firestore answered no status"))
@@ -274,7 +251,8 @@ impl Firestore {
     /// Reads the document at `path`, `None` when it does not exist.
     pub async fn get(&self, path: &str) -> Result<Option<Document>, ConnectorError> {
         let url = format!("{}/{}", self.base, self.document_name(path));
-        let Some(doc) = self.send(reqwest::Method::GET, url, None).await? else {
+        let until = Instant::now() + REQUEST_TIMEOUT;
+        let Some(doc) = self.send(reqwest::Method::GET, url, None, until).await? else {
             return Ok(None);
         };
         Ok(Some(Document {
@@ -289,8 +267,34 @@ impl Firestore {
             "{}/{}/documents/{collection}?pageSize=1",
             self.base, self.database
         );
-        self.send(reqwest::Method::GET, url, None).await?;
+        let until = Instant::now() + REQUEST_TIMEOUT;
+        self.send(reqwest::Method::GET, url, None, until).await?;
         Ok(format!("Firestore {} answered", self.database))
+    }
+}
+
+/// A failed answer: Google APIs name the gRPC status in the error body, and
+/// it is more precise than the HTTP status (ABORTED comes as 409 but is worth
+/// a retry); without one, the core's shared HTTP table decides.
+fn failure(answer: &Answer) -> ConnectorError {
+    let error = serde_json::from_str::<Value>(&answer.body).ok();
+    let detail = error
+        .as_ref()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| answer.snippet());
+    let code = error
+        .as_ref()
+        .and_then(|v| v["error"]["status"].as_str())
+        .and_then(grpc_code_of);
+    match code {
+        Some(code) => WriteStatus {
+            code,
+            message: format!("{} answered {}: {detail}", answer.what, answer.status),
+            update_time: None,
+        }
+        .error("request")
+        .with_http_status(answer.status),
+        None => answer.error_with(&detail),
     }
 }
 
@@ -319,5 +323,58 @@ fn grpc_name(code: i32) -> &'static str {
         15 => "DATA_LOSS",
         16 => "UNAUTHENTICATED",
         _ => "UNKNOWN_CODE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, retry_after: Option<&str>, body: &str) -> Answer {
+        let mut headers = http::HeaderMap::new();
+        if let Some(v) = retry_after {
+            headers.insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_str(v).expect("header"),
+            );
+        }
+        Answer {
+            what: "Firestore".into(),
+            status,
+            headers,
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn the_grpc_status_in_the_body_decides_over_the_http_status() {
+        let body =
+            r#"{"error": {"code": 409, "message": "too much contention", "status": "ABORTED"}}"#;
+        let e = failure(&answer(409, None, body));
+        assert!(e.is_transient(), "ABORTED is worth a retry: {e}");
+        assert_eq!(e.http_status(), Some(409));
+        assert!(
+            e.message()
+                .contains("Firestore answered 409: too much contention (ABORTED)"),
+            "{e}"
+        );
+        let body = r#"{"error": {"code": 403, "message": "Missing or insufficient permissions.", "status": "PERMISSION_DENIED"}}"#;
+        let e = failure(&answer(403, None, body));
+        assert!(e.is_permanent(), "{e}");
+    }
+
+    #[test]
+    fn without_a_grpc_status_the_shared_http_table_decides() {
+        let e = failure(&answer(429, Some("4"), "slow down"));
+        assert!(e.is_rate_limited(), "{e}");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(4)));
+        assert!(
+            e.message().starts_with("Firestore answered 429: slow down"),
+            "{e}"
+        );
+        let e = failure(&answer(503, Some("2"), ""));
+        assert!(e.is_rate_limited(), "a 503 asking for a pause: {e}");
+        assert!(failure(&answer(503, None, "")).is_transient());
+        assert!(failure(&answer(400, None, "<html>bad</html>")).is_permanent());
     }
 }

@@ -70,8 +70,8 @@ impl FirestoreStore {
     }
 
     /// Firestore requests sent so far.
-    pub fn calls(&self) -> u64 {
-        self.db.calls()
+    pub fn requests(&self) -> u64 {
+        self.db.requests()
     }
 
     fn path(&self, key: &str) -> String {
