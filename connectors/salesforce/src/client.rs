@@ -1,39 +1,29 @@
 //! Calls to one org's REST API: the instance from the token, the version,
-//! and the daily-limit gate and bookkeeping on every call.
+//! and the daily-limit gate and bookkeeping on every call. Sending,
+//! transport errors and `Retry-After` are the core's [`Edge`].
 
 use crate::error::from_call;
 use crate::limits::{Gate, Limits};
 use gluefleet_core::ConnectorError;
 use gluefleet_core::auth::Credential;
-use gluefleet_core::classify::class_of_reqwest_error;
-use gluefleet_core::error::ErrorClass;
+use gluefleet_core::http::{Answer, Edge, Outgoing};
 use serde_json::Value;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// An answer that is not a failure of the call itself.
+/// The Salesforce client: one org, reached at the token's `instance_url`,
+/// every call through the org's daily-limit gate.
 #[derive(Debug)]
-pub struct Answer {
-    /// HTTP status.
-    pub status: u16,
-    /// The JSON body (`null` when empty).
-    pub body: Value,
-}
-
-/// One org.
-#[derive(Debug)]
-pub struct SfClient {
-    http: reqwest::Client,
+pub struct Client {
+    edge: Edge,
     version: String,
     fallback_instance: Option<String>,
     instance_domains: Vec<String>,
     /// The org's API usage.
     pub limits: Arc<Limits>,
-    sent: AtomicU64,
 }
 
-impl SfClient {
+impl Client {
     /// A client for `version`, calling `fallback_instance` when a token has
     /// no `instance_url`.
     pub fn new(
@@ -43,7 +33,7 @@ impl SfClient {
         limits: Limits,
     ) -> Self {
         Self {
-            http,
+            edge: Edge::new(http),
             version,
             fallback_instance,
             instance_domains: crate::config::INSTANCE_DOMAINS
@@ -51,7 +41,6 @@ impl SfClient {
                 .map(|d| (*d).to_owned())
                 .collect(),
             limits: Arc::new(limits),
-            sent: AtomicU64::new(0),
         }
     }
 
@@ -61,9 +50,9 @@ impl SfClient {
         self
     }
 
-    /// Metered requests sent.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+    /// Requests sent to the org (the version probe of `check` included).
+    pub fn requests(&self) -> u64 {
+        self.edge.requests()
     }
 
     /// Where calls go: the token's `instance_url`, once its host is trusted,
@@ -71,8 +60,7 @@ impl SfClient {
     fn base(&self, credential: Option<&Credential>) -> Result<String, ConnectorError> {
         let from_token = credential.and_then(Credential::endpoint);
         if let Some(url) = from_token {
-            crate::config::check_instance(url, &self.instance_domains)
-                .map_err(ConnectorError::permanent)?;
+            crate::config::check_instance(url, &self.instance_domains)?;
         }
         from_token
             .or(self.fallback_instance.as_deref())
@@ -84,7 +72,8 @@ impl SfClient {
             })
     }
 
-    /// Sends `method path` (below `/services/data/vXX.X`) through the limit gate.
+    /// Sends `method path` (below `/services/data/vXX.X`) through the limit
+    /// gate. A 2xx answer is returned; any other is the error it means.
     pub async fn send(
         &self,
         credential: Option<&Credential>,
@@ -123,84 +112,64 @@ impl SfClient {
             self.base(Some(credential))?,
             self.version
         );
-        let what = format!("{method} {path}");
-        let mut req = self
-            .http
-            .request(method, &url)
-            .timeout(timeout)
-            .header(credential.header_name(), credential.header_value()?)
+        let mut request = self
+            .edge
+            .request(method.clone(), &url)
             .header(http::header::ACCEPT, "application/json");
         if let Some(b) = body {
-            req = req.json(b);
+            request = request.json(b);
         }
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| match class_of_reqwest_error(&e) {
-                ErrorClass::Permanent => {
-                    ConnectorError::permanent(format!("{what}: request failed")).with_source(e)
-                }
-                _ => ConnectorError::transient(format!("{what}: request failed")).with_source(e),
-            })?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                gluefleet_core::classify::parse_retry_after(v, std::time::SystemTime::now())
-            });
-        let limit_info = resp
-            .headers()
-            .get("sforce-limit-info")
-            .and_then(|v| v.to_str().ok());
-        let recorded = self.limits.observe(limit_info);
+        let answer = self
+            .edge
+            .send(Outgoing {
+                what: format!("{method} {path}"),
+                request,
+                credential: Some(credential),
+                timeout,
+            })
+            .await?;
+        let recorded = self.limits.observe(answer.header("sforce-limit-info"));
         if !recorded
-            && resp.status().is_success()
+            && answer.is_success()
             && let Some(probe) = probe
         {
             probe.accepted();
         }
-        let text = resp.text().await.unwrap_or_default();
-        let body: Value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        if status >= 400 || status == 300 {
-            if status == 300 {
+        if answer.status >= 400 || answer.status == 300 {
+            if answer.status == 300 {
                 return Err(ConnectorError::permanent(format!(
-                    "{what}: the external id matches more than one record"
+                    "{}: the external id matches more than one record",
+                    answer.what
                 ))
                 .with_http_status(300));
             }
-            let mut err = from_call(status, &body, &what);
-            if status == 429 {
-                err = ConnectorError::rate_limited(err.message().to_owned(), retry_after)
-                    .with_http_status(429);
-            }
-            if err.is_rate_limited() && status == 403 {
+            let err = from_call(&answer);
+            if err.is_rate_limited() && answer.status == 403 {
                 self.limits.exceeded();
             }
             return Err(err);
         }
-        Ok(Answer { status, body })
+        Ok(answer)
     }
 
     /// `GET /services/data`: reachable, and the configured version is offered.
+    /// It needs no credential, and sends none.
     pub async fn probe(&self, credential: Option<&Credential>) -> Result<String, ConnectorError> {
         let base = self.base(credential)?;
-        let resp = self
-            .http
-            .get(format!("{base}/services/data"))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| ConnectorError::transient(format!("GET /services/data: {e}")))?;
-        let versions: Value = resp.json().await.unwrap_or(Value::Null);
+        let answer = self
+            .edge
+            .send(Outgoing {
+                what: "GET /services/data".into(),
+                request: self
+                    .edge
+                    .request(http::Method::GET, format!("{base}/services/data")),
+                credential: None,
+                timeout: Duration::from_secs(10),
+            })
+            .await?;
         let wanted = self.version.trim_start_matches('v');
-        let offered = versions
+        let offered = answer
+            .json()
             .as_array()
             .is_some_and(|v| v.iter().any(|x| x["version"].as_str() == Some(wanted)));
         if offered {

@@ -2,14 +2,31 @@
 //! Credentials are the core's `[auth]` (`jwt_bearer` or
 //! `oauth2_client_credentials`); calls go to the token's `instance_url`.
 
+use gluefleet_core::ConfigError;
+use gluefleet_core::ConnectorError;
+use gluefleet_core::batch::{BatchConfig, VendorLimits};
+use gluefleet_core::config::Unknown;
+use gluefleet_core::http::{Insecure, checked_url};
 use gluefleet_core::mapping::Mapping;
 use gluefleet_core::template::Template;
 use serde::Deserialize;
 use std::time::Duration;
 
-/// `[target]`.
+/// sObject Collections: at most 200 records per call; a REST request body
+/// may hold about 8 MiB. Every call counts against the org's daily limit,
+/// so the first record waits a second for company by default.
+pub const LIMITS: VendorLimits = VendorLimits {
+    max_items: 200,
+    max_bytes: 8 * 1024 * 1024,
+    default_items: 200,
+    default_linger: Duration::from_secs(1),
+    default_in_flight: 2,
+};
+
+/// `[target]`. Unknown keys are refused by [`Target::validate`] (the
+/// batching settings are flattened in, which rules out
+/// `deny_unknown_fields`).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Target {
     /// REST API version (default `v62.0`).
     #[serde(default = "api_version")]
@@ -30,22 +47,18 @@ pub struct Target {
     /// is reached before one call looks again (default 5 min).
     #[serde(default = "limit_backoff", with = "humantime_serde")]
     pub limit_backoff: Duration,
-    /// Records per Collections call (default 200, Salesforce's cap).
-    #[serde(default = "max_batch")]
-    pub max_batch: usize,
-    /// How long the first record of a batch waits for company (default 1 s:
-    /// every call counts against the org's daily limit, so fuller batches
-    /// are worth a second of latency).
-    #[serde(default = "linger", with = "humantime_serde")]
-    pub linger: Duration,
-    /// Collections calls out at once per object (default 2).
-    #[serde(default = "in_flight")]
-    pub max_in_flight: usize,
+    /// `max_batch`, `max_bytes`, `linger`, `max_in_flight` of the
+    /// Collections calls, within [`LIMITS`] (the defaults are there too).
+    #[serde(flatten)]
+    pub batch: BatchConfig,
     /// Domains a token's `instance_url` may name (the host or any name below
     /// it). Default Salesforce's: [`INSTANCE_DOMAINS`]. Every call carries the
     /// token to that host, so a token endpoint naming another one is refused.
     #[serde(default = "instance_domains")]
     pub instance_domains: Vec<String>,
+    /// Any other key: refused.
+    #[serde(flatten)]
+    pub unknown: Unknown,
 }
 
 /// Where Salesforce serves the REST API: `salesforce.com` (My Domain hosts,
@@ -75,9 +88,11 @@ fn within(host: &str, domain: &str) -> bool {
 /// Checks a token's `instance_url` against `domains` before any call goes
 /// there: https (the core already refused anything else outside this
 /// machine), a host within one of the domains, or this machine (the test
-/// double). The error names the setting to change.
-pub fn check_instance(url: &str, domains: &[String]) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("instance_url {url:?}: {e}"))?;
+/// double). The error (permanent: the token says so, no retry changes it)
+/// names the setting to change.
+pub fn check_instance(url: &str, domains: &[String]) -> Result<(), ConnectorError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ConnectorError::permanent(format!("instance_url {url:?}: {e}")))?;
     let host = parsed.host_str().unwrap_or_default();
     let ip = host
         .trim_start_matches('[')
@@ -93,10 +108,10 @@ pub fn check_instance(url: &str, domains: &[String]) -> Result<(), String> {
     if trusted {
         Ok(())
     } else {
-        Err(format!(
+        Err(ConnectorError::permanent(format!(
             "the token names instance_url {url:?}, whose host is not within target.instance_domains ({}); no call goes there, since each carries the token. If this is your org's host, add its domain",
             domains.join(", ")
-        ))
+        )))
     }
 }
 
@@ -115,40 +130,32 @@ fn soft_delay() -> Duration {
 fn limit_backoff() -> Duration {
     Duration::from_secs(300)
 }
-fn max_batch() -> usize {
-    200
-}
-fn linger() -> Duration {
-    Duration::from_secs(1)
-}
-fn in_flight() -> usize {
-    2
-}
 
 impl Target {
-    /// Checks the settings.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the settings; an error names the one at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.unknown.check("target")?;
         let v = self.api_version.strip_prefix('v').unwrap_or_default();
         if v.split('.').count() != 2
             || !v
                 .split('.')
                 .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
         {
-            return Err(format!(
-                "api_version {:?} is not like v62.0",
-                self.api_version
+            return Err(ConfigError::setting(
+                "target.api_version",
+                format!("api_version {:?} is not like v62.0", self.api_version),
             ));
         }
         if !(0.0 < self.soft_limit && self.soft_limit <= self.hard_limit && self.hard_limit <= 1.0)
         {
-            return Err("need 0 < soft_limit <= hard_limit <= 1".into());
-        }
-        if let Some(url) = &self.instance_url
-            && !gluefleet_core::auth::is_safe_token_url(url)
-        {
-            return Err(format!(
-                "instance_url {url:?} must be https (plain http only to localhost): the token travels there"
+            return Err(ConfigError::setting(
+                "target.soft_limit",
+                "need 0 < soft_limit <= hard_limit <= 1",
             ));
+        }
+        // The token travels there: https, or plain http to this machine.
+        if let Some(url) = &self.instance_url {
+            checked_url("target.instance_url", url, Insecure::LoopbackOnly)?;
         }
         for d in &self.instance_domains {
             let ok = !d.is_empty()
@@ -159,13 +166,16 @@ impl Target {
                             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 });
             if !ok {
-                return Err(format!(
-                    "instance_domains: {d:?} is not a domain like \"my.salesforce.com\" (lowercase, no scheme, no wildcard: names below it are included)"
+                return Err(ConfigError::setting(
+                    "target.instance_domains",
+                    format!(
+                        "instance_domains: {d:?} is not a domain like \"my.salesforce.com\" (lowercase, no scheme, no wildcard: names below it are included)"
+                    ),
                 ));
             }
         }
         use gluefleet_core::bounds::duration_within;
-        gluefleet_core::bounds::batch(self.max_batch, 200, self.linger, self.max_in_flight)?;
+        self.batch.settings(&LIMITS)?;
         duration_within(
             "target.soft_delay",
             self.soft_delay,
@@ -178,7 +188,6 @@ impl Target {
             self.limit_backoff,
             Duration::from_secs(1)..=Duration::from_secs(24 * 3600),
         )
-        .map_err(String::from)
     }
 }
 
@@ -242,19 +251,22 @@ pub struct Action {
     pub batch: bool,
 }
 
-fn api_name(what: &str, name: &str) -> Result<(), String> {
+fn api_name(what: &str, name: &str) -> Result<(), ConfigError> {
     let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ok {
         Ok(())
     } else {
-        Err(format!("{what} {name:?} is not a Salesforce API name"))
+        Err(ConfigError::setting(
+            format!("action.{what}"),
+            format!("{what} {name:?} is not a Salesforce API name"),
+        ))
     }
 }
 
 impl RawAction {
     /// Checks the action.
-    pub fn compile(self) -> Result<Action, String> {
+    pub fn compile(self) -> Result<Action, ConfigError> {
         api_name("sobject", &self.sobject)?;
         let external_id = match (self.operation, self.external_id_field, self.external_id) {
             (Operation::Upsert, Some(field), Some(value)) => {
@@ -293,9 +305,9 @@ impl RawAction {
 mod tests {
     use super::*;
 
-    fn raw(text: &str) -> Result<Action, String> {
+    fn raw(text: &str) -> Result<Action, ConfigError> {
         toml::from_str::<RawAction>(text)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| ConfigError::new(e.to_string()))?
             .compile()
     }
 
@@ -333,7 +345,7 @@ mod tests {
             "https://acme.my.salesforce.com@evil.example",
         ] {
             let e = check_instance(bad, &defaults).expect_err(bad);
-            assert!(e.contains("target.instance_domains"), "{e}");
+            assert!(e.message().contains("target.instance_domains"), "{e}");
         }
         let extra = vec!["sf.example.net".to_owned()];
         assert!(check_instance("https://api.sf.example.net", &extra).is_ok());
@@ -345,7 +357,7 @@ mod tests {
         let target = |domains: &str| {
             toml::from_str::<Target>(&format!("instance_domains = {domains}"))
                 .map_err(|e| e.to_string())
-                .and_then(|t| t.validate())
+                .and_then(|t| t.validate().map_err(String::from))
         };
         assert!(target(r#"["salesforce.com", "sf.example.net"]"#).is_ok());
         for bad in [
@@ -357,5 +369,46 @@ mod tests {
             let e = target(bad).expect_err(bad);
             assert!(e.contains("instance_domains"), "{e}");
         }
+    }
+
+    fn target(text: &str) -> Target {
+        toml::from_str(text).expect("parses")
+    }
+
+    #[test]
+    fn batching_defaults_are_salesforces_and_max_bytes_is_held_to_its_cap() {
+        let t = target("");
+        t.validate().expect("the defaults are valid");
+        let s = t.batch.settings(&LIMITS).expect("defaults");
+        assert_eq!(
+            (s.max_items, s.max_bytes, s.linger, s.max_in_flight),
+            (200, 8 << 20, Duration::from_secs(1), 2)
+        );
+        let t = target("max_batch = 50\nmax_bytes = 65536\nlinger = \"2s\"\nmax_in_flight = 4");
+        let s = t.batch.settings(&LIMITS).expect("valid");
+        assert_eq!(
+            (s.max_items, s.max_bytes, s.linger, s.max_in_flight),
+            (50, 65536, Duration::from_secs(2), 4)
+        );
+        for (text, setting) in [
+            ("max_batch = 201", "target.max_batch"),
+            ("max_bytes = 9000000", "target.max_bytes"),
+            ("max_in_flight = 0", "target.max_in_flight"),
+            ("soft_limit = 0.99", "target.soft_limit"),
+            ("api_version = \"62\"", "target.api_version"),
+            (
+                "instance_url = \"http://na1.salesforce.com\"",
+                "target.instance_url",
+            ),
+        ] {
+            let e = target(text).validate().expect_err(text);
+            assert_eq!(e.setting_name(), Some(setting), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_misspelt_target_key_is_refused() {
+        let e = target("max_bach = 10").validate().expect_err("a typo");
+        assert_eq!(e.setting_name(), Some("target.max_bach"), "{e}");
     }
 }

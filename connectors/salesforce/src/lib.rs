@@ -25,7 +25,7 @@ impl gluefleet_runtime::Spec for SalesforceSpec {
     type Connector = SalesforceConnector;
 
     fn build(target: Target, http: reqwest::Client) -> Result<SalesforceConnector, String> {
-        SalesforceConnector::new(target, http)
+        Ok(SalesforceConnector::new(target, http)?)
     }
 
     fn compile_action(connector: &SalesforceConnector, raw: RawAction) -> Result<Action, String> {

@@ -2,15 +2,16 @@
 //! Upserts share sObject Collections calls through a batcher per object and
 //! external id field; each record's result is its own event's outcome.
 
-use crate::client::SfClient;
-use crate::config::{Action, Operation, Target};
+use crate::client::Client;
+use crate::config::{Action, LIMITS, Operation, Target};
 use crate::error::from_record;
 use crate::limits::Limits;
 use gluefleet_core::auth::Credential;
 use gluefleet_core::batch::{BatchSettings, Batcher, Fault, FlushResult};
-use gluefleet_core::{Connector, ConnectorError, Delivered, Request};
+use gluefleet_core::mapping::fields_of;
+use gluefleet_core::{ConfigError, Connector, ConnectorError, Delivered, Request};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +25,7 @@ type RecordBatcher = Batcher<(Value, Credential), Value>;
 /// The Salesforce connector.
 #[derive(Debug)]
 pub struct SalesforceConnector {
-    client: Arc<SfClient>,
+    client: Arc<Client>,
     batch: BatchSettings,
     batchers: Mutex<HashMap<(String, String), RecordBatcher>>,
     /// Shared by every batcher: set once one of them died.
@@ -38,8 +39,9 @@ fn segment(value: &str) -> String {
 
 impl SalesforceConnector {
     /// Builds the connector from `[target]`.
-    pub fn new(target: Target, http: reqwest::Client) -> Result<Self, String> {
+    pub fn new(target: Target, http: reqwest::Client) -> Result<Self, ConfigError> {
         target.validate()?;
+        let batch = target.batch.settings(&LIMITS)?;
         let limits = Limits::new(
             target.soft_limit,
             target.hard_limit,
@@ -47,7 +49,7 @@ impl SalesforceConnector {
             target.limit_backoff,
         );
         let client = Arc::new(
-            SfClient::new(
+            Client::new(
                 http,
                 target.api_version.clone(),
                 target.instance_url.clone(),
@@ -55,12 +57,6 @@ impl SalesforceConnector {
             )
             .trusting(target.instance_domains.clone()),
         );
-        let batch = BatchSettings {
-            max_items: target.max_batch,
-            max_bytes: 8 * 1024 * 1024,
-            linger: target.linger,
-            max_in_flight: target.max_in_flight.max(1),
-        };
         Ok(Self {
             client,
             batch,
@@ -83,9 +79,9 @@ impl SalesforceConnector {
         self.client.limits.usage()
     }
 
-    /// Metered requests sent.
+    /// Requests sent to the org.
     pub fn requests(&self) -> u64 {
-        self.client.sent()
+        self.client.requests()
     }
 
     fn batcher(&self, sobject: &str, field: &str) -> RecordBatcher {
@@ -110,19 +106,13 @@ impl SalesforceConnector {
 
 /// One Collections upsert: `allOrNone = false`, so each record stands alone.
 async fn upsert_collection(
-    client: &SfClient,
+    client: &Client,
     path: &str,
     items: Vec<(Value, Credential)>,
 ) -> FlushResult<Value> {
     let n = items.len();
-    // Every item carries the credential its attempt got. They come from one
-    // provider; use the newest, so a retry after a refresh is never sent
-    // with the stale token of a first attempt sharing its batch.
-    let credential = items
-        .iter()
-        .map(|(_, c)| c)
-        .max_by_key(|c| c.generation())
-        .cloned();
+    // Every item carries the credential its attempt got: send the newest.
+    let credential = Credential::newest(items.iter().map(|(_, c)| c)).cloned();
     let records: Vec<Value> = items.into_iter().map(|(r, _)| r).collect();
     let body = json!({ "allOrNone": false, "records": records });
     let answer = client
@@ -134,7 +124,10 @@ async fn upsert_collection(
             BATCH_TIMEOUT,
         )
         .await?;
-    let results = answer.body.as_array().cloned().unwrap_or_default();
+    let results = match answer.json() {
+        Value::Array(results) => results,
+        _ => Vec::new(),
+    };
     if results.len() != n {
         return Err(ConnectorError::transient(format!(
             "PATCH {path} answered {} results for {n} records",
@@ -142,22 +135,6 @@ async fn upsert_collection(
         )));
     }
     Ok(results.into_iter().map(Ok).collect())
-}
-
-fn fields_of(
-    action: &Action,
-    r: &Request<'_, Action>,
-) -> Result<Map<String, Value>, ConnectorError> {
-    let mapped = match &action.fields {
-        Some(m) => m.apply_event(r.event)?,
-        None => r.event.data.clone(),
-    };
-    match mapped {
-        Value::Object(m) => Ok(m),
-        other => Err(ConnectorError::permanent(format!(
-            "the record's fields must be a JSON object, got {other}"
-        ))),
-    }
 }
 
 impl Connector for SalesforceConnector {
@@ -174,7 +151,7 @@ impl Connector for SalesforceConnector {
                     return Err(ConnectorError::permanent("upsert without an external id"));
                 };
                 let value = template.render_with(r.event, |v, _| Ok(v.to_owned()))?;
-                let mut fields = fields_of(a, &r)?;
+                let mut fields = fields_of(a.fields.as_ref(), r.event, "record")?;
                 // The external id travels in the URL (single) or as a field (Collections).
                 fields.remove(field);
                 let what = format!("{obj} {field}={value}");
@@ -214,7 +191,7 @@ impl Connector for SalesforceConnector {
                 Ok(Delivered::Applied)
             }
             Operation::Create => {
-                let fields = fields_of(a, &r)?;
+                let fields = fields_of(a.fields.as_ref(), r.event, "record")?;
                 self.client
                     .send(
                         r.credential,
@@ -233,7 +210,7 @@ impl Connector for SalesforceConnector {
                 let id = id.render(r.event)?;
                 let path = format!("/sobjects/{obj}/{id}");
                 if a.operation == Operation::Update {
-                    let fields = fields_of(a, &r)?;
+                    let fields = fields_of(a.fields.as_ref(), r.event, "record")?;
                     self.client
                         .send(
                             r.credential,
@@ -302,7 +279,8 @@ impl Connector for SalesforceConnector {
                     Duration::from_secs(30),
                 )
                 .await?;
-            let fields = d.body["fields"].as_array().cloned().unwrap_or_default();
+            let described = d.json();
+            let fields = described["fields"].as_array().cloned().unwrap_or_default();
             for f in &wanted {
                 match fields
                     .iter()

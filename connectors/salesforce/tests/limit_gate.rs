@@ -5,7 +5,7 @@
 
 use gluefleet_core::ConnectorError;
 use gluefleet_core::auth::Credential;
-use gluefleet_salesforce::client::SfClient;
+use gluefleet_salesforce::client::Client;
 use gluefleet_salesforce::limits::Limits;
 use gluefleet_testkit::free_port;
 use gluefleet_testkit::http_target::{HttpTarget, Reply};
@@ -16,10 +16,10 @@ const PATH: &str = "/sobjects/Account/External_Id__c/A-1";
 
 /// A client whose gate is closed and whose backoff is already over: the
 /// next call is the probe.
-fn client_after_a_closed_spell() -> SfClient {
+fn client_after_a_closed_spell() -> Client {
     let http = gluefleet_core::http::client().expect("http client");
     let limits = Limits::new(0.8, 0.95, Duration::from_millis(1), Duration::ZERO);
-    let client = SfClient::new(http, "v62.0".into(), None, limits);
+    let client = Client::new(http, "v62.0".into(), None, limits);
     client.limits.exceeded();
     client
 }
@@ -33,7 +33,7 @@ fn credential(instance: &str) -> Credential {
     .with_endpoint(Some(instance.to_owned()))
 }
 
-async fn call(client: &SfClient, instance: &str, timeout: Duration) -> Result<u16, ConnectorError> {
+async fn call(client: &Client, instance: &str, timeout: Duration) -> Result<u16, ConnectorError> {
     client
         .send(
             Some(&credential(instance)),
@@ -49,7 +49,7 @@ async fn call(client: &SfClient, instance: &str, timeout: Duration) -> Result<u1
 /// After the probe ended, the next call must reach the org (and not be
 /// refused by the gate for a probe that is gone), and the one after it
 /// too once that answer carried the usage.
-async fn gate_is_not_stuck(client: &SfClient, target: &HttpTarget) {
+async fn gate_is_not_stuck(client: &Client, target: &HttpTarget) {
     let before = target.requests().len();
     target.script([
         Reply::status(204).header("Sforce-Limit-Info", "api-usage=10/1000"),
@@ -141,7 +141,7 @@ async fn a_probe_refused_for_the_limit_closes_the_gate_again() {
     // A real socket cannot run on paused time: a short real backoff.
     let backoff = Duration::from_millis(300);
     let limits = Limits::new(0.8, 0.95, Duration::from_millis(1), backoff);
-    let client = SfClient::new(http, "v62.0".into(), None, limits);
+    let client = Client::new(http, "v62.0".into(), None, limits);
     client.limits.exceeded();
     tokio::time::sleep(backoff + Duration::from_millis(50)).await;
     target.script([Reply::status(403)

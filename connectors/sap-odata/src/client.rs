@@ -1,34 +1,19 @@
 //! One OData service: its own cookie jar (the Gateway session), the CSRF
-//! token, JSON in and out, `sap-client`.
+//! token, JSON in and out, `sap-client`. Sending, transport errors and
+//! `Retry-After` are the core's [`Edge`].
 //!
 //! Writes carry the token and the session cookies. A 403 with
 //! `X-CSRF-Token: Required` (the token or session expired) fetches a new
 //! token once and sends again; reads need no token.
 
 use crate::config::{Target, Version};
-use gluefleet_core::ConnectorError;
 use gluefleet_core::auth::Credential;
-use gluefleet_core::classify::class_of_reqwest_error;
-use gluefleet_core::error::ErrorClass;
+use gluefleet_core::http::{Answer, Edge, Outgoing, builder};
+use gluefleet_core::{ConfigError, ConnectorError};
 use serde_json::Value;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-/// An answer, whatever its status.
-#[derive(Debug)]
-pub struct Answer {
-    /// HTTP status.
-    pub status: u16,
-    /// `ETag` header, if any.
-    pub etag: Option<String>,
-    /// `Content-Type` header.
-    pub content_type: String,
-    /// The body as text.
-    pub text: String,
-    /// The body as JSON (`null` when not JSON).
-    pub json: Value,
-}
 
 /// A request body.
 #[derive(Debug)]
@@ -39,10 +24,11 @@ pub enum Body {
     Raw(String, String),
 }
 
-/// One service.
+/// The SAP OData client: one service, one Gateway session (cookie jar and
+/// CSRF token).
 #[derive(Debug)]
-pub struct Session {
-    http: reqwest::Client,
+pub struct Client {
+    edge: Edge,
     root: String,
     /// Protocol version.
     pub version: Version,
@@ -50,48 +36,36 @@ pub struct Session {
     token: Mutex<Option<String>>,
     fetching: tokio::sync::Mutex<()>,
     generation: AtomicU64,
-    fetches: AtomicU64,
-    sent: AtomicU64,
+    csrf_fetches: AtomicU64,
 }
 
-impl Session {
-    /// A session for the target (validated here).
-    pub fn new(target: &Target) -> Result<Self, String> {
+impl Client {
+    /// A client for the target, whose `service_url` has been checked
+    /// ([`Target::validate`]).
+    pub fn new(target: &Target) -> Result<Self, ConfigError> {
         let root = target.service_url.trim_end_matches('/').to_owned();
-        let insecure_ok = target.allow_insecure_http;
-        if !(root.starts_with("https://") || (insecure_ok && root.starts_with("http://"))) {
-            return Err(format!(
-                "service_url {root:?} must be https (or set allow_insecure_http = true for a trusted network)"
-            ));
-        }
-        let http = reqwest::Client::builder()
-            .user_agent(gluefleet_core::http::USER_AGENT)
-            .cookie_store(true)
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        // The CSRF session lives in cookies: a jar of its own, per service.
+        let http = gluefleet_core::http::build(builder().cookie_store(true))?;
         Ok(Self {
-            http,
+            edge: Edge::new(http),
             root,
             version: target.version,
             sap_client: target.sap_client.clone(),
             token: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
-            fetches: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
+            csrf_fetches: AtomicU64::new(0),
         })
     }
 
-    /// Requests sent (reads, writes, batches and token fetches).
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+    /// Requests sent (reads, writes, batches and CSRF token fetches).
+    pub fn requests(&self) -> u64 {
+        self.edge.requests()
     }
 
-    /// CSRF token fetches.
-    pub fn fetches(&self) -> u64 {
-        self.fetches.load(Ordering::Relaxed)
+    /// CSRF token fetches (each also one of [`requests`](Self::requests)).
+    pub fn csrf_fetches(&self) -> u64 {
+        self.csrf_fetches.load(Ordering::Relaxed)
     }
 
     /// The URL of `path` below the service root, with `sap-client`.
@@ -105,68 +79,42 @@ impl Session {
         url
     }
 
-    fn request(
-        &self,
-        method: reqwest::Method,
-        url: &str,
-        credential: Option<&Credential>,
-        timeout: Duration,
-    ) -> Result<reqwest::RequestBuilder, ConnectorError> {
-        let mut req = self
-            .http
-            .request(method, url)
-            .timeout(timeout)
-            .header(http::header::ACCEPT, "application/json");
-        if let Some(c) = credential {
-            req = req.header(c.header_name(), c.header_value()?);
-        }
-        Ok(req)
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.edge
+            .request(method, self.url(path))
+            .header(http::header::ACCEPT, "application/json")
     }
 
+    /// Sends through the edge; a 403 asking for a CSRF token is an
+    /// unauthorized error (the caller fetches one), any other answer is
+    /// handed back whatever its status.
     async fn send(
         &self,
-        req: reqwest::RequestBuilder,
-        what: &str,
+        what: String,
+        request: reqwest::RequestBuilder,
+        credential: Option<&Credential>,
+        timeout: Duration,
     ) -> Result<Answer, ConnectorError> {
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| match class_of_reqwest_error(&e) {
-                ErrorClass::Permanent => {
-                    ConnectorError::permanent(format!("{what}: request failed")).with_source(e)
-                }
-                _ => ConnectorError::transient(format!("{what}: request failed")).with_source(e),
-            })?;
-        let status = resp.status().as_u16();
-        let header = |n: http::HeaderName| {
-            resp.headers()
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let etag = header(http::header::ETAG);
-        let content_type = header(http::header::CONTENT_TYPE).unwrap_or_default();
-        let csrf_required = resp
-            .headers()
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
+        let answer = self
+            .edge
+            .send(Outgoing {
+                what,
+                request,
+                credential,
+                timeout,
+            })
+            .await?;
+        let csrf_required = answer
+            .header("x-csrf-token")
             .is_some_and(|v| v.eq_ignore_ascii_case("required"));
-        let text = resp.text().await.unwrap_or_default();
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if status == 403 && csrf_required {
-            return Err(
-                ConnectorError::unauthorized(format!("{what}: CSRF token required"))
-                    .with_http_status(403),
-            );
+        if answer.status == 403 && csrf_required {
+            return Err(ConnectorError::unauthorized(format!(
+                "{}: CSRF token required",
+                answer.what
+            ))
+            .with_http_status(403));
         }
-        Ok(Answer {
-            status,
-            etag,
-            content_type,
-            text,
-            json,
-        })
+        Ok(answer)
     }
 
     /// One fetch at a time: callers that queued behind a fetch take its
@@ -182,32 +130,23 @@ impl Session {
         {
             return Ok(t);
         }
-        self.fetches.fetch_add(1, Ordering::Relaxed);
-        let req = self
-            .request(
-                reqwest::Method::GET,
-                &self.url(""),
+        self.csrf_fetches.fetch_add(1, Ordering::Relaxed);
+        let answer = self
+            .edge
+            .send(Outgoing {
+                what: "fetching the CSRF token".into(),
+                request: self
+                    .request(reqwest::Method::GET, "")
+                    .header("x-csrf-token", "Fetch"),
                 credential,
-                Duration::from_secs(30),
-            )?
-            .header("x-csrf-token", "Fetch");
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ConnectorError::transient(format!("fetching the CSRF token: {e}")))?;
-        let status = resp.status().as_u16();
-        if status >= 400 {
-            return Err(ConnectorError::from_status(
-                status,
-                format!("fetching the CSRF token answered {status}"),
-                None,
-            ));
+                timeout: Duration::from_secs(30),
+            })
+            .await?;
+        if answer.status >= 400 {
+            return Err(answer.error());
         }
-        let token = resp
-            .headers()
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
+        let token = answer
+            .header("x-csrf-token")
             .filter(|t| !t.is_empty())
             .map(str::to_owned)
             .ok_or_else(|| ConnectorError::permanent("the service gave no CSRF token"))?;
@@ -223,8 +162,9 @@ impl Session {
         path: &str,
         timeout: Duration,
     ) -> Result<Answer, ConnectorError> {
-        let req = self.request(reqwest::Method::GET, &self.url(path), credential, timeout)?;
-        self.send(req, &format!("GET {path}")).await
+        let request = self.request(reqwest::Method::GET, path);
+        self.send(format!("GET {path}"), request, credential, timeout)
+            .await
     }
 
     /// A modifying request with the CSRF token; refetches the token once
@@ -249,7 +189,7 @@ impl Session {
                 _ => self.fetch_token(credential, seen).await?,
             };
             let mut req = self
-                .request(method.clone(), &self.url(path), credential, timeout)?
+                .request(method.clone(), path)
                 .header("x-csrf-token", token);
             if let Some(m) = if_match {
                 req = req.header(http::header::IF_MATCH, m);
@@ -266,7 +206,7 @@ impl Session {
                     .body(text.clone()),
                 None => req,
             };
-            match self.send(req, &what).await {
+            match self.send(what.clone(), req, credential, timeout).await {
                 Err(e) if e.http_status() == Some(403) && e.is_unauthorized() && round == 0 => {
                     *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 }

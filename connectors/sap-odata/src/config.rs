@@ -1,5 +1,9 @@
 //! `[target]` and each route's `action` for the SAP OData connector.
 
+use gluefleet_core::ConfigError;
+use gluefleet_core::batch::{BatchConfig, VendorLimits};
+use gluefleet_core::config::Unknown;
+use gluefleet_core::http::checked_url;
 use gluefleet_core::mapping::Mapping;
 use gluefleet_core::template::Template;
 use serde::Deserialize;
@@ -16,9 +20,20 @@ pub enum Version {
     V4,
 }
 
-/// `[target]`.
+/// `$batch`: gluefleet's own caps (SAP sets none that hold on every
+/// system); 100 creates and a 20 ms linger suit Gateway's per-request cost.
+pub const LIMITS: VendorLimits = VendorLimits {
+    max_items: 1000,
+    max_bytes: 8 * 1024 * 1024,
+    default_items: 100,
+    default_linger: Duration::from_millis(20),
+    default_in_flight: 2,
+};
+
+/// `[target]`. Unknown keys are refused by [`Target::validate`] (the
+/// batching settings are flattened in, which rules out
+/// `deny_unknown_fields`).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Target {
     /// The service root: `https://host/sap/opu/odata/sap/API_BUSINESS_PARTNER`.
     pub service_url: String,
@@ -27,28 +42,40 @@ pub struct Target {
     /// SAP client (`sap-client` query parameter), if the system needs one.
     #[serde(default)]
     pub sap_client: Option<String>,
-    /// Allow an `http://` service URL (default false).
+    /// Allow an `http://` service URL on another machine (default false;
+    /// plain http to this machine is always allowed).
     #[serde(default)]
     pub allow_insecure_http: bool,
     /// Send creates waiting at the same moment as one `$batch` (default true).
     #[serde(default = "yes")]
     pub batch: bool,
-    /// Events per `$batch` (default 100).
-    #[serde(default = "max_batch")]
-    pub max_batch: usize,
-    /// How long the first event of a batch waits for company (default 20 ms).
-    #[serde(default = "linger", with = "humantime_serde")]
-    pub linger: Duration,
+    /// `max_batch`, `max_bytes`, `linger`, `max_in_flight` of `$batch`,
+    /// within [`LIMITS`] (the defaults are there too); checked even with
+    /// `batch = false`.
+    #[serde(flatten)]
+    pub batching: BatchConfig,
+    /// Any other key: refused.
+    #[serde(flatten)]
+    pub unknown: Unknown,
 }
 
 fn yes() -> bool {
     true
 }
-fn max_batch() -> usize {
-    100
-}
-fn linger() -> Duration {
-    Duration::from_millis(20)
+
+impl Target {
+    /// Checks the settings; an error names the one at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.unknown.check("target")?;
+        // The credentials and the session cookies travel there.
+        checked_url(
+            "target.service_url",
+            &self.service_url,
+            self.allow_insecure_http.into(),
+        )?;
+        self.batching.settings(&LIMITS)?;
+        Ok(())
+    }
 }
 
 /// What a route does.
@@ -106,7 +133,7 @@ pub struct Action {
     pub last_writer_wins: bool,
 }
 
-fn odata_name(what: &str, name: &str) -> Result<(), String> {
+fn odata_name(what: &str, name: &str) -> Result<(), ConfigError> {
     let ok = name
         .chars()
         .next()
@@ -115,13 +142,16 @@ fn odata_name(what: &str, name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{what} {name:?} is not an OData identifier"))
+        Err(ConfigError::setting(
+            format!("action.{}", what.replace(' ', "_")),
+            format!("{what} {name:?} is not an OData identifier"),
+        ))
     }
 }
 
 impl RawAction {
     /// Checks the action.
-    pub fn compile(self) -> Result<Action, String> {
+    pub fn compile(self) -> Result<Action, ConfigError> {
         odata_name("entity_set", &self.entity_set)?;
         if self.key.is_empty() {
             return Err("key needs at least one property".into());
@@ -172,5 +202,53 @@ mod tests {
         let nokey: RawAction =
             toml::from_str("operation = \"create\"\nentity_set = \"S\"\nkey = {}").expect("parses");
         assert!(nokey.compile().is_err());
+    }
+
+    fn target(text: &str) -> Target {
+        toml::from_str(&format!("version = \"v4\"\n{text}")).expect("parses")
+    }
+
+    #[test]
+    fn batching_defaults_are_todays_and_max_bytes_is_held_to_its_cap() {
+        let t = target("service_url = \"https://erp.example/odata\"");
+        t.validate().expect("valid");
+        let s = t.batching.settings(&LIMITS).expect("defaults");
+        assert_eq!(
+            (s.max_items, s.max_bytes, s.linger, s.max_in_flight),
+            (100, 8 << 20, Duration::from_millis(20), 2)
+        );
+        for (text, setting) in [
+            ("max_batch = 1001", "target.max_batch"),
+            ("max_bytes = 9000000", "target.max_bytes"),
+            ("max_in_flight = 65", "target.max_in_flight"),
+            ("batch = false\nmax_batch = 0", "target.max_batch"),
+            ("max_bach = 10", "target.max_bach"),
+        ] {
+            let e = target(&format!("service_url = \"https://erp.example\"\n{text}"))
+                .validate()
+                .expect_err(text);
+            assert_eq!(e.setting_name(), Some(setting), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_service_url_is_held_to_the_one_https_rule() {
+        let url = |u: &str, insecure: bool| {
+            target(&format!(
+                "service_url = \"{u}\"\nallow_insecure_http = {insecure}"
+            ))
+            .validate()
+        };
+        assert!(url("https://erp.example", false).is_ok());
+        assert!(url("http://127.0.0.1:4004/odata", false).is_ok());
+        assert!(url("http://erp.example", true).is_ok());
+        for (u, insecure) in [
+            ("http://erp.example", false),
+            ("ftp://erp.example", true),
+            ("https://user:pw@erp.example", false),
+        ] {
+            let e = url(u, insecure).expect_err(u);
+            assert_eq!(e.setting_name(), Some("target.service_url"), "{u}: {e}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! decides what 404, 409 and 412 mean before this is called.
 
 use gluefleet_core::ConnectorError;
+use gluefleet_core::http::Answer;
 use serde_json::Value;
 
 fn text_of(v: &Value) -> Option<String> {
@@ -50,9 +51,17 @@ pub fn describe(body: &Value) -> Option<String> {
     Some(s)
 }
 
-/// A failed answer as a classified error naming the request.
-pub fn from_answer(status: u16, body: &Value, raw: &str, what: &str) -> ConnectorError {
-    let detail = describe(body).unwrap_or_else(|| raw.chars().take(300).collect());
+/// A failed answer as a classified error naming the request: the shared
+/// status table, SAP's error body as the detail.
+pub fn from_answer(answer: &Answer) -> ConnectorError {
+    let detail = describe(&answer.json()).unwrap_or_else(|| answer.snippet());
+    answer.error_with(&detail)
+}
+
+/// A failed part of a `$batch` answer, as [`from_answer`] (a part has no
+/// headers of its own to read).
+pub fn from_part(status: u16, body: &Value, what: &str) -> ConnectorError {
+    let detail = describe(body).unwrap_or_default();
     ConnectorError::from_status(status, format!("{what} answered {status}: {detail}"), None)
 }
 
@@ -76,8 +85,33 @@ mod tests {
             describe(&v4).as_deref(),
             Some("ASSERT_DATA_TYPE: Value X is not a valid String(10)")
         );
-        let e = from_answer(400, &v4, "", "POST BusinessPartners");
+        let e = from_part(400, &v4, "POST BusinessPartners");
         assert!(e.is_permanent() && e.message().contains("String(10)"));
-        assert!(from_answer(503, &Value::Null, "busy", "x").is_transient());
+        let answer = |status, headers: &[(&'static str, &str)], body: &str| Answer {
+            what: "POST BusinessPartners".into(),
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    let v = http::HeaderValue::from_str(v).expect("header");
+                    (http::HeaderName::from_static(k), v)
+                })
+                .collect(),
+            body: body.into(),
+        };
+        let e = from_answer(&answer(400, &[], &v4.to_string()));
+        assert!(e.is_permanent() && e.http_status() == Some(400), "{e}");
+        assert_eq!(
+            e.message(),
+            "POST BusinessPartners answered 400: ASSERT_DATA_TYPE: Value X is not a valid String(10)"
+        );
+        let e = from_answer(&answer(503, &[], "busy"));
+        assert!(
+            e.is_transient() && e.message().ends_with("503: busy"),
+            "{e}"
+        );
+        let e = from_answer(&answer(429, &[("retry-after", "4")], ""));
+        assert!(e.is_rate_limited(), "{e}");
+        assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(4)));
     }
 }

@@ -28,10 +28,10 @@ impl gluefleet_runtime::Spec for SapSpec {
     fn build(target: Target, http: reqwest::Client) -> Result<SapConnector, String> {
         // The CSRF session needs its own cookie jar: one client per service.
         let _ = http;
-        SapConnector::new(target)
+        Ok(SapConnector::new(target)?)
     }
 
     fn compile_action(_connector: &SapConnector, raw: RawAction) -> Result<Action, String> {
-        raw.compile()
+        Ok(raw.compile()?)
     }
 }

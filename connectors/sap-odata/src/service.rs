@@ -8,15 +8,17 @@
 //! | delete    | GET for the ETag, DELETE with `If-Match`              | 404 → already done |
 
 use crate::batch::{Part, PartAnswer, multipart_answers, v2_body, v4_answers, v4_body};
-use crate::client::{Answer, Body, Session};
-use crate::config::{Action, Operation, Target, Version, string_literal};
-use crate::error::from_answer;
+use crate::client::{Body, Client};
+use crate::config::{Action, LIMITS, Operation, Target, Version, string_literal};
+use crate::error::{from_answer, from_part};
 use gluefleet_core::auth::Credential;
-use gluefleet_core::batch::{BatchSettings, Batcher, FlushResult};
+use gluefleet_core::batch::{Batcher, FlushResult};
 use gluefleet_core::event::Event;
-use gluefleet_core::{Connector, ConnectorError, Delivered, Request};
+use gluefleet_core::http::Answer;
+use gluefleet_core::mapping::fields_of;
+use gluefleet_core::{ConfigError, Connector, ConnectorError, Delivered, Request};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,54 +39,45 @@ type CreateBatcher = Batcher<(Part, Option<Credential>), PartAnswer>;
 /// The SAP OData connector.
 #[derive(Debug)]
 pub struct SapConnector {
-    session: Arc<Session>,
+    client: Arc<Client>,
     batcher: Option<CreateBatcher>,
 }
 
 impl SapConnector {
     /// Builds the connector from `[target]`.
-    pub fn new(target: Target) -> Result<Self, String> {
-        gluefleet_core::bounds::batch(target.max_batch, 1000, target.linger, 2)?;
-        let session = Arc::new(Session::new(&target)?);
+    pub fn new(target: Target) -> Result<Self, ConfigError> {
+        target.validate()?;
+        let settings = target.batching.settings(&LIMITS)?;
+        let client = Arc::new(Client::new(&target)?);
         let batcher = target.batch.then(|| {
-            let settings = BatchSettings {
-                max_items: target.max_batch,
-                max_bytes: 8 * 1024 * 1024,
-                linger: target.linger,
-                max_in_flight: 2,
-            };
-            let s = session.clone();
+            let s = client.clone();
             Batcher::spawn(settings, move |items: Vec<(Part, Option<Credential>)>| {
                 let s = s.clone();
                 async move { send_batch(&s, items).await }
             })
         });
-        Ok(Self { session, batcher })
+        Ok(Self { client, batcher })
     }
 
-    /// OData requests sent (token fetches included).
+    /// OData requests sent (CSRF token fetches included).
     pub fn requests(&self) -> u64 {
-        self.session.sent()
+        self.client.requests()
     }
 
     /// CSRF token fetches.
-    pub fn token_fetches(&self) -> u64 {
-        self.session.fetches()
+    pub fn csrf_fetches(&self) -> u64 {
+        self.client.csrf_fetches()
     }
 }
 
 async fn send_batch(
-    session: &Session,
+    client: &Client,
     items: Vec<(Part, Option<Credential>)>,
 ) -> FlushResult<PartAnswer> {
     let n = items.len();
-    let credential = items
-        .iter()
-        .filter_map(|(_, c)| c.as_ref())
-        .max_by_key(|c| c.generation())
-        .cloned();
+    let credential = Credential::newest(items.iter().filter_map(|(_, c)| c.as_ref())).cloned();
     let parts: Vec<Part> = items.into_iter().map(|(p, _)| p).collect();
-    let body = match session.version {
+    let body = match client.version {
         Version::V4 => Body::Json(v4_body(&parts)),
         Version::V2 => {
             let boundary = format!("batch_{:016x}", fastrand::u64(..));
@@ -92,7 +85,7 @@ async fn send_batch(
             Body::Raw(v2_body(&parts, &boundary), ct)
         }
     };
-    let answer = session
+    let answer = client
         .write(
             credential.as_ref(),
             "POST",
@@ -102,18 +95,16 @@ async fn send_batch(
             BATCH_TIMEOUT,
         )
         .await?;
-    if !ok_status(answer.status) {
-        return Err(from_answer(
-            answer.status,
-            &answer.json,
-            &answer.text,
-            "POST $batch",
-        ));
+    if !answer.is_success() {
+        return Err(from_answer(&answer));
     }
-    let answers = if answer.content_type.contains("multipart") {
-        multipart_answers(&answer.text, n)
+    let multipart = answer
+        .header(http::header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.contains("multipart"));
+    let answers = if multipart {
+        multipart_answers(&answer.body, n)
     } else {
-        v4_answers(&answer.json, n)
+        v4_answers(&answer.json(), n)
     };
     Ok(answers
         .into_iter()
@@ -146,29 +137,17 @@ fn entity_path(
     Ok((format!("{}({predicate})", action.entity_set), values))
 }
 
+/// The `ETag` header, else the one in the body (V4 `@odata.etag`, V2
+/// `__metadata.etag`).
 fn etag_of(answer: &Answer) -> Option<String> {
-    answer
-        .etag
-        .clone()
-        .or_else(|| answer.json["@odata.etag"].as_str().map(str::to_owned))
-        .or_else(|| {
-            answer.json["d"]["__metadata"]["etag"]
-                .as_str()
-                .map(str::to_owned)
-        })
-}
-
-fn fields_of(action: &Action, event: &Event) -> Result<Map<String, Value>, ConnectorError> {
-    let mapped = match &action.fields {
-        Some(m) => m.apply_event(event)?,
-        None => event.data.clone(),
-    };
-    match mapped {
-        Value::Object(m) => Ok(m),
-        other => Err(ConnectorError::permanent(format!(
-            "the entity's properties must be a JSON object, got {other}"
-        ))),
+    if let Some(tag) = answer.header(http::header::ETAG) {
+        return Some(tag.to_owned());
     }
+    let body = answer.json();
+    body["@odata.etag"]
+        .as_str()
+        .or_else(|| body["d"]["__metadata"]["etag"].as_str())
+        .map(str::to_owned)
 }
 
 fn ok_status(s: u16) -> bool {
@@ -182,13 +161,13 @@ impl SapConnector {
         keys: &[(String, String)],
     ) -> Result<Delivered, ConnectorError> {
         let a = &r.route.action;
-        let mut body = fields_of(a, r.event)?;
+        let mut body = fields_of(a.fields.as_ref(), r.event, "entity")?;
         for (k, v) in keys {
             body.entry(k.clone())
                 .or_insert_with(|| Value::String(v.clone()));
         }
         let what = format!("POST {}", a.entity_set);
-        let (status, json, text) = match &self.batcher {
+        match &self.batcher {
             Some(b) => {
                 let part = Part {
                     method: "POST".into(),
@@ -201,11 +180,15 @@ impl SapConnector {
                 let ans = b
                     .submit((part, r.credential.cloned()), Some(key), size, r.deadline)
                     .await?;
-                (ans.status, ans.body, String::new())
+                match ans.status {
+                    s if ok_status(s) => Ok(Delivered::Applied),
+                    409 => Ok(Delivered::AlreadyDone),
+                    s => Err(from_part(s, &ans.body, &what)),
+                }
             }
             None => {
                 let ans = self
-                    .session
+                    .client
                     .write(
                         r.credential,
                         "POST",
@@ -215,13 +198,12 @@ impl SapConnector {
                         r.timeout,
                     )
                     .await?;
-                (ans.status, ans.json, ans.text)
+                match ans.status {
+                    s if ok_status(s) => Ok(Delivered::Applied),
+                    409 => Ok(Delivered::AlreadyDone),
+                    _ => Err(from_answer(&ans)),
+                }
             }
-        };
-        match status {
-            s if ok_status(s) => Ok(Delivered::Applied),
-            409 => Ok(Delivered::AlreadyDone),
-            s => Err(from_answer(s, &json, &text, &what)),
         }
     }
 
@@ -230,11 +212,11 @@ impl SapConnector {
         r: &Request<'_, Action>,
         path: &str,
     ) -> Result<Option<Answer>, ConnectorError> {
-        let ans = self.session.read(r.credential, path, r.timeout).await?;
+        let ans = self.client.read(r.credential, path, r.timeout).await?;
         match ans.status {
             404 => Ok(None),
             s if ok_status(s) => Ok(Some(ans)),
-            s => Err(from_answer(s, &ans.json, &ans.text, &format!("GET {path}"))),
+            _ => Err(from_answer(&ans)),
         }
     }
 
@@ -245,8 +227,12 @@ impl SapConnector {
         known: Option<String>,
     ) -> Result<Delivered, ConnectorError> {
         let a = &r.route.action;
-        let body = Body::Json(Value::Object(fields_of(a, r.event)?));
-        let method = match self.session.version {
+        let body = Body::Json(Value::Object(fields_of(
+            a.fields.as_ref(),
+            r.event,
+            "entity",
+        )?));
+        let method = match self.client.version {
             Version::V2 => "MERGE",
             Version::V4 => "PATCH",
         };
@@ -264,7 +250,7 @@ impl SapConnector {
                 }
             };
             let ans = self
-                .session
+                .client
                 .write(
                     r.credential,
                     method,
@@ -285,21 +271,14 @@ impl SapConnector {
                     continue;
                 }
                 412 => {
-                    let e = from_answer(412, &ans.json, &ans.text, &format!("{method} {path}"));
+                    let e = from_answer(&ans);
                     return Err(ConnectorError::permanent(format!(
                         "conflict: the entity changed since the event's version ({})",
                         e.message()
                     ))
                     .with_http_status(412));
                 }
-                s => {
-                    return Err(from_answer(
-                        s,
-                        &ans.json,
-                        &ans.text,
-                        &format!("{method} {path}"),
-                    ));
-                }
+                _ => return Err(from_answer(&ans)),
             }
         }
         Err(ConnectorError::transient(format!(
@@ -341,18 +320,13 @@ impl Connector for SapConnector {
                 };
                 let tag = etag_of(&current).unwrap_or_else(|| "*".into());
                 let ans = self
-                    .session
+                    .client
                     .write(r.credential, "DELETE", &path, None, Some(&tag), r.timeout)
                     .await?;
                 match ans.status {
                     s if ok_status(s) => Ok(Delivered::Applied),
                     404 => Ok(Delivered::AlreadyDone),
-                    s => Err(from_answer(
-                        s,
-                        &ans.json,
-                        &ans.text,
-                        &format!("DELETE {path}"),
-                    )),
+                    _ => Err(from_answer(&ans)),
                 }
             }
         }
@@ -371,28 +345,23 @@ impl Connector for SapConnector {
     fn stats(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("target_requests", self.requests()),
-            ("csrf_fetches", self.token_fetches()),
+            ("csrf_fetches", self.csrf_fetches()),
         ]
     }
 
     async fn check(&self, credential: Option<&Credential>) -> Result<String, ConnectorError> {
         let ans = self
-            .session
+            .client
             .read(credential, "$metadata", Duration::from_secs(30))
             .await?;
-        if ok_status(ans.status) {
+        if ans.is_success() {
             Ok(format!(
                 "{} $metadata answered {}",
-                self.session.url(""),
+                self.client.url(""),
                 ans.status
             ))
         } else {
-            Err(from_answer(
-                ans.status,
-                &ans.json,
-                &ans.text,
-                "GET $metadata",
-            ))
+            Err(from_answer(&ans))
         }
     }
 }

@@ -42,7 +42,12 @@ fn pipeline(service: &str, version: &str, batch: bool) -> Arc<Pipeline<SapConnec
     ))
     .expect("target");
     let connector = SapConnector::new(target).expect("connector");
-    pipeline::build(connector, ROUTES, |raw: RawAction| raw.compile(), None)
+    pipeline::build(
+        connector,
+        ROUTES,
+        |raw: RawAction| raw.compile().map_err(String::from),
+        None,
+    )
 }
 
 fn event(id: &str, ty: &str, data: Value) -> RawMessage {
@@ -222,7 +227,7 @@ async fn batches_of_100_with_two_bad_and_csrf_expiry() {
         );
 
         // The session expires mid-run: one new token, no failed event.
-        let fetches = p.connector().token_fetches();
+        let fetches = p.connector().csrf_fetches();
         cap.invalidate_csrf().await.expect("invalidate");
         let outcomes = burst(&p, &format!("{}C", &version[1..]), 20, &[]).await;
         assert!(
@@ -232,7 +237,7 @@ async fn batches_of_100_with_two_bad_and_csrf_expiry() {
             "{version}: {outcomes:?}"
         );
         assert_eq!(
-            p.connector().token_fetches(),
+            p.connector().csrf_fetches(),
             fetches + 1,
             "{version}: one refetch"
         );
