@@ -73,20 +73,6 @@ pub fn duration_within(
     }
 }
 
-/// The batching settings every batching connector shares, under `[target]`:
-/// `max_batch` up to the vendor's own cap, `linger` up to 10 s (a longer wait
-/// only holds events), `max_in_flight` from 1 to 64.
-pub fn batch(
-    max_batch: usize,
-    vendor_cap: usize,
-    linger: Duration,
-    max_in_flight: usize,
-) -> Result<(), ConfigError> {
-    within("target.max_batch", max_batch, 1..=vendor_cap)?;
-    duration_within("target.linger", linger, Duration::ZERO..=MAX_LINGER)?;
-    within("target.max_in_flight", max_in_flight, 1..=64)
-}
-
 /// The longest `linger` a batching connector accepts.
 pub const MAX_LINGER: Duration = Duration::from_secs(10);
 
@@ -103,18 +89,5 @@ mod tests {
         let s = Duration::from_secs;
         assert!(duration_within("d", s(10), s(1)..=s(10)).is_ok());
         assert!(duration_within("d", s(11), s(1)..=s(10)).is_err());
-    }
-
-    #[test]
-    fn batch_errors_name_the_setting() {
-        let ms = Duration::from_millis;
-        assert!(batch(500, 500, ms(5), 2).is_ok());
-        let e = batch(501, 500, ms(5), 2).expect_err("over the cap");
-        assert!(e.message().contains("target.max_batch is 501"), "{e}");
-        let e = batch(1, 500, Duration::from_secs(300_000_000_000 * 31_557_600), 2)
-            .expect_err("a linger of ages");
-        assert_eq!(e.setting_name(), Some("target.linger"), "{e}");
-        let e = batch(1, 500, ms(5), 0).expect_err("nothing in flight");
-        assert!(e.message().contains("target.max_in_flight is 0"), "{e}");
     }
 }

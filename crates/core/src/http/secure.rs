@@ -9,22 +9,27 @@
 use crate::config::ConfigError;
 use url::{Host, Url};
 
-/// Plain http is allowed to any host (the operator's `allow_insecure_http`).
+/// Whether plain http may go to another machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Insecure {
-    /// Only https, or http to this machine (the default).
+    /// Only https, or http to this machine, and no setting could change it
+    /// (token URLs, a token's `instance_url`).
     #[default]
     LoopbackOnly,
-    /// http to any host too.
+    /// Only https, or http to this machine, unless the operator sets
+    /// `allow_insecure_http = true` (the error says so).
+    NotAllowed,
+    /// http to any host too (`allow_insecure_http = true`).
     Allowed,
 }
 
 impl From<bool> for Insecure {
+    /// The connector's `allow_insecure_http` setting.
     fn from(allow_insecure_http: bool) -> Self {
         if allow_insecure_http {
             Self::Allowed
         } else {
-            Self::LoopbackOnly
+            Self::NotAllowed
         }
     }
 }
@@ -45,10 +50,12 @@ pub fn is_loopback(url: &Url) -> bool {
 ///
 /// ```
 /// use gluefleet_core::http::{checked_url, Insecure};
-/// assert!(checked_url("target.base_url", "https://erp.example/api", Insecure::LoopbackOnly).is_ok());
-/// assert!(checked_url("target.base_url", "http://127.0.0.1:8080", Insecure::LoopbackOnly).is_ok());
-/// let e = checked_url("target.base_url", "http://erp.example", Insecure::LoopbackOnly).unwrap_err();
+/// assert!(checked_url("target.base_url", "https://erp.example/api", Insecure::NotAllowed).is_ok());
+/// assert!(checked_url("target.base_url", "http://127.0.0.1:8080", Insecure::NotAllowed).is_ok());
+/// let e = checked_url("target.base_url", "http://erp.example", Insecure::NotAllowed).unwrap_err();
 /// assert!(e.message().contains("allow_insecure_http"));
+/// let e = checked_url("auth.token_url", "http://erp.example", Insecure::LoopbackOnly).unwrap_err();
+/// assert!(!e.message().contains("allow_insecure_http"), "no setting to offer");
 /// assert!(checked_url("target.base_url", "http://erp.example", Insecure::Allowed).is_ok());
 /// ```
 pub fn checked_url(setting: &str, url: &str, insecure: Insecure) -> Result<Url, ConfigError> {
@@ -71,12 +78,17 @@ pub fn checked_url(setting: &str, url: &str, insecure: Insecure) -> Result<Url, 
     match parsed.scheme() {
         "https" => Ok(parsed),
         "http" if insecure == Insecure::Allowed || is_loopback(&parsed) => Ok(parsed),
-        "http" => Err(ConfigError::setting(
-            setting,
-            format!(
-                "{setting} {url:?} is plain http to another machine; use https, or set allow_insecure_http = true for a trusted network"
-            ),
-        )),
+        "http" => {
+            let fix = if insecure == Insecure::NotAllowed {
+                "use https, or set allow_insecure_http = true for a trusted network"
+            } else {
+                "use https (plain http only to this machine)"
+            };
+            Err(ConfigError::setting(
+                setting,
+                format!("{setting} {url:?} is plain http to another machine; {fix}"),
+            ))
+        }
         other => Err(ConfigError::setting(
             setting,
             format!("{setting} {url:?}: scheme {other} is not http(s)"),
@@ -94,6 +106,8 @@ mod tests {
     #[test_case("http://127.0.0.1:9", Insecure::LoopbackOnly, true)]
     #[test_case("http://[::1]:9", Insecure::LoopbackOnly, true)]
     #[test_case("http://10.0.0.1", Insecure::LoopbackOnly, false)]
+    #[test_case("http://10.0.0.1", Insecure::NotAllowed, false)]
+    #[test_case("http://[::1]:9", Insecure::NotAllowed, true)]
     #[test_case("http://10.0.0.1", Insecure::Allowed, true)]
     #[test_case("http://localhost.evil.example", Insecure::LoopbackOnly, false)]
     #[test_case("ftp://x.example", Insecure::Allowed, false)]
