@@ -1,0 +1,303 @@
+//! A fault-injecting HTTP proxy in front of a real server.
+//!
+//! The conformance cases need the far side to fail on cue (a 503, a 429 with
+//! `Retry-After`, a 401, a 400, a call that hangs) whatever the system is.
+//! Where the system is an in-process double that could be scripted, it could
+//! also be done there; but the SAP CAP server and the Firestore emulator are
+//! real servers that cannot be told to fail. Putting this proxy in front of
+//! every subject gives one mechanism for all of them, and one place that
+//! records when each call arrived and when the worker let go of it, which is
+//! what the timing assertions read.
+//!
+//! Only the requests the subject calls *calls* (the ones that apply an
+//! event, not token, CSRF or metadata requests) take a fault; everything
+//! else is forwarded untouched.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::{HeaderName, HeaderValue, StatusCode};
+
+use crate::TestkitError;
+use crate::http_target::{LoggedRequest, Reply, lock, read_request};
+use crate::server::LocalServer;
+
+/// Headers that belong to one hop and are not forwarded either way.
+const HOP_HEADERS: [&str; 6] = [
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+    "upgrade",
+];
+
+/// What the proxy does to the next call.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer this instead of forwarding.
+    Reply(Reply),
+    /// Hold the call this long, then forward it: a server that answers
+    /// late. If the worker gives up first, its connection closes and the
+    /// call is never forwarded.
+    Hang(Duration),
+}
+
+/// One request through the proxy.
+#[derive(Clone, Debug)]
+pub struct Proxied {
+    /// The request, with the status the worker got (0 if it got none).
+    pub request: LoggedRequest,
+    /// Whether the subject counts it as a call (faults apply to calls only).
+    pub call: bool,
+    /// Whether a fault answered or held it.
+    pub faulted: bool,
+    /// Whether the upstream server saw it.
+    pub forwarded: bool,
+    /// When the proxy was done with it: answered, or the worker's
+    /// connection went away while it was held.
+    pub released: Option<Instant>,
+}
+
+impl Proxied {
+    /// Whether the path or the body mentions `needle` (an event's tag).
+    pub fn mentions(&self, needle: &str) -> bool {
+        self.request.path.contains(needle) || self.request.body.contains(needle)
+    }
+
+    /// Whether the upstream server saw it and answered 2xx.
+    pub fn applied(&self) -> bool {
+        self.forwarded && (200..300).contains(&self.request.status)
+    }
+}
+
+type IsCall = Arc<dyn Fn(&LoggedRequest) -> bool + Send + Sync>;
+
+struct Shared {
+    upstream: Mutex<Option<String>>,
+    is_call: Mutex<IsCall>,
+    faults: Mutex<VecDeque<Fault>>,
+    delay: Mutex<Duration>,
+    log: Mutex<Vec<Proxied>>,
+    client: reqwest::Client,
+}
+
+/// A local reverse proxy with fault injection. Stops on drop.
+pub struct FaultProxy {
+    shared: Arc<Shared>,
+    server: LocalServer,
+}
+
+impl std::fmt::Debug for FaultProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultProxy")
+            .field("url", &self.url())
+            .field("upstream", &*lock(&self.shared.upstream))
+            .field("requests", &lock(&self.shared.log).len())
+            .finish()
+    }
+}
+
+impl FaultProxy {
+    /// Starts on a free port of 127.0.0.1 with no upstream yet (requests
+    /// get 502 until [`FaultProxy::set_upstream`]), so that a server that
+    /// must know its public URL up front can be started after it. Every
+    /// request that is not a `GET` counts as a call until
+    /// [`FaultProxy::set_is_call`].
+    pub async fn start() -> Result<Self, TestkitError> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|source| TestkitError::Http {
+                what: "building the fault proxy's HTTP client".to_owned(),
+                source,
+            })?;
+        let is_call: IsCall = Arc::new(|r: &LoggedRequest| r.method != "GET");
+        let shared = Arc::new(Shared {
+            upstream: Mutex::new(None),
+            is_call: Mutex::new(is_call),
+            faults: Mutex::default(),
+            delay: Mutex::default(),
+            log: Mutex::default(),
+            client,
+        });
+        let state = shared.clone();
+        let server = LocalServer::start("the fault proxy", move |_| {
+            Router::new().fallback(handle).with_state(state)
+        })
+        .await?;
+        Ok(Self { shared, server })
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    /// `127.0.0.1:PORT`, for variables such as `FIRESTORE_EMULATOR_HOST`.
+    pub fn host(&self) -> String {
+        self.server.addr().to_string()
+    }
+
+    /// Where requests are forwarded: `http://host:port`, no trailing slash.
+    pub fn set_upstream(&self, url: &str) {
+        *lock(&self.shared.upstream) = Some(url.trim_end_matches('/').to_owned());
+    }
+
+    /// Which requests are calls, the only ones faults and the delay apply to.
+    pub fn set_is_call(&self, f: impl Fn(&LoggedRequest) -> bool + Send + Sync + 'static) {
+        *lock(&self.shared.is_call) = Arc::new(f);
+    }
+
+    /// The next calls (FIFO) get these faults; later calls are forwarded.
+    pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
+        lock(&self.shared.faults).extend(faults);
+    }
+
+    /// Every forwarded call waits `d` first: a slow server.
+    pub fn set_delay(&self, d: Duration) {
+        *lock(&self.shared.delay) = d;
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<Proxied> {
+        lock(&self.shared.log).clone()
+    }
+
+    /// The calls so far, in arrival order.
+    pub fn calls(&self) -> Vec<Proxied> {
+        self.requests().into_iter().filter(|p| p.call).collect()
+    }
+}
+
+/// Marks its request released when dropped: when the handler finishes, or
+/// when the server drops the handler because the worker's connection closed.
+struct Release {
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some(p) = lock(&self.shared.log).get_mut(self.index)
+            && p.released.is_none()
+        {
+            p.released = Some(Instant::now());
+        }
+    }
+}
+
+fn set(shared: &Shared, index: usize, f: impl FnOnce(&mut Proxied)) {
+    if let Some(p) = lock(&shared.log).get_mut(index) {
+        f(p);
+    }
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let logged = match read_request(request).await {
+        Ok(logged) => logged,
+        Err(response) => return response,
+    };
+    let is_call = lock(&shared.is_call).clone();
+    let call = is_call(&logged);
+    let fault = if call {
+        lock(&shared.faults).pop_front()
+    } else {
+        None
+    };
+    let index = {
+        let mut log = lock(&shared.log);
+        log.push(Proxied {
+            request: logged.clone(),
+            call,
+            faulted: fault.is_some(),
+            forwarded: false,
+            released: None,
+        });
+        log.len() - 1
+    };
+    let _release = Release {
+        shared: shared.clone(),
+        index,
+    };
+    let delay = if call {
+        *lock(&shared.delay)
+    } else {
+        Duration::ZERO
+    };
+    match fault {
+        Some(Fault::Reply(reply)) => {
+            set(&shared, index, |p| p.request.status = reply.status);
+            return reply.into_response();
+        }
+        Some(Fault::Hang(d)) => tokio::time::sleep(d).await,
+        None if !delay.is_zero() => tokio::time::sleep(delay).await,
+        None => {}
+    }
+    let upstream = lock(&shared.upstream).clone();
+    let Some(upstream) = upstream else {
+        set(&shared, index, |p| p.request.status = 502);
+        return Reply::status(502)
+            .body("fault proxy: no upstream set")
+            .into_response();
+    };
+    set(&shared, index, |p| p.forwarded = true);
+    match forward(&shared.client, &upstream, &logged, &headers).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            set(&shared, index, |p| p.request.status = status);
+            response
+        }
+        Err(e) => {
+            set(&shared, index, |p| p.request.status = 502);
+            Reply::status(502)
+                .body(format!("fault proxy: upstream failed: {e}"))
+                .into_response()
+        }
+    }
+}
+
+async fn forward(
+    client: &reqwest::Client,
+    upstream: &str,
+    request: &LoggedRequest,
+    headers: &http::HeaderMap,
+) -> Result<Response, reqwest::Error> {
+    let method =
+        reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let mut outgoing = client.request(method, format!("{upstream}{}", request.path));
+    for (name, value) in headers {
+        if !HOP_HEADERS.contains(&name.as_str()) {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    let answer = outgoing.body(request.body.clone()).send().await?;
+    let status = answer.status().as_u16();
+    let mut response_headers = Vec::new();
+    for (name, value) in answer.headers() {
+        if !HOP_HEADERS.contains(&name.as_str()) {
+            response_headers.push((name.clone(), value.clone()));
+        }
+    }
+    let body = answer.bytes().await?;
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let out = response.headers_mut();
+    for (name, value) in response_headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append(name, value);
+        }
+    }
+    Ok(response)
+}
