@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::harness::{Case, ROUTE, reasons};
-use super::{Fault, ROUTE_TIMEOUT, Subject};
+use super::{Fault, Subject};
 use crate::http_target::Reply;
 
 /// Every reason the runtime attaches to a dead letter of a refused call
@@ -74,14 +74,15 @@ pub async fn permanent_is_dead_lettered_with_every_reason<S: Subject>() {
     assert!(outcome.left.is_empty(), "acked once dead-lettered");
 }
 
-/// The first call hangs three times the route's timeout. The worker must
+/// The first call hangs twice the route's timeout. The worker must
 /// give it up before it calls again: no two calls of the event are open at
 /// the system at once (by the proxy's times). The event then has one
 /// effect and is acked, or, for an operation that is not idempotent, is
 /// dead-lettered as `outcome-unknown` with no effect; never two.
 pub async fn timeout_has_no_concurrent_duplicate<S: Subject>() {
     let case = Case::<S>::start("timeout_has_no_concurrent_duplicate").await;
-    case.proxy.inject([Fault::Hang(ROUTE_TIMEOUT * 3)]);
+    let hang = S::ROUTE_TIMEOUT * 2;
+    case.proxy.inject([Fault::Hang(hang)]);
     let tag = case.tag(0);
     case.publish(vec![case.event(&tag)]).await;
     let outcome = case.job().await;
@@ -104,7 +105,7 @@ pub async fn timeout_has_no_concurrent_duplicate<S: Subject>() {
         .released
         .map(|r| r.duration_since(calls[0].request.at));
     assert!(
-        held.is_some_and(|h| h < ROUTE_TIMEOUT * 3 - Duration::from_millis(200)),
+        held.is_some_and(|h| h < hang - Duration::from_millis(200)),
         "the worker gave up the hung call (held {held:?}) instead of waiting it out"
     );
     let effects = case.effects(&tag).await;

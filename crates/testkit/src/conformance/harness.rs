@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::shared::{Shared, SharedLease};
-use super::{FaultProxy, ROUTE_TIMEOUT, Subject};
+use super::{FaultProxy, Subject};
 use crate::bin::{Worker, connector_binary};
 use crate::pubsub::{OutgoingMessage, PubsubEmulator, PulledMessage, SubscriptionOptions};
 
@@ -77,10 +77,7 @@ impl Outcome {
 /// Says on the real stderr (not captured by the test harness) that `case`
 /// does not apply to `connector`, so a skip is never silent.
 pub(crate) fn note(connector: &str, case: &str, why: &str) {
-    let _ = writeln!(
-        std::io::stderr(),
-        "conformance: {connector}: {case}: SKIPPED: {why}"
-    );
+    let _ = writeln!(std::io::stderr(), "conformance: {connector}: {case}: {why}");
 }
 
 impl<S: Subject> Case<S> {
@@ -317,7 +314,7 @@ impl<S: Subject> Case<S> {
 /// The worker's config: the suite's shared tables, the subject's
 /// `[target]`, and the routes.
 fn config_text<S: Subject>(subject: &S, proxy: &FaultProxy) -> String {
-    let timeout = humantime_ms(ROUTE_TIMEOUT);
+    let timeout = humantime_ms(S::ROUTE_TIMEOUT);
     let mut text = format!(
         r#"
 [pubsub]
