@@ -46,6 +46,10 @@ pub enum Fault {
     /// late. If the worker gives up first, its connection closes and the
     /// call is never forwarded.
     Hang(Duration),
+    /// Hold the call this long, then forward it even if the worker has
+    /// given up by then: a server that applies a write whose answer comes
+    /// too late. The outcome-unknown cases need the write to land.
+    ApplyLate(Duration),
 }
 
 /// One request through the proxy.
@@ -233,15 +237,6 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     } else {
         Duration::ZERO
     };
-    match fault {
-        Some(Fault::Reply(reply)) => {
-            set(&shared, index, |p| p.request.status = reply.status);
-            return reply.into_response();
-        }
-        Some(Fault::Hang(d)) => tokio::time::sleep(d).await,
-        None if !delay.is_zero() => tokio::time::sleep(delay).await,
-        None => {}
-    }
     let upstream = lock(&shared.upstream).clone();
     let Some(upstream) = upstream else {
         set(&shared, index, |p| p.request.status = 502);
@@ -249,15 +244,48 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             .body("fault proxy: no upstream set")
             .into_response();
     };
-    set(&shared, index, |p| p.forwarded = true);
-    match forward(&shared.client, &upstream, &logged, &headers).await {
+    match fault {
+        Some(Fault::Reply(reply)) => {
+            set(&shared, index, |p| p.request.status = reply.status);
+            return reply.into_response();
+        }
+        Some(Fault::Hang(d)) => tokio::time::sleep(d).await,
+        Some(Fault::ApplyLate(d)) => {
+            // Forwarded from a task of its own, which the worker closing its
+            // connection (and the server dropping this handler) cannot stop.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                let _ = tx.send(forward_logged(&shared, index, &upstream, &logged, &headers).await);
+            });
+            return rx
+                .await
+                .unwrap_or_else(|_| Reply::status(502).into_response());
+        }
+        None if !delay.is_zero() => tokio::time::sleep(delay).await,
+        None => {}
+    }
+    forward_logged(&shared, index, &upstream, &logged, &headers).await
+}
+
+/// Forwards request `index` of the log and records what came back.
+async fn forward_logged(
+    shared: &Shared,
+    index: usize,
+    upstream: &str,
+    logged: &LoggedRequest,
+    headers: &http::HeaderMap,
+) -> Response {
+    set(shared, index, |p| p.forwarded = true);
+    match forward(&shared.client, upstream, logged, headers).await {
         Ok(response) => {
             let status = response.status().as_u16();
-            set(&shared, index, |p| p.request.status = status);
+            set(shared, index, |p| p.request.status = status);
             response
         }
         Err(e) => {
-            set(&shared, index, |p| p.request.status = 502);
+            set(shared, index, |p| p.request.status = 502);
             Reply::status(502)
                 .body(format!("fault proxy: upstream failed: {e}"))
                 .into_response()
