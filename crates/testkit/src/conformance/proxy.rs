@@ -329,3 +329,109 @@ async fn forward(
     }
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http_target::HttpTarget;
+
+    async fn proxied() -> (HttpTarget, FaultProxy, reqwest::Client) {
+        let target = HttpTarget::start().await.expect("target");
+        let proxy = FaultProxy::start().await.expect("proxy");
+        proxy.set_upstream(&target.url());
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        (target, proxy, client)
+    }
+
+    #[tokio::test]
+    async fn forwards_calls_and_faults_only_calls() {
+        let (target, proxy, client) = proxied().await;
+        target.script([Reply::status(202)
+            .header("x-from", "target")
+            .body("applied")]);
+        proxy.inject([Fault::Reply(Reply::status(503).body("injected"))]);
+
+        // A GET is not a call: forwarded although a fault is queued.
+        let got = client
+            .get(format!("{}/meta?x=1", proxy.url()))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(got.status().as_u16(), 202);
+        assert_eq!(got.headers()["x-from"], "target");
+        assert_eq!(got.text().await.expect("body"), "applied");
+
+        let post = |body: &'static str| {
+            client
+                .post(format!("{}/orders/7", proxy.url()))
+                .header("idempotency-key", "k7")
+                .body(body)
+                .send()
+        };
+        let first = post("one").await.expect("post");
+        assert_eq!(first.status().as_u16(), 503, "the fault hit the first call");
+        let second = post("two").await.expect("post");
+        assert_eq!(second.status().as_u16(), 201, "then forwarded");
+
+        let seen = target.requests();
+        assert_eq!(seen.len(), 2, "the faulted call never reached the target");
+        assert_eq!(seen[0].path, "/meta?x=1");
+        assert_eq!(seen[1].body, "two");
+        assert_eq!(seen[1].idempotency_key(), Some("k7"));
+        let calls = proxy.calls();
+        assert_eq!(calls.len(), 2);
+        assert!(calls[0].faulted && !calls[0].forwarded && !calls[0].applied());
+        assert!(calls[1].applied() && calls[1].mentions("two"));
+    }
+
+    #[tokio::test]
+    async fn a_hung_call_is_released_when_the_client_gives_up_and_never_forwarded() {
+        let (target, proxy, client) = proxied().await;
+        proxy.inject([Fault::Hang(Duration::from_secs(3))]);
+        let cut = client
+            .post(proxy.url())
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await;
+        assert!(cut.is_err(), "the client timed out");
+        let released = async {
+            loop {
+                if let Some(r) = proxy.calls()[0].released {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let released = tokio::time::timeout(Duration::from_secs(2), released)
+            .await
+            .expect("released well before the hang ends");
+        assert!(released.duration_since(proxy.calls()[0].request.at) < Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(target.requests().is_empty(), "never forwarded");
+        assert!(!proxy.calls()[0].forwarded);
+    }
+
+    #[tokio::test]
+    async fn a_late_write_lands_after_the_client_gave_up() {
+        let (target, proxy, client) = proxied().await;
+        proxy.inject([Fault::ApplyLate(Duration::from_millis(800))]);
+        let cut = client
+            .post(proxy.url())
+            .body("late")
+            .timeout(Duration::from_millis(200))
+            .send()
+            .await;
+        assert!(cut.is_err(), "the client timed out");
+        let landed = target
+            .wait_for(
+                |r| r.iter().any(|r| r.body == "late"),
+                Duration::from_secs(5),
+            )
+            .await;
+        assert!(landed, "forwarded although the client had gone");
+        assert!(proxy.calls()[0].applied());
+    }
+}

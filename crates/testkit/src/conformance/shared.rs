@@ -145,3 +145,53 @@ impl<T: Send + Sync + 'static> Drop for SharedLease<T> {
         drop(last);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static STARTS: AtomicUsize = AtomicUsize::new(0);
+    static STOPS: AtomicUsize = AtomicUsize::new(0);
+
+    #[derive(Debug)]
+    struct Server(usize);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            STOPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    static SERVER: Shared<Server> = Shared::new();
+
+    async fn start() -> Result<Server, TestkitError> {
+        Ok(Server(STARTS.fetch_add(1, Ordering::SeqCst)))
+    }
+
+    #[tokio::test]
+    async fn one_server_while_held_stopped_with_the_last_lease() {
+        let a = SERVER.acquire(start).await.expect("a");
+        let b = SERVER.acquire(start).await.expect("b");
+        assert_eq!((a.0, b.0), (0, 0), "the second case got the same server");
+        assert_eq!(STARTS.load(Ordering::SeqCst), 1);
+        let on_background = a
+            .run(|s| async move { (s.0, std::thread::current().name().map(str::to_owned)) })
+            .await;
+        assert_eq!(on_background.0, 0);
+        assert_eq!(
+            on_background.1.as_deref(),
+            Some("gluefleet-conformance-shared")
+        );
+        drop(a);
+        assert_eq!(STOPS.load(Ordering::SeqCst), 0, "still held by b");
+        drop(b);
+        assert_eq!(
+            STOPS.load(Ordering::SeqCst),
+            1,
+            "stopped with the last lease"
+        );
+        let c = SERVER.acquire(start).await.expect("c");
+        assert_eq!(c.0, 1, "a later case starts a fresh one");
+    }
+}
