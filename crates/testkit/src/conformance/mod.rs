@@ -20,9 +20,9 @@
 //! [`conformance_suite!`](crate::conformance_suite), which writes one
 //! `#[tokio::test]` per case.
 //!
-//! ```ignore
-//! // Ignored here: it needs a connector binary and the Pub/Sub emulator;
-//! // connectors/legacy-rest/tests/conformance.rs is this example, compiled.
+//! ```no_run
+//! // Compiled, not run: the cases need a connector binary and the Pub/Sub
+//! // emulator. connectors/legacy-rest/tests/conformance.rs runs this shape.
 //! use gluefleet_testkit::conformance::{FaultProxy, Subject};
 //! use gluefleet_testkit::http_target::{HttpTarget, LoggedRequest};
 //! use gluefleet_testkit::token::TokenServer;
@@ -232,7 +232,11 @@ pub async fn run_case<S: Subject>(name: &str, case: impl Future<Output = ()> + S
     }
 }
 
-/// Writes one `#[tokio::test]` per conformance case for a [`Subject`].
+/// Writes one `#[tokio::test]` per conformance case for a [`Subject`], each
+/// named after its case, so a failure names the behaviour that broke and
+/// one case can be run alone (`cargo test --test conformance -- retry_after`).
+/// The test crate needs `tokio` (the workspace's, with `macros` and
+/// `rt-multi-thread`) among its dev-dependencies.
 #[macro_export]
 macro_rules! conformance_suite {
     ($subject:ty) => {
