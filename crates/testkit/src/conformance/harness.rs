@@ -311,6 +311,15 @@ impl<S: Subject> Case<S> {
     }
 }
 
+impl<S: Subject> Drop for Case<S> {
+    /// The case's config directory goes with it.
+    fn drop(&mut self) {
+        if let Some(dir) = self.config.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// The worker's config: the suite's shared tables, the subject's
 /// `[target]`, and the routes.
 fn config_text<S: Subject>(subject: &S, proxy: &FaultProxy) -> String {
