@@ -13,6 +13,7 @@
 //! test that started it.
 
 pub mod bin;
+pub mod conformance;
 mod error;
 pub mod firestore;
 pub mod http_target;
