@@ -83,15 +83,9 @@ scopes = ["orders.write"]
     let expected = keys(&orders);
     fleet.publish_orders(&orders).await;
     let mut worker = fleet.worker(&["run"]).await;
-    let all = fleet
-        .wait_all_applied(&expected, Duration::from_secs(120))
+    fleet
+        .assert_all_applied(&expected, Duration::from_secs(120), "", &worker)
         .await;
-    assert!(
-        all,
-        "every event applied: {} of {EVENTS}\n{}",
-        fleet.target.applied().len(),
-        tail(&worker)
-    );
     fleet.settle_and_stop(&mut worker).await;
 
     let requests = fleet.target.requests();

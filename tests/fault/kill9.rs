@@ -102,15 +102,14 @@ max_backoff = "1s"
         "every kill cut calls off: {cut_off:?}"
     );
 
-    let all = fleet
-        .wait_all_applied(&expected, Duration::from_secs(150))
+    fleet
+        .assert_all_applied(
+            &expected,
+            Duration::from_secs(150),
+            " after three kills",
+            &worker,
+        )
         .await;
-    assert!(
-        all,
-        "every event applied after three kills: {} of {EVENTS}\n{}",
-        fleet.target.applied().len(),
-        tail(&worker)
-    );
     let recovered_in = last_kill.elapsed();
     // The calls the kills cut off had reached the target; their messages
     // come back, with the same key, and the target answers them as replays.

@@ -50,13 +50,14 @@ budget = "20s"
     fleet.publish_orders(&orders).await;
 
     let mut worker = fleet.worker(&["run"]).await;
-    assert!(
-        fleet
-            .wait_applied_at_least(OUTAGE_AT, Duration::from_secs(60))
-            .await,
-        "{OUTAGE_AT} events applied before the outage\n{}",
-        tail(&worker)
-    );
+    fleet
+        .assert_applied_at_least(
+            OUTAGE_AT,
+            Duration::from_secs(60),
+            "before the outage",
+            &worker,
+        )
+        .await;
 
     // Down: connection refused.
     let outage_started = Instant::now();
@@ -93,15 +94,14 @@ budget = "20s"
         "the outage started in the middle of the run"
     );
 
-    let all = fleet
-        .wait_all_applied(&expected, Duration::from_secs(120))
+    fleet
+        .assert_all_applied(
+            &expected,
+            Duration::from_secs(120),
+            " after the outage",
+            &worker,
+        )
         .await;
-    assert!(
-        all,
-        "every event applied after the outage: {} of {EVENTS}\n{}",
-        fleet.target.applied().len(),
-        tail(&worker)
-    );
     let last_first_apply = fleet
         .target
         .requests_with_replays()

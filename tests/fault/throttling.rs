@@ -111,27 +111,27 @@ max_retry_after = "{}s"
     let expected = keys(&orders);
     fleet.publish_orders(&orders).await;
     let mut worker = fleet.worker(&["run"]).await;
-    assert!(
-        fleet
-            .wait_applied_at_least(STORM_AT, Duration::from_secs(60))
-            .await,
-        "{STORM_AT} events applied before the storm\n{}",
-        tail(&worker)
-    );
+    fleet
+        .assert_applied_at_least(
+            STORM_AT,
+            Duration::from_secs(60),
+            "before the storm",
+            &worker,
+        )
+        .await;
     let storm_from = Instant::now();
     *storm.lock().unwrap_or_else(PoisonError::into_inner) =
         Some((storm_from, storm_from + STORM_FOR));
     let applied_before_storm = fleet.target.applied().len();
 
-    let all = fleet
-        .wait_all_applied(&expected, Duration::from_secs(120))
+    fleet
+        .assert_all_applied(
+            &expected,
+            Duration::from_secs(120),
+            " after the storm",
+            &worker,
+        )
         .await;
-    assert!(
-        all,
-        "every event applied after the storm: {} of {EVENTS}\n{}",
-        fleet.target.applied().len(),
-        tail(&worker)
-    );
     fleet.settle_and_stop(&mut worker).await;
 
     // The request log, per key, in arrival order.

@@ -1,9 +1,9 @@
 //! End to end: the `gluefleet-firestore` binary between the real Pub/Sub and
 //! Firestore emulators, as a Cloud Run job would run it.
 
+use gluefleet_testkit::TempDir;
 use gluefleet_testkit::bin::Worker;
 use gluefleet_testkit::firestore::{FirestoreEmulator, plain};
-use gluefleet_testkit::free_port;
 use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
 use serde_json::json;
 use std::time::Duration;
@@ -35,16 +35,11 @@ async fn events_become_documents_and_bad_ones_are_dead_lettered() {
     ));
     pubsub.publish("accounts", &msgs).await.expect("published");
 
-    let dir = std::env::temp_dir().join(format!(
-        "gluefleet-fs-e2e-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let config = dir.join("firestore.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let dir = TempDir::new("fs-e2e").expect("temp dir");
+    let config = dir
+        .write(
+            "firestore.toml",
+            format!(
             r#"
 [pubsub]
 concurrency = 500
@@ -61,21 +56,16 @@ type = "account.renamed"
 action = {{ operation = "update", document = "accounts/{{data.accountId}}", fields = "{{name: .data.name}}" }}
 "#,
             firestore.project()
-        ),
-    )
-    .expect("config");
+            ),
+        )
+        .expect("config");
     let config = config.display().to_string();
+    let mut env = pubsub.worker_env("accounts-sub", "dead");
+    env.push(("FIRESTORE_EMULATOR_HOST", firestore.host()));
     let mut job = Worker::spawn(
         std::path::Path::new(BIN),
         &["job", "--config", &config, "--idle-exit", "2s"],
-        &[
-            ("PUBSUB_EMULATOR_HOST", pubsub.host()),
-            ("FIRESTORE_EMULATOR_HOST", firestore.host()),
-            ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
-            ("GLUEFLEET_SUBSCRIPTION", "accounts-sub".to_owned()),
-            ("GLUEFLEET_DEAD_LETTER_TOPIC", "dead".to_owned()),
-            ("PORT", free_port().to_string()),
-        ],
+        &env,
     )
     .await
     .expect("job starts");

@@ -309,6 +309,23 @@ impl HttpTarget {
         }
     }
 
+    /// Waits until at least `n` requests were answered 2xx (true) or
+    /// `timeout` passes (false): "every event delivered" for a test that
+    /// sent `n`.
+    pub async fn wait_for_successes(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_for(
+            |requests| {
+                requests
+                    .iter()
+                    .filter(|r| (200..300).contains(&r.status))
+                    .count()
+                    >= n
+            },
+            timeout,
+        )
+        .await
+    }
+
     /// Stops listening: from the moment this returns, new connections are
     /// refused. Idle keep-alive connections are closed; requests in flight
     /// still get their answer. Idempotent; also runs on drop.

@@ -308,6 +308,31 @@ impl SalesforceDouble {
         self.shared.url.clone()
     }
 
+    /// The `[auth]` section of a connector config that signs in to this
+    /// double with the JWT bearer flow as its consumer key and user, the
+    /// key read from `${SALESFORCE_PRIVATE_KEY}`: give the worker
+    /// [`Self::private_key_env`] with it.
+    pub fn jwt_auth_toml(&self) -> String {
+        format!(
+            r#"[auth]
+kind = "jwt_bearer"
+login_url = "{url}"
+consumer_key = "{key}"
+username = "{user}"
+private_key = "${{SALESFORCE_PRIVATE_KEY}}"
+"#,
+            url = self.url(),
+            key = self.shared.config.consumer_key,
+            user = self.shared.config.username
+        )
+    }
+
+    /// `SALESFORCE_PRIVATE_KEY` = [`TEST_PRIVATE_KEY_PEM`], the variable
+    /// [`Self::jwt_auth_toml`] reads.
+    pub fn private_key_env() -> (&'static str, String) {
+        ("SALESFORCE_PRIVATE_KEY", TEST_PRIVATE_KEY_PEM.to_owned())
+    }
+
     /// Every request so far, in arrival order, with the status it got.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         lock(&self.shared.log).clone()

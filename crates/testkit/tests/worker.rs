@@ -81,9 +81,10 @@ while true; do sleep 0.05; done"#;
     assert_eq!(worker.wait(Duration::from_millis(1)).await, Some(status));
 }
 
-#[tokio::test]
-async fn kill_hard_ends_the_whole_group() {
-    let mut worker = Worker::spawn(
+/// A shell that started a `sleep` of its own and waits for it: the worker
+/// and the pid of its child.
+async fn shell_with_a_child() -> (Worker, u32) {
+    let worker = Worker::spawn(
         Path::new("/bin/sh"),
         &["-c", "sleep 30 & echo child=$!; wait"],
         &[],
@@ -92,6 +93,12 @@ async fn kill_hard_ends_the_whole_group() {
     .expect("spawn");
     assert!(worker.wait_for_log("child=", Duration::from_secs(5)).await);
     let grandchild = grandchild_pid(&worker);
+    (worker, grandchild)
+}
+
+#[tokio::test]
+async fn kill_hard_ends_the_whole_group() {
+    let (mut worker, grandchild) = shell_with_a_child().await;
     assert!(alive(grandchild));
     worker.kill_hard();
     let status = worker.wait(Duration::from_secs(5)).await.expect("killed");
@@ -104,15 +111,7 @@ async fn kill_hard_ends_the_whole_group() {
 
 #[tokio::test]
 async fn drop_kills_the_group() {
-    let worker = Worker::spawn(
-        Path::new("/bin/sh"),
-        &["-c", "sleep 30 & echo child=$!; wait"],
-        &[],
-    )
-    .await
-    .expect("spawn");
-    assert!(worker.wait_for_log("child=", Duration::from_secs(5)).await);
-    let grandchild = grandchild_pid(&worker);
+    let (worker, grandchild) = shell_with_a_child().await;
     let pid = worker.pid().expect("running");
     drop(worker);
     assert!(gone_within(grandchild, Duration::from_secs(5)).await);
