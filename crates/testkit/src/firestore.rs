@@ -19,7 +19,6 @@
 //!   is omitted), a failed create's is `{"code": 6, "message": ...}`.
 //! - Projects are isolated from each other, and `reset` clears one project.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -41,9 +40,6 @@ const READY_LINE: &str = "Dev App Server is now running";
 /// is required for `batchWrite` and listing.
 const OWNER_AUTH: &str = "Bearer owner";
 
-/// Numbers project ids within this test process.
-static NEXT_INSTANCE: AtomicU32 = AtomicU32::new(1);
-
 /// A running Firestore emulator, stopped (whole process group) on drop.
 #[derive(Debug)]
 pub struct FirestoreEmulator {
@@ -57,7 +53,7 @@ impl FirestoreEmulator {
     /// Whether `gcloud` is on `PATH`. Tests must not use this to skip: a
     /// missing emulator should fail loudly ([`TestkitError::GcloudMissing`]).
     pub fn available() -> bool {
-        process::find_on_path("gcloud").is_some()
+        process::gcloud_available()
     }
 
     /// Starts an emulator on a free port with a fresh project id and waits
@@ -66,8 +62,7 @@ impl FirestoreEmulator {
         if !Self::available() {
             return Err(TestkitError::GcloudMissing);
         }
-        let n = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
-        let project = format!("gluefleet-fs-{}-{n}", std::process::id());
+        let project = process::fresh_project("gluefleet-fs");
         let http = admin::client("Firestore emulator")?;
         let mut emulator = Self {
             server: ChildServer::on_free_port(),
@@ -81,7 +76,7 @@ impl FirestoreEmulator {
 
     /// `127.0.0.1:PORT`, the value `FIRESTORE_EMULATOR_HOST` takes.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.server.port())
+        self.server.host()
     }
 
     /// The project id of this instance; give it to the code under test so it

@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -340,6 +341,11 @@ impl ChildServer {
         self.port
     }
 
+    /// `127.0.0.1:PORT`, the value an emulator's `*_EMULATOR_HOST` takes.
+    pub(crate) fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     /// The output of the last start so far.
     pub(crate) fn logs(&self) -> Vec<String> {
         snapshot(&self.log)
@@ -427,6 +433,21 @@ fn is_executable(path: &Path) -> bool {
     path.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+/// Numbers the emulator instances of this process.
+static NEXT_INSTANCE: AtomicU32 = AtomicU32::new(1);
+
+/// Whether `gcloud`, which starts both emulators, is on `PATH`.
+pub(crate) fn gcloud_available() -> bool {
+    find_on_path("gcloud").is_some()
+}
+
+/// `<prefix>-<pid>-<n>`: a project id no other emulator of any test
+/// process uses, so parallel tests never see each other's data.
+pub(crate) fn fresh_project(prefix: &str) -> String {
+    let n = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
 }
 
 /// `gcloud ARGS` without prompts, and its command line for errors: how

@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -34,9 +33,6 @@ const PORT_RELEASE_TIMEOUT: Duration = Duration::from_secs(15);
 const PUBLISH_BATCH: usize = 1000;
 /// Ack ids per acknowledge call; keeps request bodies small.
 const ACK_BATCH: usize = 1000;
-
-/// Numbers project ids within this test process.
-static NEXT_INSTANCE: AtomicU32 = AtomicU32::new(1);
 
 /// A running Pub/Sub emulator, stopped (whole process group) on drop.
 #[derive(Debug)]
@@ -77,6 +73,18 @@ impl OutgoingMessage {
             data: v.to_string().into_bytes(),
             attributes: BTreeMap::new(),
         }
+    }
+
+    /// A CloudEvent in binary content mode, as publishers that keep the
+    /// context out of the body send it: `ce-*` attributes for the context,
+    /// `data` as the JSON body.
+    pub fn binary_cloudevent(id: &str, source: &str, event_type: &str, data: &Value) -> Self {
+        Self::json(data)
+            .with_attr("ce-specversion", "1.0")
+            .with_attr("ce-id", id)
+            .with_attr("ce-source", source)
+            .with_attr("ce-type", event_type)
+            .with_attr("content-type", "application/json")
     }
 
     /// Adds (or replaces) attribute `k`.
@@ -149,7 +157,7 @@ impl PubsubEmulator {
     /// Whether `gcloud` is on `PATH`. Tests must not use this to skip: a
     /// missing emulator should fail loudly ([`TestkitError::GcloudMissing`]).
     pub fn available() -> bool {
-        process::find_on_path("gcloud").is_some()
+        process::gcloud_available()
     }
 
     /// Starts an emulator on a free port with a fresh project id and waits
@@ -158,8 +166,7 @@ impl PubsubEmulator {
         if !Self::available() {
             return Err(TestkitError::GcloudMissing);
         }
-        let n = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
-        let project = format!("gluefleet-test-{}-{n}", std::process::id());
+        let project = process::fresh_project("gluefleet-test");
         let data_dir = std::env::temp_dir().join(format!("{project}-pubsub"));
         let http = admin::client("Pub/Sub emulator")?;
         let mut emulator = Self {
@@ -175,7 +182,7 @@ impl PubsubEmulator {
 
     /// `127.0.0.1:PORT`, the value `PUBSUB_EMULATOR_HOST` takes.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.server.port())
+        self.server.host()
     }
 
     /// The project id of this instance.

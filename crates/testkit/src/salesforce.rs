@@ -476,7 +476,7 @@ fn token(shared: &Shared, request: &LoggedRequest, query: &str) -> Reply {
             }
         }
         Some("client_credentials") => {
-            let (id, secret) = match basic_credentials(request) {
+            let (id, secret) = match request.basic_credentials() {
                 Some(pair) => pair,
                 None => (
                     params.get("client_id").cloned().unwrap_or_default(),
@@ -532,28 +532,6 @@ fn check_assertion(shared: &Shared, assertion: &str) -> Result<(), &'static str>
         return Err("user hasn't approved this consumer");
     }
     Ok(())
-}
-
-/// `Authorization: Basic` client credentials, each form-urlencoded as
-/// RFC 6749 §2.3.1 asks (plain values decode to themselves).
-fn basic_credentials(request: &LoggedRequest) -> Option<(String, String)> {
-    let header = request.headers.get("authorization")?;
-    let (scheme, encoded) = header.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
-    let form_decode = |s: &str| {
-        let s = s.replace('+', " ");
-        percent_encoding::percent_decode_str(&s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    Some((form_decode(id), form_decode(secret)))
 }
 
 fn issue_token(shared: &Shared) -> Reply {

@@ -156,10 +156,7 @@ async fn via_file(
 
     let dead_letters = file_source::read_dead_letters(&dead_letter_file)?
         .into_iter()
-        .map(|m| DeadLetter {
-            data: m.data,
-            attributes: m.attributes,
-        })
+        .map(DeadLetter::from)
         .collect();
     Ok(Run {
         message_ids,

@@ -170,10 +170,7 @@ impl Part {
             .drain(t.inspect, Duration::from_secs(1))
             .await?
             .into_iter()
-            .map(|m| DeadLetter {
-                data: m.data,
-                attributes: m.attributes,
-            })
+            .map(DeadLetter::from)
             .collect();
         Ok(Run {
             message_ids,

@@ -5,7 +5,8 @@
 //! as a problem is decided here, once.
 
 use super::part::Run;
-use gluefleet_testkit::pubsub::OutgoingMessage;
+use gluefleet_testkit::file_source::FileMessage;
+use gluefleet_testkit::pubsub::{OutgoingMessage, PulledMessage};
 use std::collections::BTreeMap;
 
 /// Worker log lines shown when something went wrong.
@@ -20,6 +21,24 @@ pub(crate) const RETRIED_NOTE: &str = "  (received counts redeliveries too; retr
 pub(crate) struct DeadLetter {
     pub(crate) data: Vec<u8>,
     pub(crate) attributes: BTreeMap<String, String>,
+}
+
+impl From<PulledMessage> for DeadLetter {
+    fn from(m: PulledMessage) -> Self {
+        Self {
+            data: m.data,
+            attributes: m.attributes,
+        }
+    }
+}
+
+impl From<FileMessage> for DeadLetter {
+    fn from(m: FileMessage) -> Self {
+        Self {
+            data: m.data,
+            attributes: m.attributes,
+        }
+    }
 }
 
 impl DeadLetter {
