@@ -102,13 +102,10 @@ async fn the_worker_reconnects_by_itself_after_the_emulator_restarts() {
 
     fleet.settle_and_stop(&mut worker).await;
     fleet.assert_nothing_left().await;
-    let dead = fleet.dead_letters().await;
-    assert!(dead.is_empty(), "no dead letters: {dead:?}");
-    let tally = fleet.tally(&expected);
-    tally.assert_exactly_once(&tail(&worker));
+    let tally = fleet.assert_clean_end(&expected, &worker).await;
     fleet.report(
         &tally,
-        dead.len(),
+        0,
         &[
             ("applied_before_restart", applied.len().to_string()),
             ("emulator_down", secs(back - restart_started)),

@@ -213,6 +213,14 @@ impl Fleet {
         self.publish(&messages).await
     }
 
+    /// Publishes `n` fresh orders; their keys, each of which must end up
+    /// applied exactly once.
+    pub(crate) async fn publish_new_orders(&mut self, n: usize) -> BTreeSet<String> {
+        let orders = self.orders(n);
+        self.publish_orders(&orders).await;
+        keys(&orders)
+    }
+
     /// Starts a worker (`args`, e.g. `["run"]`) on this fleet's
     /// subscription, with its health server on a free port.
     pub(crate) async fn worker(&self, args: &[&str]) -> Worker {
@@ -366,6 +374,21 @@ impl Fleet {
             "{} messages left unacked on the subscription",
             left.len()
         );
+    }
+
+    /// The end every scenario without bad events must reach: no dead
+    /// letters, and every one of `expected` applied exactly once (else the
+    /// test fails with the end of `worker`'s log). The tally, for the report.
+    pub(crate) async fn assert_clean_end(
+        &self,
+        expected: &BTreeSet<String>,
+        worker: &Worker,
+    ) -> Tally {
+        let dead = self.dead_letters().await;
+        assert!(dead.is_empty(), "no dead letters: {dead:?}");
+        let tally = self.tally(expected);
+        tally.assert_exactly_once(&tail(worker));
+        tally
     }
 
     pub(crate) fn tally(&self, expected: &BTreeSet<String>) -> Tally {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gluefleet_testkit::http_target::Reply;
 
-use crate::harness::{self, Fleet, Setup, by_reason, keys, logged, running, secs, tail};
+use crate::harness::{self, Fleet, Setup, by_reason, logged, running, secs, tail};
 
 const EVENTS: usize = 2_000;
 /// The outage starts once this many events have been applied.
@@ -45,9 +45,7 @@ budget = "20s"
         down.load(Ordering::SeqCst)
             .then(|| Reply::status(503).body("down for maintenance"))
     });
-    let orders = fleet.orders(EVENTS);
-    let expected = keys(&orders);
-    fleet.publish_orders(&orders).await;
+    let expected = fleet.publish_new_orders(EVENTS).await;
 
     let mut worker = fleet.worker(&["run"]).await;
     fleet

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{self, Fleet, Setup, keys, logged, millis, secs, tail, terminate};
+use crate::harness::{self, Fleet, Setup, logged, millis, secs, tail, terminate};
 
 const EVENTS: usize = 800;
 /// `--drain-timeout`.
@@ -36,9 +36,7 @@ async fn sigterm_under_load_exits_within_the_drain_timeout_and_loses_nothing() {
     setup.pubsub = "concurrency = 64".into();
     let mut fleet = Fleet::start(setup).await;
     fleet.target.set_delay(CALL_TIME);
-    let orders = fleet.orders(EVENTS);
-    let expected = keys(&orders);
-    fleet.publish_orders(&orders).await;
+    let expected = fleet.publish_new_orders(EVENTS).await;
 
     let drain = format!("{}ms", DRAIN.as_millis());
     let mut worker = fleet.worker(&["run", "--drain-timeout", &drain]).await;
@@ -108,13 +106,10 @@ async fn sigterm_under_load_exits_within_the_drain_timeout_and_loses_nothing() {
     );
     fleet.settle_and_stop(&mut again).await;
     fleet.assert_nothing_left().await;
-    let dead = fleet.dead_letters().await;
-    assert!(dead.is_empty(), "no dead letters: {dead:?}");
-    let tally = fleet.tally(&expected);
-    tally.assert_exactly_once(&tail(&again));
+    let tally = fleet.assert_clean_end(&expected, &again).await;
     fleet.report(
         &tally,
-        dead.len(),
+        0,
         &[
             ("drain_timeout", secs(DRAIN)),
             ("call_time", secs(CALL_TIME)),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use gluefleet_testkit::http_target::Reply;
 use serde_json::Value;
 
-use crate::harness::{self, Fleet, Setup, by_reason, keys, logged, millis, secs, spread, tail};
+use crate::harness::{self, Fleet, Setup, by_reason, logged, millis, secs, spread};
 
 const EVENTS: usize = 1_000;
 /// The storm starts once this many events have been applied…
@@ -107,9 +107,7 @@ max_retry_after = "{}s"
         })
     });
 
-    let orders = fleet.orders(EVENTS);
-    let expected = keys(&orders);
-    fleet.publish_orders(&orders).await;
+    let expected = fleet.publish_new_orders(EVENTS).await;
     let mut worker = fleet.worker(&["run"]).await;
     fleet
         .assert_applied_at_least(
@@ -228,10 +226,7 @@ max_retry_after = "{}s"
     );
 
     fleet.assert_nothing_left().await;
-    let dead = fleet.dead_letters().await;
-    assert!(dead.is_empty(), "no dead letters: {dead:?}");
-    let tally = fleet.tally(&expected);
-    tally.assert_exactly_once(&tail(&worker));
+    let tally = fleet.assert_clean_end(&expected, &worker).await;
     assert_eq!(
         tally.replays, 0,
         "one process: its own idempotency store answers duplicates"
@@ -239,7 +234,7 @@ max_retry_after = "{}s"
     let keys_throttled: BTreeSet<&str> = throttled.iter().map(|t| t.key.as_str()).collect();
     fleet.report(
         &tally,
-        dead.len(),
+        0,
         &[
             ("applied_before_storm", applied_before_storm.to_string()),
             ("storm", secs(STORM_FOR)),

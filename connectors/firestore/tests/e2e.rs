@@ -89,11 +89,7 @@ action = {{ operation = "update", document = "accounts/{{data.accountId}}", fiel
         .await
         .expect("dead letters");
     assert_eq!(dead.len(), 1, "the rename of a missing account");
-    let error = dead[0]
-        .attributes
-        .get("gluefleet-error")
-        .cloned()
-        .unwrap_or_default();
+    let error = dead[0].attr("gluefleet-error").to_owned();
     assert!(
         error.contains("NOT_FOUND") && error.contains("accounts/GHOST"),
         "{error}"

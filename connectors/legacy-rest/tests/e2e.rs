@@ -186,15 +186,7 @@ async fn delivers_exactly_once_retries_and_dead_letters_with_reasons() {
     assert_eq!(dead.len(), 2, "exactly two dead letters: {dead:?}");
     let by_class: BTreeMap<String, _> = dead
         .iter()
-        .map(|m| {
-            (
-                m.attributes
-                    .get("gluefleet-error-class")
-                    .cloned()
-                    .unwrap_or_default(),
-                m,
-            )
-        })
+        .map(|m| (m.attr("gluefleet-error-class").to_owned(), m))
         .collect();
     let bad = by_class
         .get("permanent")

@@ -136,11 +136,7 @@ action = {{ operation = "delete", entity_set = "BusinessPartners", key = {{ ID =
             .await
             .expect("dead letters");
         assert_eq!(dead.len(), 1, "{version}");
-        let error = dead[0]
-            .attributes
-            .get("gluefleet-error")
-            .cloned()
-            .unwrap_or_default();
+        let error = dead[0].attr("gluefleet-error").to_owned();
         assert!(
             error.contains("String(10)"),
             "{version}: SAP's message on the dead letter: {error}"
@@ -237,11 +233,7 @@ action = {{ operation = "delete", entity_set = "BusinessPartners", key = {{ ID =
             .await
             .expect("dead letters");
         assert_eq!(dead.len(), 1, "{version}: only the stale ETag");
-        let error = dead[0]
-            .attributes
-            .get("gluefleet-error")
-            .cloned()
-            .unwrap_or_default();
+        let error = dead[0].attr("gluefleet-error").to_owned();
         assert!(error.contains("conflict"), "{version}: {error}");
         assert_eq!(
             dead[0]

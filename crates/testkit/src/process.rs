@@ -457,3 +457,94 @@ pub(crate) fn gcloud(args: &[String]) -> (Command, String) {
     command.args(args).env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1");
     (command, format!("gcloud {}", args.join(" ")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", script]);
+        command
+    }
+
+    /// Whether process `pid` is gone (or a zombie nobody reaps) within 5 s.
+    async fn gone(pid: i32) -> bool {
+        for _ in 0..100 {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The state is the field after the `(comm)`.
+            let zombie = state
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'));
+            if state.is_empty() || zombie {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    fn child_pid(logs: &[String]) -> i32 {
+        logs.iter()
+            .find_map(|l| l.strip_prefix("child=").and_then(|p| p.parse().ok()))
+            .expect("the script printed its child's pid")
+    }
+
+    #[tokio::test]
+    async fn a_server_is_ready_on_its_line_and_its_whole_group_ends_on_drop() {
+        let mut server = ChildServer::on_free_port();
+        server
+            .launch(
+                sh("sleep 30 & echo child=$!; echo listening; wait"),
+                "a shell",
+                "listening",
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("ready");
+        let grandchild = child_pid(&server.logs());
+        drop(server);
+        assert!(gone(grandchild).await, "the server's own child went too");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_exits_first_says_how_with_its_last_words() {
+        let mut server = ChildServer::on_free_port();
+        let err = server
+            .launch(
+                sh("echo 'no such port'; exit 3"),
+                "a shell",
+                "listening",
+                Duration::from_secs(10),
+            )
+            .await
+            .expect_err("never ready");
+        match err {
+            TestkitError::Exited {
+                status, log_tail, ..
+            } => {
+                assert_eq!(status.code(), Some(3));
+                assert!(log_tail.contains("no such port"), "{log_tail}");
+            }
+            other => panic!("expected Exited, got {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_is_not_ready_after_its_timeout_and_is_stopped() {
+        let mut server = ChildServer::on_free_port();
+        let err = server
+            .launch(
+                sh("echo child=$$; exec sleep 30"),
+                "a shell",
+                "listening",
+                Duration::from_millis(300),
+            )
+            .await
+            .expect_err("never ready");
+        assert!(matches!(err, TestkitError::NotReady { .. }), "{err}");
+        let pid = child_pid(&server.logs());
+        server.stop();
+        assert!(gone(pid).await, "stopped after the failed start");
+    }
+}

@@ -116,6 +116,12 @@ impl PulledMessage {
     pub fn json(&self) -> Option<Value> {
         serde_json::from_slice(&self.data).ok()
     }
+
+    /// Attribute `key`, empty when absent: what a test reads off a dead
+    /// letter (`gluefleet-error`, `gluefleet-error-class`).
+    pub fn attr(&self, key: &str) -> &str {
+        self.attributes.get(key).map_or("", String::as_str)
+    }
 }
 
 #[derive(Deserialize)]
