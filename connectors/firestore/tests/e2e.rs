@@ -26,8 +26,12 @@ async fn events_become_documents_and_bad_ones_are_dead_lettered() {
 
     let mut msgs: Vec<OutgoingMessage> = (0..300)
         .map(|i| {
-            OutgoingMessage::json(&json!({"specversion": "1.0", "id": format!("c{i}"), "source": "//mobile",
-                "type": "account.created", "data": {"accountId": format!("A{i:03}"), "name": format!("n{i}")}}))
+            OutgoingMessage::cloudevent(
+                &format!("c{i}"),
+                "//mobile",
+                "account.created",
+                json!({"accountId": format!("A{i:03}"), "name": format!("n{i}")}),
+            )
         })
         .collect();
     msgs.push(OutgoingMessage::json(

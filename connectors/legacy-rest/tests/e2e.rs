@@ -102,9 +102,11 @@ impl Fleet {
 }
 
 fn order(id: &str, total: serde_json::Value) -> OutgoingMessage {
-    OutgoingMessage::json(
-        &json!({"specversion": "1.0", "id": format!("ev-{id}"), "source": "//erp/orders",
-                                  "type": "order.created", "data": {"orderId": id, "total": total}}),
+    OutgoingMessage::cloudevent(
+        &format!("ev-{id}"),
+        "//erp/orders",
+        "order.created",
+        json!({"orderId": id, "total": total}),
     )
 }
 

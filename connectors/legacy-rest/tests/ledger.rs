@@ -57,8 +57,12 @@ action = {{ path = "/orders/{{data.orderId}}" }}
     // the copies far apart so both workers see them.
     let events: Vec<OutgoingMessage> = (0..2000)
         .map(|i| {
-            OutgoingMessage::json(&json!({"specversion": "1.0", "id": format!("ev-{i}"), "source": "//erp",
-                                          "type": "order.created", "data": {"orderId": format!("O-{i}")}}))
+            OutgoingMessage::cloudevent(
+                &format!("ev-{i}"),
+                "//erp",
+                "order.created",
+                json!({"orderId": format!("O-{i}")}),
+            )
         })
         .collect();
     let mut all = events.clone();

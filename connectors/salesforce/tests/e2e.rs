@@ -25,8 +25,12 @@ async fn a_thousand_upserts_through_pubsub() {
         .expect("topic and subscription");
     let msgs: Vec<OutgoingMessage> = (0..1000)
         .map(|i| {
-            OutgoingMessage::json(&json!({"specversion": "1.0", "id": format!("c{i}"), "source": "//erp",
-                "type": "customer.upserted", "data": {"customerId": format!("K-{i:04}"), "name": format!("Customer {i}")}}))
+            OutgoingMessage::cloudevent(
+                &format!("c{i}"),
+                "//erp",
+                "customer.upserted",
+                json!({"customerId": format!("K-{i:04}"), "name": format!("Customer {i}")}),
+            )
         })
         .collect();
     pubsub.publish("customers", &msgs).await.expect("published");

@@ -62,8 +62,12 @@ async fn partners_through_pubsub_in_v2_and_v4() {
         let tag = &version[1..];
         let mut msgs: Vec<OutgoingMessage> = (0..50)
             .map(|i| {
-                OutgoingMessage::json(&json!({"specversion": "1.0", "id": format!("{version}-{i}"), "source": "//crm",
-                    "type": "partner.created", "data": {"id": format!("E{tag}{i:03}"), "name": format!("P{i}")}}))
+                OutgoingMessage::cloudevent(
+                    &format!("{version}-{i}"),
+                    "//crm",
+                    "partner.created",
+                    json!({"id": format!("E{tag}{i:03}"), "name": format!("P{i}")}),
+                )
             })
             .collect();
         msgs.push(OutgoingMessage::json(

@@ -75,6 +75,18 @@ impl OutgoingMessage {
         }
     }
 
+    /// A CloudEvent in structured content mode, the whole event one JSON
+    /// body: how most publishers send gluefleet events.
+    pub fn cloudevent(id: &str, source: &str, event_type: &str, data: Value) -> Self {
+        Self::json(&json!({
+            "specversion": "1.0",
+            "id": id,
+            "source": source,
+            "type": event_type,
+            "data": data,
+        }))
+    }
+
     /// A CloudEvent in binary content mode, as publishers that keep the
     /// context out of the body send it: `ce-*` attributes for the context,
     /// `data` as the JSON body.

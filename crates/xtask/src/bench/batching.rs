@@ -253,8 +253,7 @@ fn messages(sink: &Sink, n: usize, events: usize) -> Result<Vec<OutgoingMessage>
                     json!({"id": id, "note": filler, "n": i}),
                 ),
             };
-            Ok(OutgoingMessage::json(&json!({"specversion": "1.0", "id": id,
-                "source": "//bench", "type": event_type, "data": data})))
+            Ok(OutgoingMessage::cloudevent(&id, "//bench", event_type, data))
         })
         .collect()
 }

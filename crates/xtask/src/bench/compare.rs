@@ -337,9 +337,8 @@ fn backlog(round: usize, events: usize) -> Vec<OutgoingMessage> {
     (0..events)
         .map(|i| {
             let id = format!("b{round}-{i:06}");
-            OutgoingMessage::json(&json!({"specversion": "1.0", "id": id,
-                "source": "//bench", "type": "bench.event",
-                "data": {"id": id, "name": format!("Bench account {i}"), "note": note}}))
+            let data = json!({"id": id, "name": format!("Bench account {i}"), "note": note});
+            OutgoingMessage::cloudevent(&id, "//bench", "bench.event", data)
         })
         .collect()
 }
