@@ -210,6 +210,17 @@ impl Worker {
         self.process.wait_for_log(needle, timeout, LOG_POLL).await
     }
 
+    /// Waits up to `timeout` for the worker to exit 0, for a job or a file
+    /// run that must finish by itself: still running then, or exiting
+    /// otherwise, is an error quoting the last `tail_lines` of its log.
+    pub async fn wait_success(
+        &mut self,
+        timeout: Duration,
+        tail_lines: usize,
+    ) -> Result<ExitStatus, TestkitError> {
+        self.process.wait_success(timeout, tail_lines).await
+    }
+
     /// SIGTERM to the worker process only, as Cloud Run sends on shutdown.
     pub fn signal_term(&self) {
         self.process.signal_leader(Signal::SIGTERM);

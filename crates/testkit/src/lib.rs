@@ -25,6 +25,7 @@ pub mod pubsub;
 pub mod salesforce;
 pub mod sap;
 mod server;
+pub mod sink;
 mod temp;
 pub mod token;
 

@@ -252,6 +252,33 @@ impl GroupChild {
         Some(status)
     }
 
+    /// Waits up to `timeout` for the child to exit 0: a child still running
+    /// then ([`TestkitError::StillRunning`]) or exiting otherwise
+    /// ([`TestkitError::Failed`]) is an error with the last `tail_lines` of
+    /// its log.
+    pub(crate) async fn wait_success(
+        &mut self,
+        timeout: Duration,
+        tail_lines: usize,
+    ) -> Result<ExitStatus, TestkitError> {
+        let Some(status) = self.wait(timeout).await else {
+            return Err(TestkitError::StillRunning {
+                what: self.what.clone(),
+                timeout,
+                log_tail: crate::tail(&self.logs(), tail_lines),
+            });
+        };
+        if status.success() {
+            Ok(status)
+        } else {
+            Err(TestkitError::Failed {
+                what: self.what.clone(),
+                status,
+                log_tail: crate::tail(&self.logs(), tail_lines),
+            })
+        }
+    }
+
     /// Sends `signal` to the leader only (a worker's own SIGTERM handling).
     pub(crate) fn signal_leader(&self, signal: Signal) {
         if self.exit.is_none()

@@ -140,3 +140,45 @@ fn unknown_connector_reports_the_build_it_tried() {
     );
     assert!(matches!(err, TestkitError::Build { .. }), "{message}");
 }
+
+#[tokio::test]
+async fn wait_success_names_a_failure_or_a_hang_with_the_last_lines() {
+    let mut failing = Worker::spawn(
+        Path::new("/bin/sh"),
+        &["-c", "echo first; echo last words; exit 4"],
+        &[],
+    )
+    .await
+    .expect("spawn");
+    let err = failing
+        .wait_success(Duration::from_secs(10), 1)
+        .await
+        .expect_err("exit 4 is a failure");
+    match err {
+        TestkitError::Failed {
+            status, log_tail, ..
+        } => {
+            assert_eq!(status.code(), Some(4));
+            assert_eq!(log_tail, "last words", "only the last line");
+        }
+        other => panic!("expected Failed, got {other}"),
+    }
+
+    let mut hanging = Worker::spawn(Path::new("/bin/sh"), &["-c", "exec sleep 30"], &[])
+        .await
+        .expect("spawn");
+    let err = hanging
+        .wait_success(Duration::from_millis(200), 10)
+        .await
+        .expect_err("still running");
+    assert!(matches!(err, TestkitError::StillRunning { .. }), "{err}");
+
+    let mut fine = Worker::spawn(Path::new("/bin/sh"), &["-c", "exit 0"], &[])
+        .await
+        .expect("spawn");
+    assert!(
+        fine.wait_success(Duration::from_secs(10), 10)
+            .await
+            .is_ok_and(|s| s.success())
+    );
+}

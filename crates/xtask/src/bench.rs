@@ -7,32 +7,28 @@
 //! - [`core`]: the criterion micro-benchmarks of the core path.
 //!
 //! What they share lives here: the async runtime and its exit code, the
-//! release builds, one worker run to its summary, the zero-latency HTTP
-//! sink, and the report's machine line, medians and file.
+//! release builds, one worker run to its summary, and the report's machine
+//! line, medians and file.
 
 pub(crate) mod batching;
 pub(crate) mod compare;
 pub(crate) mod memory;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use gluefleet_testkit::bin::{Profile, Worker, cargo_build};
 use serde_json::Value;
-use std::collections::HashSet;
 use std::error::Error;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub(crate) type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
 /// A worker still running after this is stuck.
 const WORKER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Worker log lines quoted when a worker failed.
+const LOG_TAIL: usize = 60;
 
 /// Runs `bench` on a fresh multi-threaded runtime; its error, if any, on
 /// stderr and as the exit code.
@@ -65,13 +61,10 @@ pub(crate) fn build_release(package: &str, bin: &str) -> Result<PathBuf> {
 /// Waits for `worker` to end and returns its summary object (`summary` of
 /// its `{"summary": …}` line); `what` names it in errors.
 pub(crate) async fn summary_at_exit(mut worker: Worker, what: &str) -> Result<Value> {
-    let status = worker
-        .wait(WORKER_TIMEOUT)
+    worker
+        .wait_success(WORKER_TIMEOUT, LOG_TAIL)
         .await
-        .ok_or_else(|| format!("{what} did not finish in {WORKER_TIMEOUT:?}"))?;
-    if !status.success() {
-        return Err(format!("{what} failed ({status}):\n{}", worker.logs().join("\n")).into());
-    }
+        .map_err(|e| format!("{what}: {e}"))?;
     Ok(worker
         .summary()
         .ok_or_else(|| format!("{what} printed no summary"))?)
@@ -94,56 +87,6 @@ pub(crate) async fn run_job(
     )
     .await?;
     summary_at_exit(worker, what).await
-}
-
-/// The zero-latency HTTP sink gluefleet-legacy-rest delivers to: counts
-/// requests and distinct idempotency keys, answers 200 at once, and never
-/// reads a body into memory, so it has no size limit.
-#[derive(Debug, Default)]
-pub(crate) struct Sink {
-    requests: AtomicU64,
-    keys: Mutex<HashSet<String>>,
-}
-
-impl Sink {
-    /// Serves a sink on a free port of 127.0.0.1; it and its URL. The
-    /// server stops when the returned task is aborted or the runtime ends.
-    pub(crate) async fn start() -> Result<(Arc<Sink>, String, tokio::task::JoinHandle<()>)> {
-        let sink = Arc::new(Sink::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let app = Router::new()
-            .fallback(sink_handler)
-            .with_state(sink.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok((sink, url, server))
-    }
-
-    /// Requests so far.
-    pub(crate) fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
-    }
-
-    /// Distinct keys seen since the last call, forgetting them: every run
-    /// drains the same backlog, so the same keys come again.
-    pub(crate) fn take_distinct(&self) -> usize {
-        self.keys
-            .lock()
-            .map(|mut k| std::mem::take(&mut *k).len())
-            .unwrap_or(0)
-    }
-}
-
-async fn sink_handler(State(sink): State<Arc<Sink>>, headers: HeaderMap) -> StatusCode {
-    sink.requests.fetch_add(1, Ordering::Relaxed);
-    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok())
-        && let Ok(mut keys) = sink.keys.lock()
-    {
-        keys.insert(key.to_owned());
-    }
-    StatusCode::OK
 }
 
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
@@ -304,29 +247,4 @@ pub(crate) fn write_benchmarks(title: &str, section: &str) -> Result<()> {
     std::fs::write(&path, new)?;
     eprintln!("• wrote {}", path.display());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_sink_counts_requests_and_distinct_keys() {
-        let (sink, url, server) = Sink::start().await.expect("sink starts");
-        let http = reqwest::Client::new();
-        for key in ["a", "b", "a"] {
-            let r = http
-                .post(format!("{url}/accounts/1"))
-                .header("Idempotency-Key", key)
-                .body("{}")
-                .send()
-                .await
-                .expect("sent");
-            assert_eq!(r.status(), reqwest::StatusCode::OK);
-        }
-        server.abort();
-        assert_eq!(sink.requests(), 3);
-        assert_eq!(sink.take_distinct(), 2);
-        assert_eq!(sink.take_distinct(), 0, "forgotten once taken");
-    }
 }

@@ -21,7 +21,7 @@
 //! process start to `/readyz` = 200 and the resident memory 2 s later.
 
 use super::{
-    Result, Sink, block_on, build_release, machine, median, memory, mib, run_job, summary_at_exit,
+    Result, block_on, build_release, machine, median, memory, mib, run_job, summary_at_exit,
     write_benchmarks,
 };
 use gluefleet_testkit::TempDir;
@@ -29,11 +29,11 @@ use gluefleet_testkit::bin::Worker;
 use gluefleet_testkit::firestore::FirestoreEmulator;
 use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
 use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble};
+use gluefleet_testkit::sink::HttpSink;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Stream counts every worker runs at.
@@ -138,7 +138,7 @@ struct Idle {
 
 /// Where each worker sends its effects.
 struct Targets {
-    sink: Arc<Sink>,
+    sink: HttpSink,
     sink_url: String,
     firestore: FirestoreEmulator,
 }
@@ -218,7 +218,8 @@ async fn run_all(subjects: &[Subject], events: usize, rounds: usize) -> Result<(
     eprintln!("• starting the Pub/Sub and Firestore emulators and the HTTP sink…");
     let pubsub = PubsubEmulator::start().await?;
     let firestore = FirestoreEmulator::start().await?;
-    let (sink, sink_url, server) = Sink::start().await?;
+    let sink = HttpSink::start().await?;
+    let sink_url = sink.url();
     let targets = Targets {
         sink,
         sink_url,
@@ -300,7 +301,6 @@ async fn run_all(subjects: &[Subject], events: usize, rounds: usize) -> Result<(
             idles.push(idle);
         }
     }
-    server.abort();
     drop(dir);
     let table = report(&loads, &idles, events, rounds);
     println!("{table}");
@@ -445,7 +445,7 @@ async fn one_load(
     let sub = sub_id(round, subject, streams);
     let full_sub = format!("projects/{}/subscriptions/{sub}", pubsub.project());
     let requests_before = targets.sink.requests();
-    targets.sink.take_distinct();
+    targets.sink.take_distinct_keys();
     let salesforce = salesforce_for(subject).await?;
     let what = format!("{} × {streams}", subject.label());
     let summary = match subject {
@@ -495,7 +495,7 @@ async fn one_load(
     let calls = match subject {
         Subject::Raw => None,
         Subject::LegacyRest => {
-            let keys = targets.sink.take_distinct();
+            let keys = targets.sink.take_distinct_keys();
             if keys != events {
                 return Err(format!("the sink saw {keys} distinct events of {events}").into());
             }

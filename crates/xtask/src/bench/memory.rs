@@ -12,13 +12,12 @@
 //! summary), so it covers start-up, reading the file, the parse and the
 //! request, or the dead letter of a refused event.
 
-use super::{
-    Result, Sink, block_on, build_release, machine, mib, summary_at_exit, write_benchmarks,
-};
+use super::{Result, block_on, build_release, machine, mib, summary_at_exit, write_benchmarks};
 use gluefleet_testkit::TempDir;
 use gluefleet_testkit::bin::Worker;
 use gluefleet_testkit::file_source;
 use gluefleet_testkit::pubsub::OutgoingMessage;
+use gluefleet_testkit::sink::HttpSink;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -98,7 +97,8 @@ pub(crate) fn run() -> ExitCode {
 /// Measures every case; the report's section.
 pub(crate) async fn measure() -> Result<String> {
     let binary = build_release("gluefleet-legacy-rest", "gluefleet-legacy-rest")?;
-    let (_sink, url, server) = Sink::start().await?;
+    let sink = HttpSink::start().await?;
+    let url = sink.url();
     let dir = TempDir::new("bench-memory")?;
     let mut results = Vec::new();
     for case in Case::ALL {
@@ -116,7 +116,7 @@ pub(crate) async fn measure() -> Result<String> {
         );
         results.push(measured);
     }
-    server.abort();
+    drop(sink);
     Ok(report(&results))
 }
 

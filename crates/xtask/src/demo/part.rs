@@ -3,7 +3,7 @@
 //! worker's config, publish the samples, run the worker as a job until the
 //! subscription is idle, and read the dead letters back.
 
-use super::report::{DeadLetter, tail};
+use super::report::DeadLetter;
 use super::{Result, Stage};
 use gluefleet_testkit::TestkitError;
 use gluefleet_testkit::bin::{Profile, Worker, cargo_build};
@@ -203,22 +203,8 @@ pub(crate) async fn run_worker(
     println!("• running: {name} {}", args.join(" "));
     let started = Instant::now();
     let mut worker = Worker::spawn(binary, args, envs).await?;
-    let Some(status) = worker.wait(WORKER_TIMEOUT).await else {
-        let log = worker.logs();
-        return Err(format!(
-            "the worker was still running after {WORKER_TIMEOUT:?}; last log lines:\n{}",
-            tail(&log, LOG_TAIL).join("\n")
-        )
-        .into());
-    };
+    worker.wait_success(WORKER_TIMEOUT, LOG_TAIL).await?;
     let log = worker.logs();
-    if !status.success() {
-        return Err(format!(
-            "the worker exited with {status}; last log lines:\n{}",
-            tail(&log, LOG_TAIL).join("\n")
-        )
-        .into());
-    }
     println!(
         "  it handled everything and exited 0 after {:.1} s",
         started.elapsed().as_secs_f64()

@@ -344,7 +344,7 @@ impl<'a> Report<'a> {
 }
 
 /// The last `n` lines.
-pub(crate) fn tail(lines: &[String], n: usize) -> &[String] {
+fn tail(lines: &[String], n: usize) -> &[String] {
     &lines[lines.len().saturating_sub(n)..]
 }
 
