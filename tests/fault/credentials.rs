@@ -26,7 +26,7 @@ use std::time::Duration;
 use gluefleet_testkit::http_target::Reply;
 use gluefleet_testkit::token::{TokenCheck, TokenServer};
 
-use crate::harness::{self, Fleet, Setup, keys, millis, secs, spread, tail};
+use crate::harness::{self, Fleet, Setup, millis, secs, spread};
 
 const EVENTS: usize = 2_000;
 const LIFETIME: Duration = Duration::from_secs(5);
@@ -79,19 +79,11 @@ scopes = ["orders.write"]
         })
     });
 
-    let orders = fleet.orders(EVENTS);
-    let expected = keys(&orders);
-    fleet.publish_orders(&orders).await;
+    let expected = fleet.publish_new_orders(EVENTS).await;
     let mut worker = fleet.worker(&["run"]).await;
-    let all = fleet
-        .wait_all_applied(&expected, Duration::from_secs(120))
+    fleet
+        .assert_all_applied(&expected, Duration::from_secs(120), "", &worker)
         .await;
-    assert!(
-        all,
-        "every event applied: {} of {EVENTS}\n{}",
-        fleet.target.applied().len(),
-        tail(&worker)
-    );
     fleet.settle_and_stop(&mut worker).await;
 
     let requests = fleet.target.requests();
@@ -144,18 +136,15 @@ scopes = ["orders.write"]
         "no token fetched before the previous one reached its refresh point: gaps {gaps:?}"
     );
 
-    let dead = fleet.dead_letters().await;
-    assert!(dead.is_empty(), "no dead letters: {dead:?}");
     fleet.assert_nothing_left().await;
-    let tally = fleet.tally(&expected);
-    tally.assert_exactly_once(&tail(&worker));
+    let tally = fleet.assert_clean_end(&expected, &worker).await;
     assert_eq!(
         tally.requests, EVENTS,
         "one call per event: no retry after a refused token"
     );
     fleet.report(
         &tally,
-        dead.len(),
+        0,
         &[
             ("token_lifetime", secs(LIFETIME)),
             ("token_requests", issued.len().to_string()),

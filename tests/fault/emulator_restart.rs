@@ -41,13 +41,14 @@ async fn the_worker_reconnects_by_itself_after_the_emulator_restarts() {
 
     let (mut worker, port) = fleet.worker_with_port(&["run"]).await;
     let pid = worker.pid().expect("the worker runs");
-    assert!(
-        fleet
-            .wait_applied_at_least(RESTART_AT, Duration::from_secs(60))
-            .await,
-        "{RESTART_AT} events applied before the restart\n{}",
-        tail(&worker)
-    );
+    fleet
+        .assert_applied_at_least(
+            RESTART_AT,
+            Duration::from_secs(60),
+            "before the restart",
+            &worker,
+        )
+        .await;
     let restart_started = Instant::now();
     fleet
         .emulator
@@ -66,15 +67,14 @@ async fn the_worker_reconnects_by_itself_after_the_emulator_restarts() {
     fleet.publish_orders(after).await;
     let new_keys: BTreeSet<String> = keys(after);
 
-    let all = fleet
-        .wait_all_applied(&expected, Duration::from_secs(120))
+    fleet
+        .assert_all_applied(
+            &expected,
+            Duration::from_secs(120),
+            " after the emulator restart",
+            &worker,
+        )
         .await;
-    assert!(
-        all,
-        "every event applied after the emulator restart: {} of {EVENTS}\n{}",
-        fleet.target.applied().len(),
-        tail(&worker)
-    );
     assert!(
         running(&mut worker).await && worker.pid() == Some(pid),
         "the same worker process did it, without a restart\n{}",
@@ -102,13 +102,10 @@ async fn the_worker_reconnects_by_itself_after_the_emulator_restarts() {
 
     fleet.settle_and_stop(&mut worker).await;
     fleet.assert_nothing_left().await;
-    let dead = fleet.dead_letters().await;
-    assert!(dead.is_empty(), "no dead letters: {dead:?}");
-    let tally = fleet.tally(&expected);
-    tally.assert_exactly_once(&tail(&worker));
+    let tally = fleet.assert_clean_end(&expected, &worker).await;
     fleet.report(
         &tally,
-        dead.len(),
+        0,
         &[
             ("applied_before_restart", applied.len().to_string()),
             ("emulator_down", secs(back - restart_started)),

@@ -14,11 +14,11 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use gluefleet_testkit::bin::{Worker, connector_binary};
-use gluefleet_testkit::free_port;
 use gluefleet_testkit::http_target::HttpTarget;
 use gluefleet_testkit::pubsub::{
     OutgoingMessage, PubsubEmulator, PulledMessage, SubscriptionOptions,
 };
+use gluefleet_testkit::{TempDir, free_port};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -101,6 +101,8 @@ pub(crate) struct Fleet {
     setup: Setup,
     /// Set by the first publish: the scenario's wall time starts there.
     run_started: Option<Instant>,
+    /// Holds the configs; removed with the fleet.
+    dir: TempDir,
 }
 
 impl Fleet {
@@ -114,16 +116,13 @@ impl Fleet {
             .expect("the Pub/Sub emulator starts (gcloud with the pubsub-emulator component)");
         let target = HttpTarget::start().await.expect("the HTTP target starts");
         target.honour_idempotency_keys();
-        let dir = std::env::temp_dir().join(format!(
-            "gluefleet-fault-{}-{}-{}",
-            setup.scenario,
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).expect("a temp dir for the config");
-        let config = dir.join("legacy-rest.toml");
-        std::fs::write(&config, config_text(&setup, &target.url(), "")).expect("config written");
+        let dir =
+            TempDir::new(&format!("fault-{}", setup.scenario)).expect("a temp dir for the config");
+        let config = dir
+            .write("legacy-rest.toml", config_text(&setup, &target.url(), ""))
+            .expect("config written");
         let fleet = Self {
+            dir,
             scenario: setup.scenario,
             emulator,
             target,
@@ -214,6 +213,14 @@ impl Fleet {
         self.publish(&messages).await
     }
 
+    /// Publishes `n` fresh orders; their keys, each of which must end up
+    /// applied exactly once.
+    pub(crate) async fn publish_new_orders(&mut self, n: usize) -> BTreeSet<String> {
+        let orders = self.orders(n);
+        self.publish_orders(&orders).await;
+        keys(&orders)
+    }
+
     /// Starts a worker (`args`, e.g. `["run"]`) on this fleet's
     /// subscription, with its health server on a free port.
     pub(crate) async fn worker(&self, args: &[&str]) -> Worker {
@@ -230,13 +237,12 @@ impl Fleet {
     /// (written as a second config file next to the first).
     pub(crate) async fn worker_with(&self, pubsub_extra: &str, args: &[&str]) -> Worker {
         let variant = self
-            .config
-            .with_file_name(format!("legacy-rest-{}.toml", free_port()));
-        std::fs::write(
-            &variant,
-            config_text(&self.setup, &self.target.url(), pubsub_extra),
-        )
-        .expect("config variant written");
+            .dir
+            .write(
+                &format!("legacy-rest-{}.toml", free_port()),
+                config_text(&self.setup, &self.target.url(), pubsub_extra),
+            )
+            .expect("config variant written");
         self.worker_with_config(&variant, args).await.0
     }
 
@@ -245,14 +251,10 @@ impl Fleet {
         let config = config.display().to_string();
         let mut all_args: Vec<&str> = args.to_vec();
         all_args.extend(["--config", config.as_str()]);
-        let mut env = vec![
-            ("PUBSUB_EMULATOR_HOST", self.emulator.host()),
-            ("GOOGLE_CLOUD_PROJECT", self.emulator.project().to_owned()),
-            ("GLUEFLEET_SUBSCRIPTION", SUBSCRIPTION.to_owned()),
-            ("GLUEFLEET_DEAD_LETTER_TOPIC", DEAD_LETTER_TOPIC.to_owned()),
-            ("PORT", port.to_string()),
-            ("RUST_LOG", "info".to_owned()),
-        ];
+        let mut env = self.emulator.worker_env(SUBSCRIPTION, DEAD_LETTER_TOPIC);
+        // The health probes on a port the scenario knows (the last value wins).
+        env.push(("PORT", port.to_string()));
+        env.push(("RUST_LOG", "info".to_owned()));
         env.extend(self.setup.env.iter().cloned());
         let worker = Worker::spawn(&self.binary, &all_args, &env)
             .await
@@ -263,6 +265,42 @@ impl Fleet {
     /// Waits until at least `n` distinct keys were applied.
     pub(crate) async fn wait_applied_at_least(&self, n: usize, timeout: Duration) -> bool {
         until(timeout, || self.target.applied().len() >= n).await
+    }
+
+    /// Waits until at least `n` distinct keys were applied, else fails the
+    /// test with the end of `worker`'s log; `when` says at which point of
+    /// the scenario (`"before the outage"`).
+    pub(crate) async fn assert_applied_at_least(
+        &self,
+        n: usize,
+        timeout: Duration,
+        when: &str,
+        worker: &Worker,
+    ) {
+        assert!(
+            self.wait_applied_at_least(n, timeout).await,
+            "{n} events applied {when}\n{}",
+            tail(worker)
+        );
+    }
+
+    /// Waits until every one of `keys` was applied, else fails the test
+    /// with how many were and the end of `worker`'s log; `how` completes
+    /// "every event applied" (`" after the emulator restart"`).
+    pub(crate) async fn assert_all_applied(
+        &self,
+        keys: &BTreeSet<String>,
+        timeout: Duration,
+        how: &str,
+        worker: &Worker,
+    ) {
+        assert!(
+            self.wait_all_applied(keys, timeout).await,
+            "every event applied{how}: {} of {}\n{}",
+            self.target.applied().len(),
+            keys.len(),
+            tail(worker)
+        );
     }
 
     /// Waits until every one of `keys` was applied.
@@ -336,6 +374,21 @@ impl Fleet {
             "{} messages left unacked on the subscription",
             left.len()
         );
+    }
+
+    /// The end every scenario without bad events must reach: no dead
+    /// letters, and every one of `expected` applied exactly once (else the
+    /// test fails with the end of `worker`'s log). The tally, for the report.
+    pub(crate) async fn assert_clean_end(
+        &self,
+        expected: &BTreeSet<String>,
+        worker: &Worker,
+    ) -> Tally {
+        let dead = self.dead_letters().await;
+        assert!(dead.is_empty(), "no dead letters: {dead:?}");
+        let tally = self.tally(expected);
+        tally.assert_exactly_once(&tail(worker));
+        tally
     }
 
     pub(crate) fn tally(&self, expected: &BTreeSet<String>) -> Tally {

@@ -29,7 +29,7 @@
 use std::os::unix::process::ExitStatusExt as _;
 use std::time::{Duration, Instant};
 
-use crate::harness::{self, Fleet, Setup, keys, tail};
+use crate::harness::{self, Fleet, Setup, tail};
 
 const EVENTS: usize = 5_000;
 /// The first kill: when this many events have been applied.
@@ -54,9 +54,7 @@ max_backoff = "1s"
     .into();
     let mut fleet = Fleet::start(setup).await;
     fleet.target.set_delay(CALL_TIME);
-    let orders = fleet.orders(EVENTS);
-    let expected = keys(&orders);
-    fleet.publish_orders(&orders).await;
+    let expected = fleet.publish_new_orders(EVENTS).await;
 
     let mut worker = fleet.worker(&["run"]).await;
     let mut threshold = FIRST_KILL_AT;
@@ -102,15 +100,14 @@ max_backoff = "1s"
         "every kill cut calls off: {cut_off:?}"
     );
 
-    let all = fleet
-        .wait_all_applied(&expected, Duration::from_secs(150))
+    fleet
+        .assert_all_applied(
+            &expected,
+            Duration::from_secs(150),
+            " after three kills",
+            &worker,
+        )
         .await;
-    assert!(
-        all,
-        "every event applied after three kills: {} of {EVENTS}\n{}",
-        fleet.target.applied().len(),
-        tail(&worker)
-    );
     let recovered_in = last_kill.elapsed();
     // The calls the kills cut off had reached the target; their messages
     // come back, with the same key, and the target answers them as replays.
@@ -120,14 +117,10 @@ max_backoff = "1s"
         "a redelivered cut-off call reached the target as a replay"
     );
     fleet.settle_and_stop(&mut worker).await;
-    let dead = fleet.dead_letters().await;
-    assert!(dead.is_empty(), "no dead letters: {dead:?}");
-
-    let tally = fleet.tally(&expected);
-    tally.assert_exactly_once(&tail(&worker));
+    let tally = fleet.assert_clean_end(&expected, &worker).await;
     fleet.report(
         &tally,
-        dead.len(),
+        0,
         &[
             ("kills", "3".to_owned()),
             ("applied_at_kills", format!("{applied_at_kill:?}")),

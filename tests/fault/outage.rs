@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gluefleet_testkit::http_target::Reply;
 
-use crate::harness::{self, Fleet, Setup, by_reason, keys, logged, running, secs, tail};
+use crate::harness::{self, Fleet, Setup, by_reason, logged, running, secs, tail};
 
 const EVENTS: usize = 2_000;
 /// The outage starts once this many events have been applied.
@@ -45,18 +45,17 @@ budget = "20s"
         down.load(Ordering::SeqCst)
             .then(|| Reply::status(503).body("down for maintenance"))
     });
-    let orders = fleet.orders(EVENTS);
-    let expected = keys(&orders);
-    fleet.publish_orders(&orders).await;
+    let expected = fleet.publish_new_orders(EVENTS).await;
 
     let mut worker = fleet.worker(&["run"]).await;
-    assert!(
-        fleet
-            .wait_applied_at_least(OUTAGE_AT, Duration::from_secs(60))
-            .await,
-        "{OUTAGE_AT} events applied before the outage\n{}",
-        tail(&worker)
-    );
+    fleet
+        .assert_applied_at_least(
+            OUTAGE_AT,
+            Duration::from_secs(60),
+            "before the outage",
+            &worker,
+        )
+        .await;
 
     // Down: connection refused.
     let outage_started = Instant::now();
@@ -93,15 +92,14 @@ budget = "20s"
         "the outage started in the middle of the run"
     );
 
-    let all = fleet
-        .wait_all_applied(&expected, Duration::from_secs(120))
+    fleet
+        .assert_all_applied(
+            &expected,
+            Duration::from_secs(120),
+            " after the outage",
+            &worker,
+        )
         .await;
-    assert!(
-        all,
-        "every event applied after the outage: {} of {EVENTS}\n{}",
-        fleet.target.applied().len(),
-        tail(&worker)
-    );
     let last_first_apply = fleet
         .target
         .requests_with_replays()

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{self, Fleet, Setup, keys, logged, millis, secs, tail, terminate};
+use crate::harness::{self, Fleet, Setup, logged, millis, secs, tail, terminate};
 
 const EVENTS: usize = 800;
 /// `--drain-timeout`.
@@ -36,9 +36,7 @@ async fn sigterm_under_load_exits_within_the_drain_timeout_and_loses_nothing() {
     setup.pubsub = "concurrency = 64".into();
     let mut fleet = Fleet::start(setup).await;
     fleet.target.set_delay(CALL_TIME);
-    let orders = fleet.orders(EVENTS);
-    let expected = keys(&orders);
-    fleet.publish_orders(&orders).await;
+    let expected = fleet.publish_new_orders(EVENTS).await;
 
     let drain = format!("{}ms", DRAIN.as_millis());
     let mut worker = fleet.worker(&["run", "--drain-timeout", &drain]).await;
@@ -89,15 +87,14 @@ async fn sigterm_under_load_exits_within_the_drain_timeout_and_loses_nothing() {
     // of every share.
     fleet.target.set_delay(Duration::from_millis(20));
     let mut again = fleet.worker_with("streams = 32", &["run"]).await;
-    let all = fleet
-        .wait_all_applied(&expected, Duration::from_secs(120))
+    fleet
+        .assert_all_applied(
+            &expected,
+            Duration::from_secs(120),
+            " by the second worker",
+            &again,
+        )
         .await;
-    assert!(
-        all,
-        "every event applied by the second worker: {} of {EVENTS}\n{}",
-        fleet.target.applied().len(),
-        tail(&again)
-    );
     // The calls cut off by the drain come back with their key.
     let cut_off_back = harness::until(Duration::from_secs(60), || {
         field("drained") == Value::Bool(true) || fleet.target.replays() > 0
@@ -109,13 +106,10 @@ async fn sigterm_under_load_exits_within_the_drain_timeout_and_loses_nothing() {
     );
     fleet.settle_and_stop(&mut again).await;
     fleet.assert_nothing_left().await;
-    let dead = fleet.dead_letters().await;
-    assert!(dead.is_empty(), "no dead letters: {dead:?}");
-    let tally = fleet.tally(&expected);
-    tally.assert_exactly_once(&tail(&again));
+    let tally = fleet.assert_clean_end(&expected, &again).await;
     fleet.report(
         &tally,
-        dead.len(),
+        0,
         &[
             ("drain_timeout", secs(DRAIN)),
             ("call_time", secs(CALL_TIME)),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use gluefleet_testkit::http_target::Reply;
 use serde_json::Value;
 
-use crate::harness::{self, Fleet, Setup, by_reason, keys, logged, millis, secs, spread, tail};
+use crate::harness::{self, Fleet, Setup, by_reason, logged, millis, secs, spread};
 
 const EVENTS: usize = 1_000;
 /// The storm starts once this many events have been applied…
@@ -107,31 +107,29 @@ max_retry_after = "{}s"
         })
     });
 
-    let orders = fleet.orders(EVENTS);
-    let expected = keys(&orders);
-    fleet.publish_orders(&orders).await;
+    let expected = fleet.publish_new_orders(EVENTS).await;
     let mut worker = fleet.worker(&["run"]).await;
-    assert!(
-        fleet
-            .wait_applied_at_least(STORM_AT, Duration::from_secs(60))
-            .await,
-        "{STORM_AT} events applied before the storm\n{}",
-        tail(&worker)
-    );
+    fleet
+        .assert_applied_at_least(
+            STORM_AT,
+            Duration::from_secs(60),
+            "before the storm",
+            &worker,
+        )
+        .await;
     let storm_from = Instant::now();
     *storm.lock().unwrap_or_else(PoisonError::into_inner) =
         Some((storm_from, storm_from + STORM_FOR));
     let applied_before_storm = fleet.target.applied().len();
 
-    let all = fleet
-        .wait_all_applied(&expected, Duration::from_secs(120))
+    fleet
+        .assert_all_applied(
+            &expected,
+            Duration::from_secs(120),
+            " after the storm",
+            &worker,
+        )
         .await;
-    assert!(
-        all,
-        "every event applied after the storm: {} of {EVENTS}\n{}",
-        fleet.target.applied().len(),
-        tail(&worker)
-    );
     fleet.settle_and_stop(&mut worker).await;
 
     // The request log, per key, in arrival order.
@@ -228,10 +226,7 @@ max_retry_after = "{}s"
     );
 
     fleet.assert_nothing_left().await;
-    let dead = fleet.dead_letters().await;
-    assert!(dead.is_empty(), "no dead letters: {dead:?}");
-    let tally = fleet.tally(&expected);
-    tally.assert_exactly_once(&tail(&worker));
+    let tally = fleet.assert_clean_end(&expected, &worker).await;
     assert_eq!(
         tally.replays, 0,
         "one process: its own idempotency store answers duplicates"
@@ -239,7 +234,7 @@ max_retry_after = "{}s"
     let keys_throttled: BTreeSet<&str> = throttled.iter().map(|t| t.key.as_str()).collect();
     fleet.report(
         &tally,
-        dead.len(),
+        0,
         &[
             ("applied_before_storm", applied_before_storm.to_string()),
             ("storm", secs(STORM_FOR)),

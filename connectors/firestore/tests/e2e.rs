@@ -1,9 +1,9 @@
 //! End to end: the `gluefleet-firestore` binary between the real Pub/Sub and
 //! Firestore emulators, as a Cloud Run job would run it.
 
+use gluefleet_testkit::TempDir;
 use gluefleet_testkit::bin::Worker;
 use gluefleet_testkit::firestore::{FirestoreEmulator, plain};
-use gluefleet_testkit::free_port;
 use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
 use serde_json::json;
 use std::time::Duration;
@@ -26,8 +26,12 @@ async fn events_become_documents_and_bad_ones_are_dead_lettered() {
 
     let mut msgs: Vec<OutgoingMessage> = (0..300)
         .map(|i| {
-            OutgoingMessage::json(&json!({"specversion": "1.0", "id": format!("c{i}"), "source": "//mobile",
-                "type": "account.created", "data": {"accountId": format!("A{i:03}"), "name": format!("n{i}")}}))
+            OutgoingMessage::cloudevent(
+                &format!("c{i}"),
+                "//mobile",
+                "account.created",
+                json!({"accountId": format!("A{i:03}"), "name": format!("n{i}")}),
+            )
         })
         .collect();
     msgs.push(OutgoingMessage::json(
@@ -35,16 +39,11 @@ async fn events_become_documents_and_bad_ones_are_dead_lettered() {
     ));
     pubsub.publish("accounts", &msgs).await.expect("published");
 
-    let dir = std::env::temp_dir().join(format!(
-        "gluefleet-fs-e2e-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let config = dir.join("firestore.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let dir = TempDir::new("fs-e2e").expect("temp dir");
+    let config = dir
+        .write(
+            "firestore.toml",
+            format!(
             r#"
 [pubsub]
 concurrency = 500
@@ -61,21 +60,16 @@ type = "account.renamed"
 action = {{ operation = "update", document = "accounts/{{data.accountId}}", fields = "{{name: .data.name}}" }}
 "#,
             firestore.project()
-        ),
-    )
-    .expect("config");
+            ),
+        )
+        .expect("config");
     let config = config.display().to_string();
+    let mut env = pubsub.worker_env("accounts-sub", "dead");
+    env.push(("FIRESTORE_EMULATOR_HOST", firestore.host()));
     let mut job = Worker::spawn(
         std::path::Path::new(BIN),
         &["job", "--config", &config, "--idle-exit", "2s"],
-        &[
-            ("PUBSUB_EMULATOR_HOST", pubsub.host()),
-            ("FIRESTORE_EMULATOR_HOST", firestore.host()),
-            ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
-            ("GLUEFLEET_SUBSCRIPTION", "accounts-sub".to_owned()),
-            ("GLUEFLEET_DEAD_LETTER_TOPIC", "dead".to_owned()),
-            ("PORT", free_port().to_string()),
-        ],
+        &env,
     )
     .await
     .expect("job starts");
@@ -99,11 +93,7 @@ action = {{ operation = "update", document = "accounts/{{data.accountId}}", fiel
         .await
         .expect("dead letters");
     assert_eq!(dead.len(), 1, "the rename of a missing account");
-    let error = dead[0]
-        .attributes
-        .get("gluefleet-error")
-        .cloned()
-        .unwrap_or_default();
+    let error = dead[0].attr("gluefleet-error").to_owned();
     assert!(
         error.contains("NOT_FOUND") && error.contains("accounts/GHOST"),
         "{error}"

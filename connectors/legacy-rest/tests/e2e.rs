@@ -3,9 +3,10 @@
 //! the dead-letter topic actually saw.
 
 use gluefleet_testkit::bin::Worker;
-use gluefleet_testkit::free_port;
+use gluefleet_testkit::file_source;
 use gluefleet_testkit::http_target::{HttpTarget, Reply};
 use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
+use gluefleet_testkit::{TempDir, free_port};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,6 +20,8 @@ struct Fleet {
     emulator: PubsubEmulator,
     target: HttpTarget,
     config: PathBuf,
+    /// Holds the config; removed with the fleet.
+    _dir: TempDir,
 }
 
 /// Topics `orders` and `dead`, subscription `orders-sub` (dead-letter policy
@@ -48,13 +51,7 @@ async fn fleet(extra_config: &str, ack_deadline_secs: u32) -> Fleet {
         .await
         .expect("inspect subscription");
     let target = HttpTarget::start().await.expect("HTTP target");
-    let dir = std::env::temp_dir().join(format!(
-        "gluefleet-e2e-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let config = dir.join("legacy-rest.toml");
+    let dir = TempDir::new("e2e").expect("temp dir");
     let text = format!(
         r#"
 [pubsub]
@@ -76,11 +73,12 @@ action = {{ path = "/orders/{{data.orderId}}", body = "{{id: .data.orderId, tota
 "#,
         url = target.url()
     );
-    std::fs::write(&config, text).expect("config written");
+    let config = dir.write("legacy-rest.toml", text).expect("config written");
     Fleet {
         emulator,
         target,
         config,
+        _dir: dir,
     }
 }
 
@@ -88,17 +86,14 @@ impl Fleet {
     async fn worker(&self, mode: &str) -> (Worker, u16) {
         let port = free_port();
         let config = self.config.display().to_string();
+        let mut env = self.emulator.worker_env("orders-sub", "dead");
+        // The health probes on a port this test knows (the last value wins).
+        env.push(("PORT", port.to_string()));
+        env.push(("RUST_LOG", "info".into()));
         let w = Worker::spawn(
             std::path::Path::new(BIN),
             &[mode, "--config", &config, "--idle-exit", "3s"],
-            &[
-                ("PUBSUB_EMULATOR_HOST", self.emulator.host()),
-                ("GOOGLE_CLOUD_PROJECT", self.emulator.project().to_owned()),
-                ("GLUEFLEET_SUBSCRIPTION", "orders-sub".into()),
-                ("GLUEFLEET_DEAD_LETTER_TOPIC", "dead".into()),
-                ("PORT", port.to_string()),
-                ("RUST_LOG", "info".into()),
-            ],
+            &env,
         )
         .await
         .expect("worker starts");
@@ -107,9 +102,11 @@ impl Fleet {
 }
 
 fn order(id: &str, total: serde_json::Value) -> OutgoingMessage {
-    OutgoingMessage::json(
-        &json!({"specversion": "1.0", "id": format!("ev-{id}"), "source": "//erp/orders",
-                                  "type": "order.created", "data": {"orderId": id, "total": total}}),
+    OutgoingMessage::cloudevent(
+        &format!("ev-{id}"),
+        "//erp/orders",
+        "order.created",
+        json!({"orderId": id, "total": total}),
     )
 }
 
@@ -164,15 +161,7 @@ async fn delivers_exactly_once_retries_and_dead_letters_with_reasons() {
     let (mut worker, port) = f.worker("run").await;
     let delivered = f
         .target
-        .wait_for(
-            |reqs| {
-                reqs.iter()
-                    .filter(|r| (200..300).contains(&r.status))
-                    .count()
-                    >= 1003
-            },
-            Duration::from_secs(120),
-        )
+        .wait_for_successes(1003, Duration::from_secs(120))
         .await;
     assert!(
         delivered,
@@ -199,15 +188,7 @@ async fn delivers_exactly_once_retries_and_dead_letters_with_reasons() {
     assert_eq!(dead.len(), 2, "exactly two dead letters: {dead:?}");
     let by_class: BTreeMap<String, _> = dead
         .iter()
-        .map(|m| {
-            (
-                m.attributes
-                    .get("gluefleet-error-class")
-                    .cloned()
-                    .unwrap_or_default(),
-                m,
-            )
-        })
+        .map(|m| (m.attr("gluefleet-error-class").to_owned(), m))
         .collect();
     let bad = by_class
         .get("permanent")
@@ -404,28 +385,23 @@ async fn check_reports_each_part_and_bad_config_exits_64() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_source_runs_without_gcp_and_writes_dead_letters_to_a_file() {
     let target = HttpTarget::start().await.expect("HTTP target");
-    let dir = std::env::temp_dir().join(format!(
-        "gluefleet-file-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let config = dir.join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let dir = TempDir::new("file").expect("temp dir");
+    let config = dir
+        .write(
+            "c.toml",
+            format!(
             "[target]\nbase_url = \"{}\"\nallow_insecure_http = true\n[[routes]]\ntype = \"order.created\"\naction = {{ path = \"/orders/{{data.orderId}}\" }}\n",
             target.url()
         ),
     )
     .expect("config");
-    let events = dir.join("events.jsonl");
-    std::fs::write(
-        &events,
+    let events = dir
+        .write(
+            "events.jsonl",
         "{\"type\":\"order.created\",\"id\":\"o1\",\"data\":{\"orderId\":\"1\"}}\n{\"type\":\"order.created\",\"id\":\"o1\",\"data\":{\"orderId\":\"1\"}}\n{\"type\":\"nope\",\"data\":{}}\n",
     )
     .expect("events");
-    let dead = dir.join("dead.jsonl");
+    let dead = dir.path().join("dead.jsonl");
     let source = format!("file:{}", events.display());
     let args = [
         "run",
@@ -453,9 +429,9 @@ async fn file_source_runs_without_gcp_and_writes_dead_letters_to_a_file() {
         1,
         "the duplicate had no effect"
     );
-    let dead = std::fs::read_to_string(&dead).expect("dead-letter file written");
-    let line: serde_json::Value = serde_json::from_str(dead.trim()).expect("one JSON dead letter");
-    assert_eq!(line["attributes"]["gluefleet-error-class"], "unroutable");
+    let dead = file_source::read_dead_letters(&dead).expect("dead-letter file readable");
+    assert_eq!(dead.len(), 1, "one dead letter: {dead:?}");
+    assert_eq!(dead[0].attributes["gluefleet-error-class"], "unroutable");
     let summary = w
         .logs()
         .into_iter()

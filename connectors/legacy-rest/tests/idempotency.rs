@@ -3,21 +3,15 @@
 //! needed), against the real HTTP target.
 
 use gluefleet_testkit::bin::Worker;
-use gluefleet_testkit::free_port;
 use gluefleet_testkit::http_target::HttpTarget;
-use std::path::{Path, PathBuf};
+use gluefleet_testkit::{TempDir, free_port};
+use std::path::Path;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gluefleet-legacy-rest");
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "gluefleet-{name}-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+fn dir(name: &str) -> TempDir {
+    TempDir::new(name).expect("temp dir")
 }
 
 async fn run(args: &[&str]) -> (Option<i32>, String) {
@@ -33,12 +27,12 @@ async fn every_event_of_one_order_reaches_a_target_that_honours_keys() {
     let target = HttpTarget::start().await.expect("HTTP target");
     target.honour_idempotency_keys();
     let d = dir("keys");
-    let config = d.join("c.toml");
     // The configuration reference's example routes.
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let config = d
+        .write(
+            "c.toml",
+            format!(
+                r#"
 [target]
 base_url = "{}"
 allow_insecure_http = true
@@ -55,11 +49,10 @@ retry = {{ max_attempts = 3, budget = "10s" }}
 idempotency_key = "data.orderId"
 action = {{ method = "PUT", path = "/orders/{{data.orderId}}/events" }}
 "#,
-            target.url()
-        ),
-    )
-    .expect("config");
-    let events = d.join("events.jsonl");
+                target.url()
+            ),
+        )
+        .expect("config");
     let lines: Vec<String> = [
         "order.created",
         "order.paid",
@@ -74,7 +67,9 @@ action = {{ method = "PUT", path = "/orders/{{data.orderId}}/events" }}
         .to_string()
     })
     .collect();
-    std::fs::write(&events, lines.join("\n") + "\n").expect("events");
+    let events = d
+        .write("events.jsonl", lines.join("\n") + "\n")
+        .expect("events");
     let source = format!("file:{}", events.display());
     let (code, logs) = run(&[
         "run",
@@ -114,10 +109,10 @@ action = {{ method = "PUT", path = "/orders/{{data.orderId}}/events" }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_shorter_than_a_delivery_stops_check_and_run_with_64() {
     let d = dir("lease");
-    let config = d.join("c.toml");
-    std::fs::write(
-        &config,
-        r#"
+    let config = d
+        .write(
+            "c.toml",
+            r#"
 [delivery.idempotency]
 lease = "3s"
 
@@ -130,10 +125,9 @@ type = "order.created"
 timeout = "10s"
 action = { path = "/orders/{data.orderId}" }
 "#,
-    )
-    .expect("config");
-    let events = d.join("events.jsonl");
-    std::fs::write(&events, "").expect("events");
+        )
+        .expect("config");
+    let events = d.write("events.jsonl", "").expect("events");
     let config = config.display().to_string();
     let source = format!("file:{}", events.display());
     for mode in ["check", "run"] {

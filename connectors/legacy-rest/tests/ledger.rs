@@ -2,9 +2,9 @@
 //! processes on one subscription, every event published twice with the same
 //! CloudEvents id, and the target must see each event exactly once.
 
+use gluefleet_testkit::TempDir;
 use gluefleet_testkit::bin::Worker;
 use gluefleet_testkit::firestore::FirestoreEmulator;
-use gluefleet_testkit::free_port;
 use gluefleet_testkit::http_target::HttpTarget;
 use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator};
 use serde_json::json;
@@ -24,17 +24,12 @@ async fn two_workers_share_one_ledger_and_apply_each_event_once() {
     let target = HttpTarget::start().await.expect("HTTP target");
     target.set_delay(Duration::from_millis(20));
 
-    let dir = std::env::temp_dir().join(format!(
-        "gluefleet-ledger-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let config = dir.join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let dir = TempDir::new("ledger").expect("temp dir");
+    let config = dir
+        .write(
+            "c.toml",
+            format!(
+                r#"
 [pubsub]
 concurrency = 64
 lease_extension = "10s"
@@ -52,36 +47,34 @@ allow_insecure_http = true
 type = "order.created"
 action = {{ path = "/orders/{{data.orderId}}" }}
 "#,
-            target.url(),
-            project = firestore.project()
-        ),
-    )
-    .expect("config");
+                target.url(),
+                project = firestore.project()
+            ),
+        )
+        .expect("config");
 
     // 2,000 events, each published twice (same CloudEvents id, two messages),
     // the copies far apart so both workers see them.
     let events: Vec<OutgoingMessage> = (0..2000)
         .map(|i| {
-            OutgoingMessage::json(&json!({"specversion": "1.0", "id": format!("ev-{i}"), "source": "//erp",
-                                          "type": "order.created", "data": {"orderId": format!("O-{i}")}}))
+            OutgoingMessage::cloudevent(
+                &format!("ev-{i}"),
+                "//erp",
+                "order.created",
+                json!({"orderId": format!("O-{i}")}),
+            )
         })
         .collect();
     let mut all = events.clone();
     all.extend(events);
     pubsub.publish("orders", &all).await.expect("published");
 
-    let env = [
-        ("PUBSUB_EMULATOR_HOST", pubsub.host()),
-        ("FIRESTORE_EMULATOR_HOST", firestore.host()),
-        ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
-        ("GLUEFLEET_SUBSCRIPTION", "orders-sub".to_owned()),
-        ("GLUEFLEET_DEAD_LETTER_TOPIC", "dead".to_owned()),
-    ];
     let config = config.display().to_string();
     let mut workers = Vec::new();
     for _ in 0..2 {
-        let mut e = env.to_vec();
-        e.push(("PORT", free_port().to_string()));
+        // Each its own free PORT.
+        let mut e = pubsub.worker_env("orders-sub", "dead");
+        e.push(("FIRESTORE_EMULATOR_HOST", firestore.host()));
         workers.push(
             Worker::spawn(std::path::Path::new(BIN), &["run", "--config", &config], &e)
                 .await
@@ -89,15 +82,7 @@ action = {{ path = "/orders/{{data.orderId}}" }}
         );
     }
     let done = target
-        .wait_for(
-            |reqs| {
-                reqs.iter()
-                    .filter(|r| (200..300).contains(&r.status))
-                    .count()
-                    >= 2000
-            },
-            Duration::from_secs(180),
-        )
+        .wait_for_successes(2000, Duration::from_secs(180))
         .await;
     assert!(
         done,

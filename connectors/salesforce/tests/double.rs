@@ -114,17 +114,7 @@ async fn three_invalid_records_are_dead_lettered_and_197_acked() {
     });
     let p = pipeline(&double, 200);
     let outcomes = pipeline::process_all(&p, upserts("V", 200)).await;
-    let acked = outcomes
-        .iter()
-        .filter(|o| **o == Outcome::Ack(AckReason::Delivered))
-        .count();
-    let dead: Vec<_> = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            Outcome::DeadLetter(d) => Some(d),
-            _ => None,
-        })
-        .collect();
+    let (acked, dead) = pipeline::delivered_and_dead(&outcomes);
     assert_eq!((acked, dead.len()), (197, 3));
     for d in dead {
         assert_eq!(d.class, "permanent");

@@ -2,10 +2,10 @@
 //! emulator and the Salesforce sandbox double, signing in with the JWT
 //! bearer flow as against a real org.
 
+use gluefleet_testkit::TempDir;
 use gluefleet_testkit::bin::Worker;
-use gluefleet_testkit::free_port;
 use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator};
-use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble, TEST_PRIVATE_KEY_PEM};
+use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble};
 use serde_json::json;
 use std::time::Duration;
 
@@ -25,35 +25,27 @@ async fn a_thousand_upserts_through_pubsub() {
         .expect("topic and subscription");
     let msgs: Vec<OutgoingMessage> = (0..1000)
         .map(|i| {
-            OutgoingMessage::json(&json!({"specversion": "1.0", "id": format!("c{i}"), "source": "//erp",
-                "type": "customer.upserted", "data": {"customerId": format!("K-{i:04}"), "name": format!("Customer {i}")}}))
+            OutgoingMessage::cloudevent(
+                &format!("c{i}"),
+                "//erp",
+                "customer.upserted",
+                json!({"customerId": format!("K-{i:04}"), "name": format!("Customer {i}")}),
+            )
         })
         .collect();
     pubsub.publish("customers", &msgs).await.expect("published");
 
-    let defaults = SalesforceConfig::default();
-    let dir = std::env::temp_dir().join(format!(
-        "gluefleet-sf-e2e-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let config = dir.join("salesforce.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let dir = TempDir::new("sf-e2e").expect("temp dir");
+    let config = dir
+        .write(
+            "salesforce.toml",
+            format!(
+                r#"
 [pubsub]
 concurrency = 1000
 max_outstanding_messages = 2000
 
-[auth]
-kind = "jwt_bearer"
-login_url = "{url}"
-consumer_key = "{key}"
-username = "{user}"
-private_key = "${{SALESFORCE_PRIVATE_KEY}}"
-
+{auth}
 [target]
 # Wait for a full Collections call: the emulator hands out 100 messages per 50 ms.
 linger = "1s"
@@ -62,21 +54,13 @@ linger = "1s"
 type = "customer.upserted"
 action = {{ operation = "upsert", sobject = "Account", external_id_field = "External_Id__c", external_id = "{{data.customerId}}", fields = "{{Name: .data.name}}" }}
 "#,
-            url = double.url(),
-            key = defaults.consumer_key,
-            user = defaults.username,
-        ),
-    )
-    .expect("config");
+                auth = double.jwt_auth_toml(),
+            ),
+        )
+        .expect("config");
     let config = config.display().to_string();
-    let env = [
-        ("PUBSUB_EMULATOR_HOST", pubsub.host()),
-        ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
-        ("GLUEFLEET_SUBSCRIPTION", "customers-sub".to_owned()),
-        ("GLUEFLEET_DEAD_LETTER_TOPIC", "dead".to_owned()),
-        ("SALESFORCE_PRIVATE_KEY", TEST_PRIVATE_KEY_PEM.to_owned()),
-        ("PORT", free_port().to_string()),
-    ];
+    let mut env = pubsub.worker_env("customers-sub", "dead");
+    env.push(SalesforceDouble::private_key_env());
     let mut check = Worker::spawn(
         std::path::Path::new(BIN),
         &["check", "--config", &config],

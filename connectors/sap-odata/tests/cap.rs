@@ -198,17 +198,7 @@ async fn batches_of_100_with_two_bad_and_csrf_expiry() {
             .as_u64()
             .unwrap_or(0);
         let outcomes = burst(&p, &format!("{}B", &version[1..]), 100, &[13, 77]).await;
-        let applied = outcomes
-            .iter()
-            .filter(|o| **o == Outcome::Ack(AckReason::Delivered))
-            .count();
-        let dead: Vec<_> = outcomes
-            .iter()
-            .filter_map(|o| match o {
-                Outcome::DeadLetter(d) => Some(d),
-                _ => None,
-            })
-            .collect();
+        let (applied, dead) = pipeline::delivered_and_dead(&outcomes);
         assert_eq!((applied, dead.len()), (98, 2), "{version}: {outcomes:?}");
         for d in &dead {
             assert!(

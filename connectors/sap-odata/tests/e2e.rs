@@ -1,14 +1,33 @@
 //! End to end: the `gluefleet-sap-odata` binary between the real Pub/Sub
 //! emulator and the real SAP CAP server, once per OData version.
 
+use gluefleet_testkit::TempDir;
 use gluefleet_testkit::bin::Worker;
-use gluefleet_testkit::free_port;
 use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
 use gluefleet_testkit::sap::SapCap;
 use serde_json::json;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gluefleet-sap-odata");
+
+/// Runs the worker as a job on subscription `sub` until it is idle, and
+/// fails the test with its log unless it exits 0; the exited worker, for
+/// its summary and log.
+async fn run_job(pubsub: &PubsubEmulator, config: &str, sub: &str, version: &str) -> Worker {
+    let mut job = Worker::spawn(
+        std::path::Path::new(BIN),
+        &["job", "--config", config, "--idle-exit", "2s"],
+        &pubsub.worker_env(sub, "dead"),
+    )
+    .await
+    .expect("job starts");
+    let status = job
+        .wait(Duration::from_secs(120))
+        .await
+        .expect("job ends when idle");
+    assert!(status.success(), "{version}: {}", job.logs().join("\n"));
+    job
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partners_through_pubsub_in_v2_and_v4() {
@@ -23,12 +42,7 @@ async fn partners_through_pubsub_in_v2_and_v4() {
         .create_subscription("dead-sub", "dead", SubscriptionOptions::default())
         .await
         .expect("inspect");
-    let dir = std::env::temp_dir().join(format!(
-        "gluefleet-sap-e2e-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = TempDir::new("sap-e2e").expect("temp dir");
 
     for (version, service) in [("v4", cap.v4_service()), ("v2", cap.v2_service())] {
         let topic = format!("partners-{version}");
@@ -48,18 +62,22 @@ async fn partners_through_pubsub_in_v2_and_v4() {
         let tag = &version[1..];
         let mut msgs: Vec<OutgoingMessage> = (0..50)
             .map(|i| {
-                OutgoingMessage::json(&json!({"specversion": "1.0", "id": format!("{version}-{i}"), "source": "//crm",
-                    "type": "partner.created", "data": {"id": format!("E{tag}{i:03}"), "name": format!("P{i}")}}))
+                OutgoingMessage::cloudevent(
+                    &format!("{version}-{i}"),
+                    "//crm",
+                    "partner.created",
+                    json!({"id": format!("E{tag}{i:03}"), "name": format!("P{i}")}),
+                )
             })
             .collect();
         msgs.push(OutgoingMessage::json(
             &json!({"type": "partner.created", "data": {"id": "WAY-TOO-LONG-KEY", "name": "x"}}),
         ));
         pubsub.publish(&topic, &msgs).await.expect("published");
-        let config = dir.join(format!("{version}.toml"));
-        std::fs::write(
-            &config,
-            format!(
+        let config = dir
+            .write(
+                &format!("{version}.toml"),
+                format!(
                 r#"
 [pubsub]
 concurrency = 200
@@ -98,24 +116,7 @@ action = {{ operation = "delete", entity_set = "BusinessPartners", key = {{ ID =
         )
         .expect("config");
         let config = config.display().to_string();
-        let mut job = Worker::spawn(
-            std::path::Path::new(BIN),
-            &["job", "--config", &config, "--idle-exit", "2s"],
-            &[
-                ("PUBSUB_EMULATOR_HOST", pubsub.host()),
-                ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
-                ("GLUEFLEET_SUBSCRIPTION", sub.clone()),
-                ("GLUEFLEET_DEAD_LETTER_TOPIC", "dead".to_owned()),
-                ("PORT", free_port().to_string()),
-            ],
-        )
-        .await
-        .expect("job starts");
-        let status = job
-            .wait(Duration::from_secs(120))
-            .await
-            .expect("job ends when idle");
-        assert!(status.success(), "{version}: {}", job.logs().join("\n"));
+        let job = run_job(&pubsub, &config, &sub, version).await;
         for i in [0, 25, 49] {
             let id = format!("E{tag}{i:03}");
             assert!(
@@ -139,11 +140,7 @@ action = {{ operation = "delete", entity_set = "BusinessPartners", key = {{ ID =
             .await
             .expect("dead letters");
         assert_eq!(dead.len(), 1, "{version}");
-        let error = dead[0]
-            .attributes
-            .get("gluefleet-error")
-            .cloned()
-            .unwrap_or_default();
+        let error = dead[0].attr("gluefleet-error").to_owned();
         assert!(
             error.contains("String(10)"),
             "{version}: SAP's message on the dead letter: {error}"
@@ -198,24 +195,7 @@ action = {{ operation = "delete", entity_set = "BusinessPartners", key = {{ ID =
             .publish(&topic, &msgs)
             .await
             .expect("second wave published");
-        let mut job = Worker::spawn(
-            std::path::Path::new(BIN),
-            &["job", "--config", &config, "--idle-exit", "2s"],
-            &[
-                ("PUBSUB_EMULATOR_HOST", pubsub.host()),
-                ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
-                ("GLUEFLEET_SUBSCRIPTION", sub2.clone()),
-                ("GLUEFLEET_DEAD_LETTER_TOPIC", "dead".to_owned()),
-                ("PORT", free_port().to_string()),
-            ],
-        )
-        .await
-        .expect("second job starts");
-        let status = job
-            .wait(Duration::from_secs(120))
-            .await
-            .expect("second job ends");
-        assert!(status.success(), "{version}: {}", job.logs().join("\n"));
+        let job = run_job(&pubsub, &config, &sub2, version).await;
         let name = |e: Option<serde_json::Value>| e.map(|e| e["name"].clone());
         let read = |key: String| {
             let cap = &cap;
@@ -257,11 +237,7 @@ action = {{ operation = "delete", entity_set = "BusinessPartners", key = {{ ID =
             .await
             .expect("dead letters");
         assert_eq!(dead.len(), 1, "{version}: only the stale ETag");
-        let error = dead[0]
-            .attributes
-            .get("gluefleet-error")
-            .cloned()
-            .unwrap_or_default();
+        let error = dead[0].attr("gluefleet-error").to_owned();
         assert!(error.contains("conflict"), "{version}: {error}");
         assert_eq!(
             dead[0]

@@ -7,22 +7,21 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tokio::process::{Child, Command};
-use tokio::task::JoinHandle;
+use tokio::process::Command;
 
 use crate::TestkitError;
-use crate::process::{self, Log};
+use crate::process::GroupChild;
 
 /// Set this (to anything) to see worker output live on the test's stderr.
 const ECHO_ENV: &str = "GLUEFLEET_TEST_ECHO";
 /// Output lines quoted when `cargo build` fails.
 const BUILD_TAIL_LINES: usize = 40;
-/// How long `wait` gives the output readers to finish after exit.
-const READER_DRAIN: Duration = Duration::from_secs(2);
+/// How often [`Worker::wait_for_log`] looks at the output.
+const LOG_POLL: Duration = Duration::from_millis(20);
 
 /// Keeps parallel tests in one process from starting the same build twice.
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
@@ -87,6 +86,72 @@ pub fn connector_binary(name: &str) -> Result<PathBuf, TestkitError> {
     })
 }
 
+/// Which build of a binary [`cargo_build`] makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// The profile of the running executable (`target/debug` for a debug
+    /// build of it), where [`connector_binary`] looks.
+    Current,
+    /// `--release`, for numbers worth reporting.
+    Release,
+}
+
+/// Runs `cargo build --quiet -p <package> --bin <bin>` in `profile` and
+/// returns the binary's path; cargo's own output goes to this process's
+/// stderr, for a person to read.
+///
+/// Unlike [`connector_binary`], this builds even when a binary exists: a
+/// demo or benchmark on a checkout with local changes must not run a stale
+/// one, and `cargo build` is a no-op when nothing changed.
+pub fn cargo_build(package: &str, bin: &str, profile: Profile) -> Result<PathBuf, TestkitError> {
+    let exe = std::env::current_exe().map_err(|_| TestkitError::TargetDir { exe: None })?;
+    let current = profile_dir(&exe).ok_or_else(|| TestkitError::TargetDir {
+        exe: Some(exe.clone()),
+    })?;
+    let release = match profile {
+        Profile::Release => true,
+        Profile::Current => current.file_name().is_some_and(|p| p == "release"),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut args = vec!["build", "--quiet", "-p", package, "--bin", bin];
+    if release {
+        args.push("--release");
+    }
+    let command = format!("{} {}", cargo.to_string_lossy(), args.join(" "));
+    let status = std::process::Command::new(&cargo)
+        .args(&args)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|source| TestkitError::Spawn {
+            what: command.clone(),
+            source,
+        })?;
+    if !status.success() {
+        return Err(TestkitError::Build {
+            command,
+            status,
+            log_tail: "(cargo's output is above)".to_owned(),
+        });
+    }
+    let dir = match (profile, current.parent()) {
+        (Profile::Release, Some(target)) => target.join("release"),
+        _ => current,
+    };
+    let file = format!("{bin}{}", std::env::consts::EXE_SUFFIX);
+    let path = dir.join(&file);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(TestkitError::BinaryNotFound {
+            binary: file,
+            tried: format!(
+                "ran `{command}` (succeeded), but {} is not there",
+                path.display()
+            ),
+        })
+    }
+}
+
 /// `target/<profile>` from the test executable's path
 /// (`target/<profile>/deps/<test>-<hash>`, or directly in the profile dir).
 fn profile_dir(exe: &Path) -> Option<PathBuf> {
@@ -102,11 +167,7 @@ fn profile_dir(exe: &Path) -> Option<PathBuf> {
 /// Killed (whole group) on drop if still running.
 #[derive(Debug)]
 pub struct Worker {
-    child: Child,
-    pgid: Option<u32>,
-    log: Log,
-    readers: Vec<JoinHandle<()>>,
-    exit: Option<ExitStatus>,
+    process: GroupChild,
 }
 
 impl Worker {
@@ -117,33 +178,14 @@ impl Worker {
         args: &[&str],
         envs: &[(&str, String)],
     ) -> Result<Self, TestkitError> {
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(args)
-            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|source| TestkitError::Spawn {
-                what: format!("{} {}", binary.display(), args.join(" ")),
-                source,
-            })?;
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+        let what = format!("{} {}", binary.display(), args.join(" "));
         let echo = std::env::var_os(ECHO_ENV).map(|_| "[worker] ");
-        let log: Log = Arc::new(Mutex::new(Vec::new()));
-        let mut readers = Vec::new();
-        if let Some(out) = child.stdout.take() {
-            readers.push(process::capture(out, log.clone(), echo));
-        }
-        if let Some(err) = child.stderr.take() {
-            readers.push(process::capture(err, log.clone(), echo));
-        }
         Ok(Self {
-            pgid: child.id(),
-            child,
-            log,
-            readers,
-            exit: None,
+            process: GroupChild::spawn(command, what, echo)?,
         })
     }
 
@@ -159,76 +201,45 @@ impl Worker {
 
     /// Everything the worker printed so far (stdout and stderr interleaved).
     pub fn logs(&self) -> Vec<String> {
-        process::snapshot(&self.log)
+        self.process.logs()
     }
 
     /// Polls the output every 20 ms until a line contains `needle` (true) or
     /// `timeout` passes (false).
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if process::snapshot(&self.log)
-                .iter()
-                .any(|line| line.contains(needle))
-            {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.process.wait_for_log(needle, timeout, LOG_POLL).await
+    }
+
+    /// Waits up to `timeout` for the worker to exit 0, for a job or a file
+    /// run that must finish by itself: still running then, or exiting
+    /// otherwise, is an error quoting the last `tail_lines` of its log.
+    pub async fn wait_success(
+        &mut self,
+        timeout: Duration,
+        tail_lines: usize,
+    ) -> Result<ExitStatus, TestkitError> {
+        self.process.wait_success(timeout, tail_lines).await
     }
 
     /// SIGTERM to the worker process only, as Cloud Run sends on shutdown.
     pub fn signal_term(&self) {
-        if self.exit.is_none()
-            && let Some(pid) = self.child.id()
-        {
-            process::signal_process(pid, Signal::SIGTERM);
-        }
+        self.process.signal_leader(Signal::SIGTERM);
     }
 
     /// SIGKILL to the whole group: a crash, with no chance to clean up.
     pub fn kill_hard(&mut self) {
-        // Signalled before reaping, so the group id cannot have been reused.
-        if self.exit.is_none()
-            && let Some(pgid) = self.pgid
-        {
-            process::signal_group(pgid, Signal::SIGKILL);
-        }
+        self.process.kill_group();
     }
 
     /// Waits up to `timeout` for the worker to exit; `None` if it did not.
     /// After an exit, the output is complete in [`Worker::logs`].
     pub async fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        if let Some(status) = self.exit {
-            return Some(status);
-        }
-        let status = match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(Ok(status)) => status,
-            Ok(Err(_)) | Err(_) => return None,
-        };
-        self.exit = Some(status);
-        for reader in self.readers.drain(..) {
-            let abort = reader.abort_handle();
-            // A grandchild still holding the pipe must not hang the test.
-            if tokio::time::timeout(READER_DRAIN, reader).await.is_err() {
-                abort.abort();
-            }
-        }
-        Some(status)
+        self.process.wait(timeout).await
     }
 
     /// The worker's process id, while it has not been reaped.
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill_hard();
+        self.process.pid()
     }
 }
 

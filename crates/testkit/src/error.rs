@@ -98,6 +98,28 @@ pub enum TestkitError {
         detail: String,
     },
 
+    /// A worker run to its end was still running after its time.
+    #[error("{what} was still running after {timeout:?}; last log lines:\n{log_tail}")]
+    StillRunning {
+        /// The command line.
+        what: String,
+        /// How long we waited.
+        timeout: Duration,
+        /// The end of its output.
+        log_tail: String,
+    },
+
+    /// A worker run to its end exited with another status than 0.
+    #[error("{what} exited with {status}; last log lines:\n{log_tail}")]
+    Failed {
+        /// The command line.
+        what: String,
+        /// How it exited.
+        status: ExitStatus,
+        /// The end of its output.
+        log_tail: String,
+    },
+
     /// A connector binary was neither built nor buildable.
     #[error("connector binary {binary} not found: {tried}")]
     BinaryNotFound {

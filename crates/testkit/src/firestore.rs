@@ -19,21 +19,16 @@
 //!   is omitted), a failed create's is `{"code": 6, "message": ...}`.
 //! - Projects are isolated from each other, and `reset` clears one project.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::process::Child;
 
-use crate::process::{self, Log};
-use crate::{TestkitError, decode};
+use crate::process::{self, ChildServer};
+use crate::{TestkitError, admin, decode};
 
 /// How long a cold emulator may take to say it listens (2-6 s on an idle
 /// machine; much more while other crates compile on a 2-core CI box).
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long the emulator gets to exit on SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long `restart` waits for the old process to let go of the port.
 const PORT_RELEASE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Documents per list page; the emulator's maximum is higher, this keeps
@@ -45,17 +40,12 @@ const READY_LINE: &str = "Dev App Server is now running";
 /// is required for `batchWrite` and listing.
 const OWNER_AUTH: &str = "Bearer owner";
 
-/// Numbers project ids within this test process.
-static NEXT_INSTANCE: AtomicU32 = AtomicU32::new(1);
-
 /// A running Firestore emulator, stopped (whole process group) on drop.
 #[derive(Debug)]
 pub struct FirestoreEmulator {
-    child: Option<Child>,
-    pgid: Option<u32>,
-    port: u16,
+    /// The gcloud process group, on the port fixed at the first start.
+    server: ChildServer,
     project: String,
-    log: Log,
     http: reqwest::Client,
 }
 
@@ -63,7 +53,7 @@ impl FirestoreEmulator {
     /// Whether `gcloud` is on `PATH`. Tests must not use this to skip: a
     /// missing emulator should fail loudly ([`TestkitError::GcloudMissing`]).
     pub fn available() -> bool {
-        process::find_on_path("gcloud").is_some()
+        process::gcloud_available()
     }
 
     /// Starts an emulator on a free port with a fresh project id and waits
@@ -72,22 +62,11 @@ impl FirestoreEmulator {
         if !Self::available() {
             return Err(TestkitError::GcloudMissing);
         }
-        let n = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
-        let project = format!("gluefleet-fs-{}-{n}", std::process::id());
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|source| TestkitError::Http {
-                what: "building the Firestore emulator HTTP client".to_owned(),
-                source,
-            })?;
+        let project = process::fresh_project("gluefleet-fs");
+        let http = admin::client("Firestore emulator")?;
         let mut emulator = Self {
-            child: None,
-            pgid: None,
-            port: crate::free_port(),
+            server: ChildServer::on_free_port(),
             project,
-            log: Arc::default(),
             http,
         };
         // On error `emulator` drops here, which kills whatever did start.
@@ -97,7 +76,7 @@ impl FirestoreEmulator {
 
     /// `127.0.0.1:PORT`, the value `FIRESTORE_EMULATOR_HOST` takes.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.server.host()
     }
 
     /// The project id of this instance; give it to the code under test so it
@@ -108,7 +87,7 @@ impl FirestoreEmulator {
 
     /// The emulator's output so far (since the last start), for debugging.
     pub fn logs(&self) -> Vec<String> {
-        process::snapshot(&self.log)
+        self.server.logs()
     }
 
     /// The REST base of this project's default database, without a trailing
@@ -117,7 +96,7 @@ impl FirestoreEmulator {
     pub fn documents_url(&self) -> String {
         format!(
             "http://127.0.0.1:{}/v1/{}",
-            self.port,
+            self.server.port(),
             self.documents_resource()
         )
     }
@@ -138,7 +117,7 @@ impl FirestoreEmulator {
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        parse(&what, status, &text).map(Some)
+        admin::parse(&what, status, &text).map(Some)
     }
 
     /// All documents directly in top-level collection `collection`, in the
@@ -159,7 +138,7 @@ impl FirestoreEmulator {
                 url.push_str(&encode_component(token));
             }
             let (status, text) = self.send(reqwest::Method::GET, url, None, &what).await?;
-            let mut answer = parse(&what, status, &text)?;
+            let mut answer = admin::parse(&what, status, &text)?;
             match answer.get_mut("documents").map(Value::take) {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(page)) => documents.extend(page),
@@ -190,7 +169,7 @@ impl FirestoreEmulator {
         let (status, text) = self
             .send(reqwest::Method::PATCH, url, Some(&body), &what)
             .await?;
-        parse(&what, status, &text)?;
+        admin::parse(&what, status, &text)?;
         Ok(())
     }
 
@@ -200,11 +179,11 @@ impl FirestoreEmulator {
         let what = "resetting the Firestore emulator";
         let url = format!(
             "http://127.0.0.1:{}/emulator/v1/{}",
-            self.port,
+            self.server.port(),
             self.documents_resource()
         );
         let (status, text) = self.send(reqwest::Method::DELETE, url, None, what).await?;
-        parse(what, status, &text)?;
+        admin::parse(what, status, &text)?;
         Ok(())
     }
 
@@ -212,42 +191,31 @@ impl FirestoreEmulator {
     /// as a Firestore outage would look to a worker. All documents are gone
     /// afterwards: the emulator keeps them in memory only.
     pub async fn restart(&mut self) -> Result<(), TestkitError> {
-        self.stop();
-        process::wait_port_free(self.port, PORT_RELEASE_TIMEOUT, "the Firestore emulator").await?;
+        self.server
+            .stop_and_release(PORT_RELEASE_TIMEOUT, "the Firestore emulator")
+            .await?;
         self.launch().await
     }
 
     /// Kills the emulator's process group (the gcloud wrapper and the Java
     /// server). Idempotent; also runs on drop.
     pub fn stop(&mut self) {
-        if let (Some(mut child), Some(pgid)) = (self.child.take(), self.pgid.take()) {
-            let port = self.port;
-            process::stop_group(&mut child, pgid, STOP_GRACE, || crate::port_is_free(port));
-        }
+        self.server.stop();
     }
 
-    /// Spawns gcloud on `self.port` and waits for the readiness line.
+    /// Spawns gcloud on `self.server.port()` and waits for the readiness line.
     async fn launch(&mut self) -> Result<(), TestkitError> {
         let args = [
             "emulators".to_owned(),
             "firestore".to_owned(),
             "start".to_owned(),
-            format!("--host-port=127.0.0.1:{}", self.port),
+            format!("--host-port=127.0.0.1:{}", self.server.port()),
             "--quiet".to_owned(),
         ];
-        let what = format!("gcloud {}", args.join(" "));
-        let spawned = process::spawn_group(
-            "gcloud",
-            &args,
-            &[("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")],
-            &what,
-        )?;
-        self.log = spawned.log;
-        self.pgid = spawned.pgid;
-        // Stored before waiting, so an error (or a cancelled test) still
-        // stops it through `stop`/`Drop`.
-        let child = self.child.insert(spawned.child);
-        process::wait_ready(child, &self.log, READY_LINE, READY_TIMEOUT, &what).await
+        let (command, what) = process::gcloud(&args);
+        self.server
+            .launch(command, what, READY_LINE, READY_TIMEOUT)
+            .await
     }
 
     fn documents_resource(&self) -> String {
@@ -270,16 +238,7 @@ impl FirestoreEmulator {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|source| TestkitError::Http {
-            what: what.to_owned(),
-            source,
-        })?;
-        let status = response.status();
-        let text = response.text().await.map_err(|source| TestkitError::Http {
-            what: what.to_owned(),
-            source,
-        })?;
-        Ok((status, text))
+        admin::send(request, what).await
     }
 }
 
@@ -287,22 +246,6 @@ impl Drop for FirestoreEmulator {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// A non-2xx answer as [`TestkitError::Api`], else the body as JSON (`null`
-/// when empty).
-fn parse(what: &str, status: reqwest::StatusCode, text: &str) -> Result<Value, TestkitError> {
-    if !status.is_success() {
-        return Err(TestkitError::Api {
-            what: what.to_owned(),
-            status: status.as_u16(),
-            body: text.to_owned(),
-        });
-    }
-    if text.trim().is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_str(text).map_err(|e| decode(what, e))
 }
 
 /// `coll/id` with each segment percent-encoded, since document ids may hold

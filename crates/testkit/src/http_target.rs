@@ -135,6 +135,30 @@ impl LoggedRequest {
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_str(&self.body).ok()
     }
+
+    /// `Authorization: Basic` client credentials (id, secret), each part
+    /// form-urlencoded as RFC 6749 §2.3.1 asks (plain values decode to
+    /// themselves): how the token endpoints of this crate read a client.
+    pub fn basic_credentials(&self) -> Option<(String, String)> {
+        use base64::Engine as _;
+        let header = self.headers.get("authorization")?;
+        let (scheme, encoded) = header.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        let form_decode = |s: &str| {
+            let s = s.replace('+', " ");
+            percent_encoding::percent_decode_str(&s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        Some((form_decode(id), form_decode(secret)))
+    }
 }
 
 type Rule = Arc<dyn Fn(&LoggedRequest) -> Option<Reply> + Send + Sync>;
@@ -307,6 +331,23 @@ impl HttpTarget {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits until at least `n` requests were answered 2xx (true) or
+    /// `timeout` passes (false): "every event delivered" for a test that
+    /// sent `n`.
+    pub async fn wait_for_successes(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_for(
+            |requests| {
+                requests
+                    .iter()
+                    .filter(|r| (200..300).contains(&r.status))
+                    .count()
+                    >= n
+            },
+            timeout,
+        )
+        .await
     }
 
     /// Stops listening: from the moment this returns, new connections are

@@ -12,20 +12,26 @@
 //! process group, so parallel tests do not collide and nothing outlives the
 //! test that started it.
 
+mod admin;
 pub mod bin;
 pub mod conformance;
 mod error;
+pub mod file_source;
 pub mod firestore;
 pub mod http_target;
+pub mod net;
 pub mod pipeline;
 mod process;
 pub mod pubsub;
 pub mod salesforce;
 pub mod sap;
 mod server;
+pub mod sink;
+mod temp;
 pub mod token;
 
 pub use error::TestkitError;
+pub use temp::TempDir;
 
 use std::net::{Ipv4Addr, TcpListener};
 

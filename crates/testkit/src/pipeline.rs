@@ -4,7 +4,7 @@
 
 use gluefleet_core::auth::TokenProvider;
 use gluefleet_core::idempotency::MemoryStore;
-use gluefleet_core::outcome::Outcome;
+use gluefleet_core::outcome::{AckReason, DeadLetter, Outcome};
 use gluefleet_core::rate_limit::RateLimits;
 use gluefleet_core::route::{RouteConfig, RouteTable};
 use gluefleet_core::{Connector, DeliverySettings, Pipeline, RawMessage};
@@ -74,4 +74,21 @@ pub async fn process_all<C: Connector>(
         out.push(t.await.expect("processing task"));
     }
     out
+}
+
+/// How many of `outcomes` were acked as delivered, and the dead letters
+/// among them: what a test of a batch with a few bad events counts.
+pub fn delivered_and_dead(outcomes: &[Outcome]) -> (usize, Vec<&DeadLetter>) {
+    let delivered = outcomes
+        .iter()
+        .filter(|o| **o == Outcome::Ack(AckReason::Delivered))
+        .count();
+    let dead = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::DeadLetter(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    (delivered, dead)
 }

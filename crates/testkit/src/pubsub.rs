@@ -14,24 +14,19 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::process::Child;
 
-use crate::process::{self, Log};
-use crate::{TestkitError, decode};
+use crate::process::{self, ChildServer};
+use crate::{TestkitError, admin, decode};
 
 /// How long a cold emulator may take to say it listens (it is ~10 s, more
 /// on a loaded CI machine).
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long the emulator gets to exit on SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long `restart` waits for the old process to let go of the port.
 const PORT_RELEASE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The emulator, like Pub/Sub, takes at most this many messages per publish.
@@ -39,20 +34,15 @@ const PUBLISH_BATCH: usize = 1000;
 /// Ack ids per acknowledge call; keeps request bodies small.
 const ACK_BATCH: usize = 1000;
 
-/// Numbers project ids within this test process.
-static NEXT_INSTANCE: AtomicU32 = AtomicU32::new(1);
-
 /// A running Pub/Sub emulator, stopped (whole process group) on drop.
 #[derive(Debug)]
 pub struct PubsubEmulator {
-    child: Option<Child>,
-    pgid: Option<u32>,
-    port: u16,
+    /// The gcloud process group, on the port fixed at the first start.
+    server: ChildServer,
     project: String,
     /// The emulator writes `env.yaml` here; a directory per instance keeps
     /// parallel emulators from overwriting each other's.
     data_dir: PathBuf,
-    log: Log,
     http: reqwest::Client,
 }
 
@@ -85,6 +75,30 @@ impl OutgoingMessage {
         }
     }
 
+    /// A CloudEvent in structured content mode, the whole event one JSON
+    /// body: how most publishers send gluefleet events.
+    pub fn cloudevent(id: &str, source: &str, event_type: &str, data: Value) -> Self {
+        Self::json(&json!({
+            "specversion": "1.0",
+            "id": id,
+            "source": source,
+            "type": event_type,
+            "data": data,
+        }))
+    }
+
+    /// A CloudEvent in binary content mode, as publishers that keep the
+    /// context out of the body send it: `ce-*` attributes for the context,
+    /// `data` as the JSON body.
+    pub fn binary_cloudevent(id: &str, source: &str, event_type: &str, data: &Value) -> Self {
+        Self::json(data)
+            .with_attr("ce-specversion", "1.0")
+            .with_attr("ce-id", id)
+            .with_attr("ce-source", source)
+            .with_attr("ce-type", event_type)
+            .with_attr("content-type", "application/json")
+    }
+
     /// Adds (or replaces) attribute `k`.
     #[must_use]
     pub fn with_attr(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
@@ -113,6 +127,12 @@ impl PulledMessage {
     /// The payload parsed as JSON, if it is JSON.
     pub fn json(&self) -> Option<Value> {
         serde_json::from_slice(&self.data).ok()
+    }
+
+    /// Attribute `key`, empty when absent: what a test reads off a dead
+    /// letter (`gluefleet-error`, `gluefleet-error-class`).
+    pub fn attr(&self, key: &str) -> &str {
+        self.attributes.get(key).map_or("", String::as_str)
     }
 }
 
@@ -155,7 +175,7 @@ impl PubsubEmulator {
     /// Whether `gcloud` is on `PATH`. Tests must not use this to skip: a
     /// missing emulator should fail loudly ([`TestkitError::GcloudMissing`]).
     pub fn available() -> bool {
-        process::find_on_path("gcloud").is_some()
+        process::gcloud_available()
     }
 
     /// Starts an emulator on a free port with a fresh project id and waits
@@ -164,24 +184,13 @@ impl PubsubEmulator {
         if !Self::available() {
             return Err(TestkitError::GcloudMissing);
         }
-        let n = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
-        let project = format!("gluefleet-test-{}-{n}", std::process::id());
+        let project = process::fresh_project("gluefleet-test");
         let data_dir = std::env::temp_dir().join(format!("{project}-pubsub"));
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|source| TestkitError::Http {
-                what: "building the emulator HTTP client".to_owned(),
-                source,
-            })?;
+        let http = admin::client("Pub/Sub emulator")?;
         let mut emulator = Self {
-            child: None,
-            pgid: None,
-            port: crate::free_port(),
+            server: ChildServer::on_free_port(),
             project,
             data_dir,
-            log: Arc::default(),
             http,
         };
         // On error `emulator` drops here, which kills whatever did start.
@@ -191,7 +200,7 @@ impl PubsubEmulator {
 
     /// `127.0.0.1:PORT`, the value `PUBSUB_EMULATOR_HOST` takes.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.server.host()
     }
 
     /// The project id of this instance.
@@ -201,7 +210,7 @@ impl PubsubEmulator {
 
     /// The emulator's output so far (since the last start), for debugging.
     pub fn logs(&self) -> Vec<String> {
-        process::snapshot(&self.log)
+        self.server.logs()
     }
 
     /// Creates topic `topic` (an id, not a full name).
@@ -270,6 +279,25 @@ impl PubsubEmulator {
             dead_letter: Some((dead_letter_topic.to_owned(), 10)),
         };
         self.create_subscription(subscription, topic, opts).await
+    }
+
+    /// The environment a worker on `subscription` of this emulator needs,
+    /// as Cloud Run would give it: `PUBSUB_EMULATOR_HOST`,
+    /// `GOOGLE_CLOUD_PROJECT`, `GLUEFLEET_SUBSCRIPTION`,
+    /// `GLUEFLEET_DEAD_LETTER_TOPIC`, and a free `PORT` so its health
+    /// probes never collide with another worker's.
+    pub fn worker_env(
+        &self,
+        subscription: &str,
+        dead_letter_topic: &str,
+    ) -> Vec<(&'static str, String)> {
+        vec![
+            ("PUBSUB_EMULATOR_HOST", self.host()),
+            ("GOOGLE_CLOUD_PROJECT", self.project.clone()),
+            ("GLUEFLEET_SUBSCRIPTION", subscription.to_owned()),
+            ("GLUEFLEET_DEAD_LETTER_TOPIC", dead_letter_topic.to_owned()),
+            ("PORT", crate::free_port().to_string()),
+        ]
     }
 
     /// Publishes `messages` to `topic` in batches of 1000 and returns their
@@ -387,21 +415,20 @@ impl PubsubEmulator {
     /// and messages are gone afterwards.
     pub async fn restart(&mut self) -> Result<(), TestkitError> {
         self.stop();
-        process::wait_port_free(self.port, PORT_RELEASE_TIMEOUT, "the Pub/Sub emulator").await?;
+        self.server
+            .stop_and_release(PORT_RELEASE_TIMEOUT, "the Pub/Sub emulator")
+            .await?;
         self.launch().await
     }
 
     /// Kills the emulator's process group (the gcloud wrapper and the Java
     /// server). Idempotent; also runs on drop.
     pub fn stop(&mut self) {
-        if let (Some(mut child), Some(pgid)) = (self.child.take(), self.pgid.take()) {
-            let port = self.port;
-            process::stop_group(&mut child, pgid, STOP_GRACE, || crate::port_is_free(port));
-        }
+        self.server.stop();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 
-    /// Spawns gcloud on `self.port` and waits for the readiness line.
+    /// Spawns gcloud on `self.server.port()` and waits for the readiness line.
     async fn launch(&mut self) -> Result<(), TestkitError> {
         std::fs::create_dir_all(&self.data_dir).map_err(|source| TestkitError::Io {
             what: format!("creating emulator data dir {}", self.data_dir.display()),
@@ -412,24 +439,15 @@ impl PubsubEmulator {
             "emulators".to_owned(),
             "pubsub".to_owned(),
             "start".to_owned(),
-            format!("--host-port=127.0.0.1:{}", self.port),
+            format!("--host-port=127.0.0.1:{}", self.server.port()),
             format!("--project={}", self.project),
             format!("--data-dir={}", self.data_dir.display()),
         ];
-        let what = format!("gcloud {}", args.join(" "));
-        let spawned = process::spawn_group(
-            "gcloud",
-            &args,
-            &[("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")],
-            &what,
-        )?;
-        self.log = spawned.log;
-        self.pgid = spawned.pgid;
-        // Stored before waiting, so an error (or a cancelled test) still
-        // stops it through `stop`/`Drop`.
-        let child = self.child.insert(spawned.child);
-        let needle = format!("Server started, listening on {}", self.port);
-        process::wait_ready(child, &self.log, &needle, READY_TIMEOUT, &what).await
+        let (command, what) = process::gcloud(&args);
+        let needle = format!("Server started, listening on {}", self.server.port());
+        self.server
+            .launch(command, what, &needle, READY_TIMEOUT)
+            .await
     }
 
     fn topic_name(&self, topic: &str) -> String {
@@ -446,34 +464,11 @@ impl PubsubEmulator {
     ) -> Result<Value, TestkitError> {
         let url = format!(
             "http://127.0.0.1:{}/v1/projects/{}/{path}",
-            self.port, self.project
+            self.server.port(),
+            self.project
         );
-        let response = self
-            .http
-            .request(method, url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|source| TestkitError::Http {
-                what: what.to_owned(),
-                source,
-            })?;
-        let status = response.status();
-        let text = response.text().await.map_err(|source| TestkitError::Http {
-            what: what.to_owned(),
-            source,
-        })?;
-        if !status.is_success() {
-            return Err(TestkitError::Api {
-                what: what.to_owned(),
-                status: status.as_u16(),
-                body: text,
-            });
-        }
-        if text.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).map_err(|e| decode(what, e))
+        let (status, text) = admin::send(self.http.request(method, url).json(body), what).await?;
+        admin::parse(what, status, &text)
     }
 }
 

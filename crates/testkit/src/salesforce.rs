@@ -308,6 +308,31 @@ impl SalesforceDouble {
         self.shared.url.clone()
     }
 
+    /// The `[auth]` section of a connector config that signs in to this
+    /// double with the JWT bearer flow as its consumer key and user, the
+    /// key read from `${SALESFORCE_PRIVATE_KEY}`: give the worker
+    /// [`Self::private_key_env`] with it.
+    pub fn jwt_auth_toml(&self) -> String {
+        format!(
+            r#"[auth]
+kind = "jwt_bearer"
+login_url = "{url}"
+consumer_key = "{key}"
+username = "{user}"
+private_key = "${{SALESFORCE_PRIVATE_KEY}}"
+"#,
+            url = self.url(),
+            key = self.shared.config.consumer_key,
+            user = self.shared.config.username
+        )
+    }
+
+    /// `SALESFORCE_PRIVATE_KEY` = [`TEST_PRIVATE_KEY_PEM`], the variable
+    /// [`Self::jwt_auth_toml`] reads.
+    pub fn private_key_env() -> (&'static str, String) {
+        ("SALESFORCE_PRIVATE_KEY", TEST_PRIVATE_KEY_PEM.to_owned())
+    }
+
     /// Every request so far, in arrival order, with the status it got.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         lock(&self.shared.log).clone()
@@ -451,7 +476,7 @@ fn token(shared: &Shared, request: &LoggedRequest, query: &str) -> Reply {
             }
         }
         Some("client_credentials") => {
-            let (id, secret) = match basic_credentials(request) {
+            let (id, secret) = match request.basic_credentials() {
                 Some(pair) => pair,
                 None => (
                     params.get("client_id").cloned().unwrap_or_default(),
@@ -507,28 +532,6 @@ fn check_assertion(shared: &Shared, assertion: &str) -> Result<(), &'static str>
         return Err("user hasn't approved this consumer");
     }
     Ok(())
-}
-
-/// `Authorization: Basic` client credentials, each form-urlencoded as
-/// RFC 6749 §2.3.1 asks (plain values decode to themselves).
-fn basic_credentials(request: &LoggedRequest) -> Option<(String, String)> {
-    let header = request.headers.get("authorization")?;
-    let (scheme, encoded) = header.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
-    let form_decode = |s: &str| {
-        let s = s.replace('+', " ");
-        percent_encoding::percent_decode_str(&s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    Some((form_decode(id), form_decode(secret)))
 }
 
 fn issue_token(shared: &Shared) -> Reply {

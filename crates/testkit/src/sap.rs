@@ -20,28 +20,24 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use crate::process::{self, Log};
-use crate::{TestkitError, decode};
+use crate::process::{self, ChildServer, ERROR_TAIL_LINES, GroupChild};
+use crate::{TestkitError, admin};
 
 /// How long a server may take from spawn to serving `$metadata` (1-4 s on
 /// an idle machine; much more while other crates compile on 2 cores).
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long `npm ci` may take; from a warm npm cache it needs seconds.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long the server gets to exit on SIGTERM before SIGKILL.
+/// How long `npm ci` gets to exit on SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// `server.js` prints this once the port serves requests.
 const READY_LINE: &str = "[gluefleet-sap-cap] ready on";
-/// Log lines quoted in errors.
-const ERROR_TAIL_LINES: usize = 30;
 /// The service name in URLs: `SalesService` is served at `/odata/v4/sales`.
 const SERVICE_PATH: &str = "sales";
 /// Requests carrying this header are served but not counted in
@@ -69,10 +65,8 @@ const KEY_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
 /// A running SAP CAP server, stopped (whole process group) on drop.
 #[derive(Debug)]
 pub struct SapCap {
-    child: Option<Child>,
-    pgid: Option<u32>,
-    port: u16,
-    log: Log,
+    /// The Node process group, on a port fixed up front.
+    server: ChildServer,
     http: reqwest::Client,
 }
 
@@ -102,19 +96,9 @@ impl SapCap {
         }
         let dir = Self::sandbox_dir();
         ensure_installed(&dir).await?;
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|source| TestkitError::Http {
-                what: "building the SAP CAP HTTP client".to_owned(),
-                source,
-            })?;
+        let http = admin::client("SAP CAP")?;
         let mut server = Self {
-            child: None,
-            pgid: None,
-            port: crate::free_port(),
-            log: Arc::default(),
+            server: ChildServer::on_free_port(),
             http,
         };
         // On error `server` drops here, which kills whatever did start.
@@ -124,12 +108,12 @@ impl SapCap {
 
     /// `http://127.0.0.1:PORT`, where the admin endpoints live.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.server.port())
     }
 
     /// The port the server listens on (127.0.0.1 only).
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// The OData V4 service root of `SalesService`, without a trailing slash:
@@ -146,7 +130,7 @@ impl SapCap {
 
     /// The server's output so far, for debugging.
     pub fn logs(&self) -> Vec<String> {
-        process::snapshot(&self.log)
+        self.server.logs()
     }
 
     /// Counts of the OData requests clients sent since the start or the last
@@ -188,20 +172,17 @@ impl SapCap {
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        parse(&what, status, &text).map(Some)
+        admin::parse(&what, status, &text).map(Some)
     }
 
     /// Kills the server's process group. Idempotent; also runs on drop.
     pub fn stop(&mut self) {
-        if let (Some(mut child), Some(pgid)) = (self.child.take(), self.pgid.take()) {
-            let port = self.port;
-            process::stop_group(&mut child, pgid, STOP_GRACE, || crate::port_is_free(port));
-        }
+        self.server.stop();
     }
 
-    /// Spawns `cds serve` in `dir` on `self.port` and waits until it serves.
+    /// Spawns `cds serve` in `dir` on `self.server.port()` and waits until it serves.
     async fn launch(&mut self, dir: &Path) -> Result<(), TestkitError> {
-        let port = self.port.to_string();
+        let port = self.server.port().to_string();
         let args = ["node_modules/@sap/cds/bin/serve.js", "all", "--in-memory"];
         let what = format!("PORT={port} node {} (in {})", args.join(" "), dir.display());
         let mut command = Command::new("node");
@@ -212,14 +193,10 @@ impl SapCap {
             .env("HOST", "127.0.0.1")
             .env_remove("CDS_ENV")
             .env_remove("NODE_ENV");
-        let (child, log) = spawn_in_group(command, &what)?;
-        self.log = log;
-        self.pgid = child.id();
-        // Stored before waiting, so an error (or a cancelled test) still
-        // stops it through `stop`/`Drop`.
-        let child = self.child.insert(child);
         let started = Instant::now();
-        process::wait_ready(child, &self.log, READY_LINE, READY_TIMEOUT, &what).await?;
+        self.server
+            .launch(command, what.clone(), READY_LINE, READY_TIMEOUT)
+            .await?;
         // The line comes from the 'listening' event; one answered
         // `$metadata` proves the OData routes are mounted as well.
         let metadata = format!("{}/$metadata", self.v4_service());
@@ -230,11 +207,7 @@ impl SapCap {
             match answer {
                 Ok((status, _)) if status.is_success() => return Ok(()),
                 _ if started.elapsed() >= READY_TIMEOUT => {
-                    return Err(TestkitError::NotReady {
-                        what,
-                        timeout: READY_TIMEOUT,
-                        log_tail: crate::tail(&self.logs(), ERROR_TAIL_LINES),
-                    });
+                    return Err(self.server.not_ready(&what, READY_TIMEOUT));
                 }
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
@@ -251,7 +224,7 @@ impl SapCap {
     ) -> Result<Value, TestkitError> {
         let url = format!("{}/__admin/{path}", self.url());
         let (status, text) = self.send(method, url, what).await?;
-        parse(what, status, &text)
+        admin::parse(what, status, &text)
     }
 
     /// One uncounted request; returns the status and body.
@@ -261,23 +234,12 @@ impl SapCap {
         url: String,
         what: &str,
     ) -> Result<(reqwest::StatusCode, String), TestkitError> {
-        let response = self
+        let request = self
             .http
             .request(method, url)
             .header(UNCOUNTED_HEADER, "1")
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|source| TestkitError::Http {
-                what: what.to_owned(),
-                source,
-            })?;
-        let status = response.status();
-        let text = response.text().await.map_err(|source| TestkitError::Http {
-            what: what.to_owned(),
-            source,
-        })?;
-        Ok((status, text))
+            .header(reqwest::header::ACCEPT, "application/json");
+        admin::send(request, what).await
     }
 }
 
@@ -308,32 +270,18 @@ async fn ensure_installed(dir: &Path) -> Result<(), TestkitError> {
     let what = format!("npm {} (in {})", NPM_CI_ARGS.join(" "), dir.display());
     let mut command = Command::new("npm");
     command.args(NPM_CI_ARGS).current_dir(dir);
-    let (mut child, log) = spawn_in_group(command, &what)?;
-    let pgid = child.id();
-    let status = match tokio::time::timeout(INSTALL_TIMEOUT, child.wait()).await {
-        Ok(status) => status.map_err(|source| TestkitError::Io {
-            what: what.clone(),
-            source,
-        })?,
-        Err(_) => {
-            if let Some(pgid) = pgid {
-                process::stop_group(&mut child, pgid, STOP_GRACE, || false);
-            }
-            return Err(TestkitError::NotReady {
-                what,
-                timeout: INSTALL_TIMEOUT,
-                log_tail: crate::tail(&process::snapshot(&log), ERROR_TAIL_LINES),
-            });
-        }
+    let mut child = GroupChild::spawn(command, what.clone(), None)?;
+    let Some(status) = child.wait(INSTALL_TIMEOUT).await else {
+        let err = child.not_ready(INSTALL_TIMEOUT);
+        child.stop(STOP_GRACE, || false);
+        return Err(err);
     };
-    // Let the readers catch the last words.
-    tokio::time::sleep(Duration::from_millis(100)).await;
     drop(lock);
     if !status.success() {
         return Err(TestkitError::Build {
             command: what,
             status,
-            log_tail: crate::tail(&process::snapshot(&log), ERROR_TAIL_LINES),
+            log_tail: crate::tail(&child.logs(), ERROR_TAIL_LINES),
         });
     }
     Ok(())
@@ -371,50 +319,11 @@ fn lock_exclusive(path: &Path) -> Result<File, TestkitError> {
     Ok(file)
 }
 
-/// Starts `command` as leader of a new process group, stdin closed and
-/// output captured into a fresh log.
-fn spawn_in_group(mut command: Command, what: &str) -> Result<(Child, Log), TestkitError> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|source| TestkitError::Spawn {
-            what: what.to_owned(),
-            source,
-        })?;
-    let log: Log = Arc::default();
-    if let Some(out) = child.stdout.take() {
-        process::capture(out, log.clone(), None);
-    }
-    if let Some(err) = child.stderr.take() {
-        process::capture(err, log.clone(), None);
-    }
-    Ok((child, log))
-}
-
 /// `key` as an OData string literal for a URL path: quoted, inner quotes
 /// doubled, the rest percent-encoded.
 fn key_literal(key: &str) -> String {
     let quoted = format!("'{}'", key.replace('\'', "''"));
     utf8_percent_encode(&quoted, KEY_ESCAPES).to_string()
-}
-
-/// A non-2xx answer as [`TestkitError::Api`], else the body as JSON (`null`
-/// when empty).
-fn parse(what: &str, status: reqwest::StatusCode, text: &str) -> Result<Value, TestkitError> {
-    if !status.is_success() {
-        return Err(TestkitError::Api {
-            what: what.to_owned(),
-            status: status.as_u16(),
-            body: text.to_owned(),
-        });
-    }
-    if text.trim().is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_str(text).map_err(|e| decode(what, e))
 }
 
 #[cfg(test)]

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use base64::Engine as _;
 
 use crate::TestkitError;
 use crate::http_target::{LoggedRequest, Reply, answer_logged, lock};
@@ -192,7 +191,7 @@ fn token(shared: &Shared, request: &LoggedRequest) -> Reply {
             "only client_credentials is supported",
         );
     }
-    let (id, secret) = basic_credentials(request).unwrap_or_else(|| {
+    let (id, secret) = request.basic_credentials().unwrap_or_else(|| {
         (
             params.get("client_id").cloned().unwrap_or_default(),
             params.get("client_secret").cloned().unwrap_or_default(),
@@ -222,26 +221,4 @@ fn token(shared: &Shared, request: &LoggedRequest) -> Reply {
 fn oauth_error(status: u16, error: &str, description: &str) -> Reply {
     let body = serde_json::json!({ "error": error, "error_description": description });
     Reply::status(status).body(body.to_string())
-}
-
-/// `Authorization: Basic` client credentials, each part form-urlencoded
-/// (RFC 6749 §2.3.1).
-fn basic_credentials(request: &LoggedRequest) -> Option<(String, String)> {
-    let header = request.headers.get("authorization")?;
-    let (scheme, encoded) = header.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
-    let unescape = |s: &str| {
-        url::form_urlencoded::parse(format!("v={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
-    Some((unescape(id), unescape(secret)))
 }

@@ -5,6 +5,7 @@
 //! a message saying so, on purpose: a skipped emulator test hides breakage.
 
 use gluefleet_testkit::firestore::{FirestoreEmulator, plain};
+use gluefleet_testkit::net;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -153,14 +154,7 @@ async fn emulator_stores_lists_batches_and_resets() {
 
     emulator.stop();
     assert!(
-        reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client")
-            .get(format!("http://{host}/"))
-            .send()
-            .await
-            .is_err(),
+        net::refused(&format!("http://{host}/")).await,
         "nothing listens after stop"
     );
 }

@@ -4,17 +4,13 @@
 use std::time::{Duration, Instant};
 
 use gluefleet_testkit::http_target::{HttpTarget, Reply};
+use gluefleet_testkit::net;
 use gluefleet_testkit::token::{TokenCheck, TokenServer};
 
 /// A client without connection reuse, so each call opens a new connection
 /// and "refused" really means nothing listens.
 fn fresh_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("building a reqwest client")
+    net::fresh_client().expect("building a reqwest client")
 }
 
 async fn post(client: &reqwest::Client, url: &str, key: &str, body: &str) -> (u16, String) {

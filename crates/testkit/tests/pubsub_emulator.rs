@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use gluefleet_testkit::TestkitError;
+use gluefleet_testkit::net;
 use gluefleet_testkit::pubsub::{
     OutgoingMessage, PubsubEmulator, PulledMessage, SubscriptionOptions,
 };
@@ -139,14 +140,7 @@ async fn emulator_delivers_acks_and_restarts() {
 
     emulator.stop();
     assert!(
-        reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client")
-            .get(format!("http://{host}/v1/projects/x/topics"))
-            .send()
-            .await
-            .is_err(),
+        net::refused(&format!("http://{host}/v1/projects/x/topics")).await,
         "nothing listens after stop"
     );
 }

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use gluefleet_testkit::net;
 use gluefleet_testkit::salesforce::{
     JWT_BEARER_GRANT, LOGIN_AUDIENCE, SalesforceConfig, SalesforceDouble, TEST_PRIVATE_KEY_PEM,
 };
@@ -11,12 +12,7 @@ use serde_json::{Value, json};
 const V: &str = "v62.0";
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("building a reqwest client")
+    net::fresh_client().expect("building a reqwest client")
 }
 
 fn now() -> u64 {

@@ -81,9 +81,10 @@ while true; do sleep 0.05; done"#;
     assert_eq!(worker.wait(Duration::from_millis(1)).await, Some(status));
 }
 
-#[tokio::test]
-async fn kill_hard_ends_the_whole_group() {
-    let mut worker = Worker::spawn(
+/// A shell that started a `sleep` of its own and waits for it: the worker
+/// and the pid of its child.
+async fn shell_with_a_child() -> (Worker, u32) {
+    let worker = Worker::spawn(
         Path::new("/bin/sh"),
         &["-c", "sleep 30 & echo child=$!; wait"],
         &[],
@@ -92,6 +93,12 @@ async fn kill_hard_ends_the_whole_group() {
     .expect("spawn");
     assert!(worker.wait_for_log("child=", Duration::from_secs(5)).await);
     let grandchild = grandchild_pid(&worker);
+    (worker, grandchild)
+}
+
+#[tokio::test]
+async fn kill_hard_ends_the_whole_group() {
+    let (mut worker, grandchild) = shell_with_a_child().await;
     assert!(alive(grandchild));
     worker.kill_hard();
     let status = worker.wait(Duration::from_secs(5)).await.expect("killed");
@@ -104,15 +111,7 @@ async fn kill_hard_ends_the_whole_group() {
 
 #[tokio::test]
 async fn drop_kills_the_group() {
-    let worker = Worker::spawn(
-        Path::new("/bin/sh"),
-        &["-c", "sleep 30 & echo child=$!; wait"],
-        &[],
-    )
-    .await
-    .expect("spawn");
-    assert!(worker.wait_for_log("child=", Duration::from_secs(5)).await);
-    let grandchild = grandchild_pid(&worker);
+    let (worker, grandchild) = shell_with_a_child().await;
     let pid = worker.pid().expect("running");
     drop(worker);
     assert!(gone_within(grandchild, Duration::from_secs(5)).await);
@@ -140,4 +139,46 @@ fn unknown_connector_reports_the_build_it_tried() {
         "{message}"
     );
     assert!(matches!(err, TestkitError::Build { .. }), "{message}");
+}
+
+#[tokio::test]
+async fn wait_success_names_a_failure_or_a_hang_with_the_last_lines() {
+    let mut failing = Worker::spawn(
+        Path::new("/bin/sh"),
+        &["-c", "echo first; echo last words; exit 4"],
+        &[],
+    )
+    .await
+    .expect("spawn");
+    let err = failing
+        .wait_success(Duration::from_secs(10), 1)
+        .await
+        .expect_err("exit 4 is a failure");
+    match err {
+        TestkitError::Failed {
+            status, log_tail, ..
+        } => {
+            assert_eq!(status.code(), Some(4));
+            assert_eq!(log_tail, "last words", "only the last line");
+        }
+        other => panic!("expected Failed, got {other}"),
+    }
+
+    let mut hanging = Worker::spawn(Path::new("/bin/sh"), &["-c", "exec sleep 30"], &[])
+        .await
+        .expect("spawn");
+    let err = hanging
+        .wait_success(Duration::from_millis(200), 10)
+        .await
+        .expect_err("still running");
+    assert!(matches!(err, TestkitError::StillRunning { .. }), "{err}");
+
+    let mut fine = Worker::spawn(Path::new("/bin/sh"), &["-c", "exit 0"], &[])
+        .await
+        .expect("spawn");
+    assert!(
+        fine.wait_success(Duration::from_secs(10), 10)
+            .await
+            .is_ok_and(|s| s.success())
+    );
 }

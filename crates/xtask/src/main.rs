@@ -3,13 +3,14 @@
 //!
 //! - `cargo xtask demo`: what to run on a fresh clone to see gluefleet work.
 //! - `cargo xtask bench`: gluefleet workers side by side with the raw
-//!   Pub/Sub client: throughput, CPU per 10k messages, memory, readiness.
+//!   Pub/Sub client: throughput, CPU per 10k messages, memory, readiness;
+//!   then the peak memory of one large event.
+//! - `cargo xtask bench memory`: only that peak memory, accepted and refused.
 //! - `cargo xtask bench core`: the criterion micro-benchmarks of the core path.
 //! - `cargo xtask bench firestore|salesforce|sap-odata`: API calls per 1,000 events and events/s.
 //! - `cargo xtask new-connector <name>`: a new connector crate from connectors/template.
 
 mod bench;
-mod compare;
 mod demo;
 mod new_connector;
 
@@ -52,7 +53,8 @@ enum Command {
     /// Without a subcommand: every gluefleet worker side by side with a
     /// minimal loop on the official Pub/Sub client, on the emulators, at 1
     /// and 5 streams: messages/s, CPU s per 10k messages, peak and idle RSS,
-    /// time to /readyz, target calls per 1,000 events (about 10 minutes).
+    /// time to /readyz, target calls per 1,000 events (about 10 minutes);
+    /// then what `bench memory` measures.
     #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
@@ -86,6 +88,11 @@ enum Bench {
     /// The criterion micro-benchmarks of the per-message core path (decode
     /// → route → outcome), in nanoseconds: `cargo bench -p gluefleet-core`.
     Core,
+    /// Peak RSS of the release gluefleet-legacy-rest for one event on the
+    /// file source: 1 MiB (the default max_event_bytes) accepted, one byte
+    /// more refused as poison, and 10 MB (Pub/Sub's maximum) accepted with
+    /// the limit raised and refused by the default.
+    Memory,
     /// gluefleet-firestore on the emulators: Firestore requests per 1,000
     /// events and events per second, with a short and a long batch linger.
     Firestore {
@@ -128,22 +135,26 @@ fn main() -> ExitCode {
             events,
             rounds,
             workers,
-        } => compare::run(events, rounds, &workers),
+        } => bench::compare::run(events, rounds, &workers),
         Command::Bench {
             which: Some(Bench::Core),
             ..
         } => bench::core(),
         Command::Bench {
+            which: Some(Bench::Memory),
+            ..
+        } => bench::memory::run(),
+        Command::Bench {
             which: Some(Bench::Firestore { events, rounds }),
             ..
-        } => bench::run(bench::Target::Firestore, events, rounds),
+        } => bench::batching::run(bench::batching::Target::Firestore, events, rounds),
         Command::Bench {
             which: Some(Bench::Salesforce { events, rounds }),
             ..
-        } => bench::run(bench::Target::Salesforce, events, rounds),
+        } => bench::batching::run(bench::batching::Target::Salesforce, events, rounds),
         Command::Bench {
             which: Some(Bench::SapOdata { events, rounds }),
             ..
-        } => bench::run(bench::Target::SapOdata, events, rounds),
+        } => bench::batching::run(bench::batching::Target::SapOdata, events, rounds),
     }
 }

@@ -97,7 +97,24 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+/// Why the yardstick could not run: its Pub/Sub client did not build (the
+/// one step that can fail; a bad message only counts as `bad_json`).
+#[derive(Debug)]
+struct ClientError(Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "subscriber client: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+async fn run(args: Args) -> Result<(), ClientError> {
     let epoch = Instant::now();
     let mut builder = Subscriber::builder();
     if let Ok(host) = std::env::var("PUBSUB_EMULATOR_HOST") {
@@ -108,7 +125,7 @@ async fn run(args: Args) -> Result<(), String> {
     let client = builder
         .build()
         .await
-        .map_err(|e| format!("subscriber client: {e}"))?;
+        .map_err(|e| ClientError(Box::new(e)))?;
     let tally = Arc::new(Tally {
         epoch,
         acked: AtomicU64::new(0),

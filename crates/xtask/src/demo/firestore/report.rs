@@ -3,28 +3,20 @@
 //! log lines, checked against what should have.
 
 use super::accounts::{self, COLLECTION, Expect, SERVER_TIME, Sample};
-use super::report::{self, DeadLetter, Logged, logged};
+use crate::demo::part::Run;
+use crate::demo::report::{Contradiction, RETRIED_NOTE, Report, Row};
 use gluefleet_testkit::firestore::plain;
 use gluefleet_testkit::pubsub::OutgoingMessage;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 /// Everything part 2 saw.
 #[derive(Debug, Default)]
 pub(crate) struct Observed {
-    /// The message id of each sample, in sample order.
-    pub(crate) message_ids: Vec<String>,
     /// The collection's documents afterwards, as the REST API returns them.
     pub(crate) documents: Vec<Value>,
-    /// The dead letters.
-    pub(crate) dead_letters: Vec<DeadLetter>,
-    /// Where they were read from, for the report.
-    pub(crate) dead_letter_place: String,
-    /// The worker's output.
-    pub(crate) worker_log: Vec<String>,
-    /// The worker's `{"summary": …}` line.
-    pub(crate) summary_line: Option<String>,
+    /// What the worker left behind.
+    pub(crate) run: Run,
 }
 
 /// What happened to one event.
@@ -95,28 +87,18 @@ fn copies_of(samples: &[Sample], i: usize) -> impl Iterator<Item = usize> {
 }
 
 /// What the log and the dead letters say about each sample.
-fn seen_per_sample(
-    samples: &[Sample],
-    message_ids: &[String],
-    logged: &BTreeMap<String, Logged>,
-    dead: &BTreeMap<usize, Vec<&DeadLetter>>,
-) -> Vec<Seen> {
+fn seen_per_sample(samples: &[Sample], report: &Report<'_>) -> Vec<Seen> {
     samples
         .iter()
         .enumerate()
         .map(|(i, sample)| {
-            if let Some(dl) = dead.get(&i).and_then(|dls| dls.first()) {
-                let attr = |k: &str| dl.attributes.get(k).cloned().unwrap_or_default();
+            if let Some(dl) = report.dead_letter(i) {
                 return Seen::DeadLettered {
-                    class: attr("gluefleet-error-class"),
-                    error: attr("gluefleet-error"),
+                    class: dl.attr("gluefleet-error-class"),
+                    error: dl.attr("gluefleet-error"),
                 };
             }
-            let reason = message_ids
-                .get(i)
-                .and_then(|id| logged.get(id))
-                .and_then(|l| l.acked.as_deref());
-            match (reason, event_type(sample)) {
+            match (report.acked(i), event_type(sample)) {
                 (Some("Delivered"), "account.deleted") => Seen::Deleted,
                 (Some("Delivered"), _) => Seen::Written,
                 (Some("AlreadyDone"), "account.created") => Seen::AlreadyExisted,
@@ -184,17 +166,20 @@ fn changes(before: &Value, after: &Value) -> String {
 }
 
 /// The outcome with what the document shows, or why it contradicts it.
-fn outcome(sample: &Sample, seen: &Seen, doc: Option<&Value>) -> Result<String, String> {
+fn outcome(sample: &Sample, seen: &Seen, doc: Option<&Value>) -> Result<String, Contradiction> {
     let path = sample.document();
     let seeded = accounts::seeds()
         .into_iter()
         .find(|s| s.account == sample.account)
         .map(|s| plain(&s.rest_fields()));
     match (seen, doc) {
-        (Seen::Written | Seen::AlreadyExisted, None) => {
-            Err(format!("{}, but {path} is not there", seen.describe()))
+        (Seen::Written | Seen::AlreadyExisted, None) => Err(Contradiction(format!(
+            "{}, but {path} is not there",
+            seen.describe()
+        ))),
+        (Seen::Deleted, Some(_)) => {
+            Err(Contradiction(format!("deleted, but {path} is still there")))
         }
-        (Seen::Deleted, Some(_)) => Err(format!("deleted, but {path} is still there")),
         (Seen::Written, Some(doc)) if event_type(sample) == "account.updated" => {
             match seeded.map(|before| changes(&before, doc)) {
                 Some(changed) if !changed.is_empty() => Ok(format!("written: {changed}")),
@@ -204,9 +189,9 @@ fn outcome(sample: &Sample, seen: &Seen, doc: Option<&Value>) -> Result<String, 
         (Seen::AlreadyExisted, Some(doc)) => {
             let kept = doc.get("name").and_then(Value::as_str);
             match (kept, accounts::sent_name(sample)) {
-                (Some(kept), Some(sent)) if kept == sent => Err(format!(
+                (Some(kept), Some(sent)) if kept == sent => Err(Contradiction(format!(
                     "already existed, but {path} has the event's name {sent:?}"
-                )),
+                ))),
                 (Some(kept), Some(sent)) => Ok(format!(
                     "already existed (kept name {kept:?}, not the event's {sent:?})"
                 )),
@@ -218,89 +203,53 @@ fn outcome(sample: &Sample, seen: &Seen, doc: Option<&Value>) -> Result<String, 
 }
 
 /// Prints the table, the documents, the dead letters and the worker's
-/// summary; returns every unexpected thing found.
-pub(crate) fn print(samples: &[Sample], observed: &Observed) -> Vec<String> {
-    let mut problems = Vec::new();
-    let dead =
-        report::dead_letters_by_row(&observed.dead_letters, &observed.message_ids, &mut problems);
-    let logged = logged(&observed.worker_log);
-    let seen = seen_per_sample(samples, &observed.message_ids, &logged, &dead);
+/// summary; true when everything happened as expected.
+pub(crate) fn print(samples: &[Sample], observed: &Observed) -> bool {
+    let mut report = Report::new(&observed.run);
+    let seen = seen_per_sample(samples, &report);
     let documents = plain_documents(observed);
 
-    let mut rows = Vec::new();
     for (i, sample) in samples.iter().enumerate() {
         let doc = documents.get(sample.account).map(|(fields, _)| fields);
-        let mut text = match outcome(sample, &seen[i], doc) {
-            Ok(text) => text,
-            Err(why) => {
-                problems.push(format!("#{} {}: {why}", i + 1, sample.label));
-                format!("✗ {why}")
-            }
-        };
-        if !matches(samples, &seen, i) {
-            problems.push(format!(
-                "#{} {}: expected {}, but {}",
-                i + 1,
-                sample.label,
-                describe_expect(sample.expect),
-                seen[i].describe()
-            ));
-            let mark = if text.starts_with('✗') { "" } else { "✗ " };
-            text = format!(
-                "{mark}{text} (expected: {})",
-                describe_expect(sample.expect)
-            );
-        }
-        let times = observed
-            .message_ids
-            .get(i)
-            .and_then(|id| logged.get(id))
-            .map_or(0, |l| l.handed_back);
-        match (&seen[i], times) {
-            (_, 0) => {}
+        let suffix = match (&seen[i], report.handed_back(i)) {
+            (_, 0) => String::new(),
             (Seen::DuplicateSuppressed(Some(of)), 1) => {
-                let _ = write!(text, ", handed back once first: #{of} was in flight");
+                format!(", handed back once first: #{of} was in flight")
             }
-            (_, n) => {
-                let _ = write!(text, ", handed back {n}× first");
-            }
-        }
-        let detail = match &seen[i] {
-            Seen::DeadLettered { error, .. } => Some(format!("gluefleet-error: {error}")),
-            _ => None,
+            (_, n) => format!(", handed back {n}× first"),
         };
-        rows.push((
-            [
-                (i + 1).to_string(),
-                sample.label.clone(),
-                sample.document(),
-                text,
-            ],
-            detail,
-        ));
+        let row = Row {
+            label: sample.label.clone(),
+            cells: vec![sample.document()],
+            outcome: outcome(sample, &seen[i], doc),
+            mismatch: (!matches(samples, &seen, i))
+                .then(|| (describe_expect(sample.expect), seen[i].describe())),
+            suffix,
+            error: match &seen[i] {
+                Seen::DeadLettered { error, .. } => Some(error.clone()),
+                _ => None,
+            },
+        };
+        report.row(i, row);
     }
-    println!("\nWhat happened to each event:\n");
-    report::print_table(["#", "event", "document", "outcome"], &rows);
-
-    print_documents(&documents, &mut problems);
-    let sent: Vec<&OutgoingMessage> = samples.iter().map(|s| &s.message).collect();
-    report::print_dead_letters(
-        &sent,
-        &observed.dead_letter_place,
-        observed.dead_letters.len(),
-        &dead,
-        &mut problems,
+    report.print_table(
+        "What happened to each event:",
+        &["#", "event", "document", "outcome"],
     );
+
+    print_documents(&documents, &mut report);
+    let sent: Vec<&OutgoingMessage> = samples.iter().map(|s| &s.message).collect();
+    report.print_dead_letters(&sent);
     let writes = seen
         .iter()
         .filter(|s| !matches!(s, Seen::DuplicateSuppressed(_)))
         .count();
-    print_summary(samples.len(), writes, observed, &mut problems);
-    problems
+    print_summary(samples.len(), writes, &mut report);
+    report.finish()
 }
 
 /// Lists the collection and compares it with [`accounts::documents_after`].
-fn print_documents(documents: &BTreeMap<String, (Value, &Value)>, problems: &mut Vec<String>) {
+fn print_documents(documents: &BTreeMap<String, (Value, &Value)>, report: &mut Report<'_>) {
     println!(
         "\nThe {COLLECTION} collection afterwards ({} documents, read back from the Firestore \
          emulator):",
@@ -313,16 +262,16 @@ fn print_documents(documents: &BTreeMap<String, (Value, &Value)>, problems: &mut
     let expected = accounts::documents_after();
     for (id, want) in &expected {
         let Some((got, raw)) = documents.get(*id) else {
-            problems.push(format!("{COLLECTION}/{id} should be there, but is not"));
+            report.problem(format!("{COLLECTION}/{id} should be there, but is not"));
             continue;
         };
         if !same_fields(want, got, raw) {
-            problems.push(format!("{COLLECTION}/{id} holds {got}, expected {want}"));
+            report.problem(format!("{COLLECTION}/{id} holds {got}, expected {want}"));
         }
     }
     for id in documents.keys() {
         if !expected.iter().any(|(want, _)| want == id) {
-            problems.push(format!("{COLLECTION}/{id} should not be there"));
+            report.problem(format!("{COLLECTION}/{id} should not be there"));
         }
     }
 }
@@ -344,25 +293,14 @@ fn same_fields(want: &Value, got: &Value, raw: &Value) -> bool {
 }
 
 /// The worker's summary, its counters checked, and what batching saved.
-fn print_summary(events: usize, writes: usize, observed: &Observed, problems: &mut Vec<String>) {
-    let summary = report::check_summary(
-        observed.summary_line.as_deref(),
-        events,
-        observed.dead_letters.len(),
-        problems,
-    );
-    if let Some(line) = &observed.summary_line {
-        println!("\nworker summary: {line}");
-        println!(
-            "  (received counts redeliveries too; retried = handed back to Pub/Sub for \
-             redelivery, e.g. a copy\n   that arrived while the same event was in flight)"
-        );
-    }
+fn print_summary(events: usize, writes: usize, report: &mut Report<'_>) {
+    let summary = report.check_summary(events);
+    report.print_summary_line(Some(&format!("{RETRIED_NOTE})")));
     let Some(summary) = summary else {
         return;
     };
     let Some(requests) = summary.get("target_requests").and_then(Value::as_u64) else {
-        problems.push(format!(
+        report.problem(format!(
             "the worker's summary has no target_requests: {summary}"
         ));
         return;
@@ -373,9 +311,9 @@ fn print_summary(events: usize, writes: usize, observed: &Observed, problems: &m
          (two writes to one document never do)"
     );
     if requests == 0 && writes > 0 {
-        problems.push(format!("{writes} writes but no Firestore request"));
+        report.problem(format!("{writes} writes but no Firestore request"));
     } else if requests > writes as u64 {
-        problems.push(format!(
+        report.problem(format!(
             "{requests} Firestore requests for {writes} writes: more requests than writes"
         ));
     }
@@ -384,7 +322,7 @@ fn print_summary(events: usize, writes: usize, observed: &Observed, problems: &m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::accounts::samples;
+    use crate::demo::firestore::accounts::samples;
     use serde_json::json;
 
     #[test]

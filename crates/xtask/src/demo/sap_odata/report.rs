@@ -4,7 +4,8 @@
 //! the OData requests it took, counted by the worker and by the server.
 
 use super::partners::{self, ENTITY_SET, Expect, Sample};
-use super::report::{self, DeadLetter, Logged, logged};
+use crate::demo::part::Run;
+use crate::demo::report::{Contradiction, DeadLetter, Report, Row};
 use gluefleet_testkit::pubsub::OutgoingMessage;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -12,22 +13,14 @@ use std::collections::BTreeMap;
 /// Everything part 3 saw.
 #[derive(Debug, Default)]
 pub(crate) struct Observed {
-    /// The message id of each sample, in sample order.
-    pub(crate) message_ids: Vec<String>,
     /// The partners the demo looks at, before the run: key → entity.
     pub(crate) before: BTreeMap<String, Option<Value>>,
     /// The same partners afterwards.
     pub(crate) after: BTreeMap<String, Option<Value>>,
     /// The SAP CAP server's `/__admin/stats` afterwards.
     pub(crate) server_stats: Value,
-    /// The dead letters.
-    pub(crate) dead_letters: Vec<DeadLetter>,
-    /// Where they were read from, for the report.
-    pub(crate) dead_letter_place: String,
-    /// The worker's output.
-    pub(crate) worker_log: Vec<String>,
-    /// The worker's `{"summary": …}` line.
-    pub(crate) summary_line: Option<String>,
+    /// What the worker left behind.
+    pub(crate) run: Run,
 }
 
 /// What happened to one event, by the worker's log and the dead letters.
@@ -99,23 +92,14 @@ fn describe_expect(expect: Expect) -> String {
 }
 
 /// What the log and the dead letters say about one sample.
-fn seen(
-    sample: &Sample,
-    message_id: Option<&String>,
-    logged: &BTreeMap<String, Logged>,
-    dead: Option<&DeadLetter>,
-) -> Seen {
+fn seen(sample: &Sample, reason: Option<&str>, dead: Option<&DeadLetter>) -> Seen {
     if let Some(dl) = dead {
-        let attr = |k: &str| dl.attributes.get(k).cloned().unwrap_or_default();
         return Seen::DeadLettered {
-            class: attr("gluefleet-error-class"),
-            error: attr("gluefleet-error"),
-            status: attr("gluefleet-http-status").parse().ok(),
+            class: dl.attr("gluefleet-error-class"),
+            error: dl.attr("gluefleet-error"),
+            status: dl.attr("gluefleet-http-status").parse().ok(),
         };
     }
-    let reason = message_id
-        .and_then(|id| logged.get(id))
-        .and_then(|l| l.acked.as_deref());
     match (reason, sample.event_type()) {
         (Some("Delivered"), "partner.created" | "partner.upserted") => Seen::Created,
         (Some("Delivered"), t) if t.starts_with("partner.renamed") => Seen::Renamed,
@@ -136,24 +120,26 @@ fn outcome(
     seen: &Seen,
     before: Option<&Value>,
     after: Option<&Value>,
-) -> Result<String, String> {
+) -> Result<String, Contradiction> {
     let key = sample.partner;
     let sent_name = sample.sent("name");
     let has_sent_name = |e: &Value| sent_name.as_deref() == e["name"].as_str();
     match seen {
         Seen::Created => {
             let Some(e) = after else {
-                return Err(format!("created, but SAP has no {key}"));
+                return Err(Contradiction(format!("created, but SAP has no {key}")));
             };
             if before.is_some() {
-                return Err(format!("{key} existed before: updated, not created"));
+                return Err(Contradiction(format!(
+                    "{key} existed before: updated, not created"
+                )));
             }
             if !has_sent_name(e) || sample.sent("city").as_deref() != e["city"].as_str() {
-                return Err(format!(
+                return Err(Contradiction(format!(
                     "created, but SAP has {} ({}), not the event's",
                     field(e, "name"),
                     field(e, "city")
-                ));
+                )));
             }
             let how = if sample.event_type() == "partner.upserted" {
                 "created (the upsert found none)"
@@ -167,22 +153,24 @@ fn outcome(
             ))
         }
         Seen::AlreadyExisted => match after {
-            None => Err(format!("already existed, but SAP has no {key}")),
-            Some(e) if has_sent_name(e) => Err(format!(
+            None => Err(Contradiction(format!(
+                "already existed, but SAP has no {key}"
+            ))),
+            Some(e) if has_sent_name(e) => Err(Contradiction(format!(
                 "already existed, but {key} has the event's name {:?}",
                 field(e, "name")
-            )),
+            ))),
             Some(_) => Ok(format!(
                 "already existed (SAP answered 409; the event's name {:?} not written)",
                 sent_name.unwrap_or_default()
             )),
         },
         Seen::Renamed => match (before, after) {
-            (_, None) => Err(format!("renamed, but SAP has no {key}")),
-            (_, Some(e)) if !has_sent_name(e) => Err(format!(
+            (_, None) => Err(Contradiction(format!("renamed, but SAP has no {key}"))),
+            (_, Some(e)) if !has_sent_name(e) => Err(Contradiction(format!(
                 "renamed, but {key} is called {:?}",
                 field(e, "name")
-            )),
+            ))),
             (Some(b), Some(e)) => Ok(format!(
                 "renamed{}: {} → {}",
                 if sample.sent("etag").is_none() {
@@ -196,7 +184,7 @@ fn outcome(
             (None, Some(_)) => Ok(seen.describe()),
         },
         Seen::Deleted => match after {
-            Some(_) => Err(format!("deleted, but SAP still has {key}")),
+            Some(_) => Err(Contradiction(format!("deleted, but SAP still has {key}"))),
             None => Ok(seen.describe()),
         },
         Seen::DeadLettered { .. } => {
@@ -205,10 +193,10 @@ fn outcome(
                 _ => after.is_some_and(has_sent_name),
             };
             if written {
-                Err(format!(
+                Err(Contradiction(format!(
                     "{}, but SAP has the event's change",
                     seen.describe()
-                ))
+                )))
             } else {
                 Ok(seen.describe())
             }
@@ -218,88 +206,50 @@ fn outcome(
 }
 
 /// Prints the table, the partners, the dead letters and the worker's
-/// summary; returns every unexpected thing found.
-pub(crate) fn print(samples: &[Sample], observed: &Observed) -> Vec<String> {
-    let mut problems = Vec::new();
-    let dead =
-        report::dead_letters_by_row(&observed.dead_letters, &observed.message_ids, &mut problems);
-    let logged = logged(&observed.worker_log);
+/// summary; true when everything happened as expected.
+pub(crate) fn print(samples: &[Sample], observed: &Observed) -> bool {
+    let mut report = Report::new(&observed.run);
     let lookup = |map: &BTreeMap<String, Option<Value>>, key: &str| -> Option<Value> {
         map.get(key).cloned().flatten()
     };
 
-    let mut rows = Vec::new();
     for (i, sample) in samples.iter().enumerate() {
-        let seen = seen(
-            sample,
-            observed.message_ids.get(i),
-            &logged,
-            dead.get(&i).and_then(|dls| dls.first().copied()),
-        );
+        let seen = seen(sample, report.acked(i), report.dead_letter(i));
         let before = lookup(&observed.before, sample.partner);
         let after = lookup(&observed.after, sample.partner);
-        let mut text = match outcome(sample, &seen, before.as_ref(), after.as_ref()) {
-            Ok(text) => text,
-            Err(why) => {
-                problems.push(format!("#{} {}: {why}", i + 1, sample.label));
-                format!("✗ {why}")
-            }
+        let suffix = match report.handed_back(i) {
+            0 => String::new(),
+            n => format!(", handed back {n}× first"),
         };
-        if !seen.matches(sample.expect) {
-            problems.push(format!(
-                "#{} {}: expected {}, but {}",
-                i + 1,
-                sample.label,
-                describe_expect(sample.expect),
-                seen.describe()
-            ));
-            let mark = if text.starts_with('✗') { "" } else { "✗ " };
-            text = format!(
-                "{mark}{text} (expected: {})",
-                describe_expect(sample.expect)
-            );
-        }
-        let handed_back = observed
-            .message_ids
-            .get(i)
-            .and_then(|id| logged.get(id))
-            .map_or(0, |l| l.handed_back);
-        if handed_back > 0 {
-            text.push_str(&format!(", handed back {handed_back}× first"));
-        }
-        let detail = match &seen {
-            Seen::DeadLettered { error, .. } => Some(format!("gluefleet-error: {error}")),
-            _ => None,
+        let row = Row {
+            label: sample.label.clone(),
+            cells: vec![sample.partner.to_owned()],
+            outcome: outcome(sample, &seen, before.as_ref(), after.as_ref()),
+            mismatch: (!seen.matches(sample.expect))
+                .then(|| (describe_expect(sample.expect), seen.describe())),
+            suffix,
+            error: match &seen {
+                Seen::DeadLettered { error, .. } => Some(error.clone()),
+                _ => None,
+            },
         };
-        rows.push((
-            [
-                (i + 1).to_string(),
-                sample.label.clone(),
-                sample.partner.to_owned(),
-                text,
-            ],
-            detail,
-        ));
+        report.row(i, row);
     }
-    println!("\nWhat happened to each event (checked against what SAP holds):\n");
-    report::print_table(["#", "event", "partner", "outcome"], &rows);
-
-    print_partners(&observed.after, &mut problems);
-    let sent: Vec<&OutgoingMessage> = samples.iter().map(|s| &s.message).collect();
-    report::print_dead_letters(
-        &sent,
-        &observed.dead_letter_place,
-        observed.dead_letters.len(),
-        &dead,
-        &mut problems,
+    report.print_table(
+        "What happened to each event (checked against what SAP holds):",
+        &["#", "event", "partner", "outcome"],
     );
-    print_summary(samples.len(), observed, &mut problems);
-    problems
+
+    print_partners(&observed.after, &mut report);
+    let sent: Vec<&OutgoingMessage> = samples.iter().map(|s| &s.message).collect();
+    report.print_dead_letters(&sent);
+    print_summary(samples.len(), observed, &mut report);
+    report.finish()
 }
 
 /// Lists the partners afterwards and compares them with
 /// [`partners::partners_after`].
-fn print_partners(after: &BTreeMap<String, Option<Value>>, problems: &mut Vec<String>) {
+fn print_partners(after: &BTreeMap<String, Option<Value>>, report: &mut Report<'_>) {
     println!("\n{ENTITY_SET} afterwards (read back from the SAP CAP server, OData V4):");
     let width = after.keys().map(String::len).max().unwrap_or(0);
     for (key, entity) in after {
@@ -317,7 +267,7 @@ fn print_partners(after: &BTreeMap<String, Option<Value>>, problems: &mut Vec<St
         let got = after.get(key).cloned().flatten();
         let got_pair = got.as_ref().map(|e| (field(e, "name"), field(e, "city")));
         if got_pair != want {
-            problems.push(format!(
+            report.problem(format!(
                 "{ENTITY_SET}('{key}') is {got_pair:?}, expected {want:?}"
             ));
         }
@@ -326,16 +276,9 @@ fn print_partners(after: &BTreeMap<String, Option<Value>>, problems: &mut Vec<St
 
 /// The worker's summary, its counters checked, and its OData requests
 /// against the server's count.
-fn print_summary(events: usize, observed: &Observed, problems: &mut Vec<String>) {
-    let summary = report::check_summary(
-        observed.summary_line.as_deref(),
-        events,
-        observed.dead_letters.len(),
-        problems,
-    );
-    if let Some(line) = &observed.summary_line {
-        println!("\nworker summary: {line}");
-    }
+fn print_summary(events: usize, observed: &Observed, report: &mut Report<'_>) {
+    let summary = report.check_summary(events);
+    report.print_summary_line(None);
     let Some(summary) = summary else {
         return;
     };
@@ -345,7 +288,7 @@ fn print_summary(events: usize, observed: &Observed, problems: &mut Vec<String>)
         count(&summary, "target_requests"),
         count(&summary, "csrf_fetches"),
     ) else {
-        problems.push(format!(
+        report.problem(format!(
             "the worker's summary lacks target_requests or csrf_fetches: {summary}"
         ));
         return;
@@ -355,7 +298,7 @@ fn print_summary(events: usize, observed: &Observed, problems: &mut Vec<String>)
         count(stats, "csrf_fetch"),
         count(stats, "batch"),
     ) else {
-        problems.push(format!("the SAP CAP server's stats lack a count: {stats}"));
+        report.problem(format!("the SAP CAP server's stats lack a count: {stats}"));
         return;
     };
     let by_method: Vec<String> = stats["by_method"]
@@ -373,24 +316,24 @@ fn print_summary(events: usize, observed: &Observed, problems: &mut Vec<String>)
         count(stats, "csrf_rejected").unwrap_or(0)
     );
     if requests != server_requests {
-        problems.push(format!(
+        report.problem(format!(
             "the worker counted {requests} OData requests, the SAP CAP server {server_requests}"
         ));
     }
     if fetches != server_fetches {
-        problems.push(format!(
+        report.problem(format!(
             "the worker counted {fetches} CSRF token fetches, the SAP CAP server {server_fetches}"
         ));
     }
     if fetches == 0 {
-        problems.push("the worker wrote without fetching a CSRF token".to_owned());
+        report.problem("the worker wrote without fetching a CSRF token".to_owned());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::partners::samples;
+    use crate::demo::sap_odata::partners::samples;
     use serde_json::json;
 
     #[test]

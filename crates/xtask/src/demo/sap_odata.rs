@@ -6,59 +6,50 @@
 //! ETags, SAP's error bodies. Runs only with the Pub/Sub emulator and
 //! Node.js; the Pub/Sub emulator is the earlier parts' when it still runs.
 
-use super::partners::{self, ENTITY_SET};
-use super::partners_report::{self, Observed};
-use super::{
-    IDLE_EXIT, Result, TempDir, Topics, WORKER_LOG_FILTER, build_connector, print_verdict,
-    run_worker, start_pubsub, write_config,
-};
-use gluefleet_testkit::pubsub::PubsubEmulator;
+mod partners;
+mod report;
+
+use super::part::{Part, Topics};
+use super::{Result, Stage, WORKER_LOG_FILTER};
 use gluefleet_testkit::sap::SapCap;
+use partners::ENTITY_SET;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The connector part 3 runs.
-const CONNECTOR: &str = "sap-odata";
-/// Part 3's topics and subscriptions.
-const TOPICS: Topics = Topics {
-    topic: "partners",
-    subscription: "partners-gluefleet",
-    dead_letter_topic: "partners-dead-letter",
-    inspect: "partners-dead-letter-inspect",
+const PART: Part = Part {
+    number: 3,
+    connector: "sap-odata",
+    topics: Topics {
+        topic: "partners",
+        subscription: "partners-gluefleet",
+        dead_letter_topic: "partners-dead-letter",
+        inspect: "partners-dead-letter-inspect",
+    },
 };
 
 /// Runs part 3; Ok(true) when everything happened as expected.
-pub(crate) async fn run(pubsub: Option<PubsubEmulator>, tmp: &TempDir) -> Result<bool> {
-    println!("\n{}\n", "═".repeat(78));
-    println!("gluefleet demo, part 3: an order system's business partners kept in SAP (OData)\n");
-    // Both take a while and need nothing from each other.
+pub(crate) async fn run(stage: &mut Stage) -> Result<bool> {
+    PART.heading("an order system's business partners kept in SAP (OData)");
     println!(
-        "• building gluefleet-{CONNECTOR} and starting the SAP CAP server (a few seconds; the \
-         first time runs npm ci in tests/sandboxes/sap-cap)…"
+        "• building gluefleet-{} and starting the SAP CAP server (a few seconds; the \
+         first time runs npm ci in tests/sandboxes/sap-cap)…",
+        PART.connector
     );
-    let (binary, cap) = tokio::join!(
-        tokio::task::spawn_blocking(|| build_connector(CONNECTOR)),
-        SapCap::start(),
-    );
-    let binary = binary??;
-    let cap = cap.map_err(|e| {
-        format!(
-            "{e}\n(the SAP CAP server needs Node.js 20 and npm; `cargo xtask demo \
-             --no-emulator` skips this part)"
+    let (binary, cap) = PART
+        .build_while(
+            SapCap::start(),
+            "the SAP CAP server needs Node.js 20 and npm; `cargo xtask demo \
+             --no-emulator` skips this part",
         )
-    })?;
-    let pubsub = match pubsub {
-        Some(p) => p,
-        None => start_pubsub().await?,
-    };
-    TOPICS.create(&pubsub).await?;
+        .await?;
+    let pubsub = PART.pubsub(stage).await?;
     println!(
         "  SAP CAP server (OData V4 and V2, Gateway-style CSRF tokens, ETags) at {}; Pub/Sub \
          emulator on {} (project {}): {}",
         cap.url(),
         pubsub.host(),
         pubsub.project(),
-        TOPICS.describe(),
+        PART.topics.describe(),
     );
 
     let samples = partners::samples();
@@ -86,36 +77,20 @@ pub(crate) async fn run(pubsub: Option<PubsubEmulator>, tmp: &TempDir) -> Result
         existing.join(", ")
     );
 
-    let config = tmp.path().join(format!("{CONNECTOR}.toml"));
-    write_config(&config, &config_toml(&cap.v4_service()))?;
-
+    let config = PART.write_config(stage, &config_toml(&cap.v4_service()))?;
     let messages: Vec<_> = samples.iter().map(|s| s.message.clone()).collect();
-    let message_ids = pubsub.publish(TOPICS.topic, &messages).await?;
-    println!(
-        "• published {} events to topic {}",
-        message_ids.len(),
-        TOPICS.topic
-    );
-
-    let config_arg = config.display().to_string();
-    let args = ["job", "--config", &config_arg, "--idle-exit", IDLE_EXIT];
-    let mut envs = TOPICS.envs(&pubsub);
-    envs.push(("RUST_LOG", WORKER_LOG_FILTER.to_owned()));
-    let (worker_log, summary_line) = run_worker(&binary, &args, &envs).await?;
-
-    let observed = Observed {
-        message_ids,
+    let env = [("RUST_LOG", WORKER_LOG_FILTER.to_owned())];
+    let run = PART
+        .run_job(&pubsub, &binary, &config, &messages, &env)
+        .await?;
+    stage.pubsub = Some(pubsub);
+    let observed = report::Observed {
         before,
         after: read_partners(&cap, &keys).await?,
         server_stats: cap.stats().await?,
-        dead_letters: TOPICS.dead_letters(&pubsub).await?,
-        dead_letter_place: TOPICS.dead_letter_place(),
-        worker_log,
-        summary_line,
+        run,
     };
-    let problems = partners_report::print(&samples, &observed);
-    print_verdict(&problems, &observed.worker_log);
-    Ok(problems.is_empty())
+    Ok(report::print(&samples, &observed))
 }
 
 /// The partners by key, as the SAP CAP server's V4 service returns them

@@ -103,12 +103,7 @@ fn sample(
     Sample {
         label: format!("{event_type} {ce_id}"),
         partner,
-        message: OutgoingMessage::json(&data)
-            .with_attr("ce-specversion", "1.0")
-            .with_attr("ce-id", ce_id)
-            .with_attr("ce-source", SOURCE)
-            .with_attr("ce-type", event_type)
-            .with_attr("content-type", "application/json"),
+        message: OutgoingMessage::binary_cloudevent(ce_id, SOURCE, event_type, &data),
         expect,
     }
 }

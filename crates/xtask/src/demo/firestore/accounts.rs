@@ -136,16 +136,6 @@ fn created(name: &str, email: &str, plan: &str) -> Value {
     json!({ "name": name, "email": email, "plan": plan, "createdAt": SERVER_TIME })
 }
 
-/// A CloudEvent in binary content mode, as the backend publishes them.
-fn event(id: &str, event_type: &str, data: &Value) -> OutgoingMessage {
-    OutgoingMessage::json(data)
-        .with_attr("ce-specversion", "1.0")
-        .with_attr("ce-id", id)
-        .with_attr("ce-source", SOURCE)
-        .with_attr("ce-type", event_type)
-        .with_attr("content-type", "application/json")
-}
-
 fn sample(
     ce_id: &str,
     event_type: &str,
@@ -158,7 +148,8 @@ fn sample(
     Sample {
         label: format!("{event_type} {ce_id}"),
         account,
-        message: event(ce_id, event_type, &data),
+        // In binary content mode, as the backend publishes them.
+        message: OutgoingMessage::binary_cloudevent(ce_id, SOURCE, event_type, &data),
         expect,
     }
 }

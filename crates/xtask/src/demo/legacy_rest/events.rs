@@ -46,12 +46,7 @@ pub(crate) struct Sample {
 /// A CloudEvent in binary content mode: the context in `ce-*` attributes,
 /// the data as the body.
 fn binary(id: &str, event_type: &str, data: &Value) -> OutgoingMessage {
-    OutgoingMessage::json(data)
-        .with_attr("ce-specversion", "1.0")
-        .with_attr("ce-id", id)
-        .with_attr("ce-source", SOURCE)
-        .with_attr("ce-type", event_type)
-        .with_attr("content-type", "application/json")
+    OutgoingMessage::binary_cloudevent(id, SOURCE, event_type, data)
 }
 
 /// A CloudEvent in structured content mode: one JSON body.

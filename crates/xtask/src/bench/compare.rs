@@ -20,21 +20,20 @@
 //! Separate idle runs (`run` mode, empty subscription) give the time from
 //! process start to `/readyz` = 200 and the resident memory 2 s later.
 
-use crate::bench::{Result, build_release, machine, median, write_benchmarks};
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use super::{
+    Result, block_on, build_release, machine, median, memory, mib, run_job, summary_at_exit,
+    write_benchmarks,
+};
+use gluefleet_testkit::TempDir;
 use gluefleet_testkit::bin::Worker;
 use gluefleet_testkit::firestore::FirestoreEmulator;
 use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
-use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble, TEST_PRIVATE_KEY_PEM};
+use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble};
+use gluefleet_testkit::sink::HttpSink;
 use serde_json::{Value, json};
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Stream counts every worker runs at.
@@ -137,38 +136,9 @@ struct Idle {
     rss_kib: u64,
 }
 
-/// The zero-latency HTTP sink of gluefleet-legacy-rest: counts requests and
-/// distinct idempotency keys, answers 200 at once.
-#[derive(Debug, Default)]
-struct Sink {
-    requests: AtomicU64,
-    keys: Mutex<HashSet<String>>,
-}
-
-impl Sink {
-    /// Distinct keys seen since the last call, forgetting them: every run
-    /// drains the same backlog, so the same keys come again.
-    fn take_distinct(&self) -> usize {
-        self.keys
-            .lock()
-            .map(|mut k| std::mem::take(&mut *k).len())
-            .unwrap_or(0)
-    }
-}
-
-async fn sink_handler(State(sink): State<Arc<Sink>>, headers: HeaderMap) -> StatusCode {
-    sink.requests.fetch_add(1, Ordering::Relaxed);
-    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok())
-        && let Ok(mut keys) = sink.keys.lock()
-    {
-        keys.insert(key.to_owned());
-    }
-    StatusCode::OK
-}
-
 /// Where each worker sends its effects.
 struct Targets {
-    sink: Arc<Sink>,
+    sink: HttpSink,
     sink_url: String,
     firestore: FirestoreEmulator,
 }
@@ -199,23 +169,7 @@ pub(crate) fn run(events: usize, rounds: usize, only: &[String]) -> ExitCode {
     if only.is_empty() {
         subjects = Subject::ALL.to_vec();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("bench: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run_all(&subjects, events, rounds)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    block_on(run_all(&subjects, events, rounds))
 }
 
 /// `cargo run --release -p xtask -- <the same arguments>`.
@@ -264,21 +218,15 @@ async fn run_all(subjects: &[Subject], events: usize, rounds: usize) -> Result<(
     eprintln!("• starting the Pub/Sub and Firestore emulators and the HTTP sink…");
     let pubsub = PubsubEmulator::start().await?;
     let firestore = FirestoreEmulator::start().await?;
-    let sink = Arc::new(Sink::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sink_url = format!("http://{}", listener.local_addr()?);
-    let app = Router::new()
-        .fallback(sink_handler)
-        .with_state(sink.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let sink = HttpSink::start().await?;
+    let sink_url = sink.url();
     let targets = Targets {
         sink,
         sink_url,
         firestore,
     };
     pubsub.create_topic("bench-dead").await?;
-    let dir = std::env::temp_dir().join(format!("gluefleet-compare-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = TempDir::new("compare")?;
 
     let mut loads = Vec::new();
     let mut idles = Vec::new();
@@ -353,12 +301,24 @@ async fn run_all(subjects: &[Subject], events: usize, rounds: usize) -> Result<(
             idles.push(idle);
         }
     }
-    server.abort();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     let table = report(&loads, &idles, events, rounds);
     println!("{table}");
+    // What one large event costs gluefleet-legacy-rest, beside what a
+    // backlog of small ones does.
+    let memory = if subjects.contains(&Subject::LegacyRest) {
+        eprintln!("• peak memory for one large event (gluefleet-legacy-rest, file source)…");
+        let section = memory::measure().await?;
+        println!("{section}");
+        Some(section)
+    } else {
+        None
+    };
     if subjects.len() == Subject::ALL.len() {
         write_benchmarks(TITLE, &table)?;
+        if let Some(section) = memory {
+            write_benchmarks(memory::TITLE, &section)?;
+        }
     } else {
         eprintln!("• not all workers ran: docs/BENCHMARKS.md left as it was");
     }
@@ -377,9 +337,8 @@ fn backlog(round: usize, events: usize) -> Vec<OutgoingMessage> {
     (0..events)
         .map(|i| {
             let id = format!("b{round}-{i:06}");
-            OutgoingMessage::json(&json!({"specversion": "1.0", "id": id,
-                "source": "//bench", "type": "bench.event",
-                "data": {"id": id, "name": format!("Bench account {i}"), "note": note}}))
+            let data = json!({"id": id, "name": format!("Bench account {i}"), "note": note});
+            OutgoingMessage::cloudevent(&id, "//bench", "bench.event", data)
         })
         .collect()
 }
@@ -431,30 +390,21 @@ action = {{ operation = "set", document = "{collection}/{{data.id}}" }}
         ),
         Subject::Salesforce => {
             let sf = salesforce.ok_or("the Salesforce double did not start")?;
-            let d = SalesforceConfig::default();
             // The README's concurrency: two calls of 200 records in flight.
             (
                 format!(
                     r#"{pubsub}concurrency = 400
 
-[auth]
-kind = "jwt_bearer"
-login_url = "{url}"
-consumer_key = "{key}"
-username = "{user}"
-private_key = "${{SALESFORCE_PRIVATE_KEY}}"
-
+{auth}
 [target]
 
 [[routes]]
 type = "bench.event"
 action = {{ operation = "upsert", sobject = "Account", external_id_field = "External_Id__c", external_id = "{{data.id}}", fields = "{{Name: .data.name, Description: .data.note}}" }}
 "#,
-                    url = sf.url(),
-                    key = d.consumer_key,
-                    user = d.username
+                    auth = sf.jwt_auth_toml()
                 ),
-                vec![("SALESFORCE_PRIVATE_KEY", TEST_PRIVATE_KEY_PEM.to_owned())],
+                vec![SalesforceDouble::private_key_env()],
             )
         }
     })
@@ -474,15 +424,11 @@ async fn salesforce_for(subject: Subject) -> Result<Option<SalesforceDouble>> {
     })
 }
 
-fn base_env(pubsub: &PubsubEmulator, sub: String) -> Vec<(&'static str, String)> {
-    vec![
-        ("PUBSUB_EMULATOR_HOST", pubsub.host()),
-        ("GOOGLE_CLOUD_PROJECT", pubsub.project().to_owned()),
-        ("GLUEFLEET_SUBSCRIPTION", sub),
-        ("GLUEFLEET_DEAD_LETTER_TOPIC", "bench-dead".to_owned()),
-        ("PORT", gluefleet_testkit::free_port().to_string()),
-        ("RUST_LOG", "warn".to_owned()),
-    ]
+/// A worker's environment on subscription `sub`: the emulator's, quiet logs.
+fn base_env(pubsub: &PubsubEmulator, sub: &str) -> Vec<(&'static str, String)> {
+    let mut env = pubsub.worker_env(sub, "bench-dead");
+    env.push(("RUST_LOG", "warn".to_owned()));
+    env
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -490,7 +436,7 @@ async fn one_load(
     binary: &Path,
     pubsub: &PubsubEmulator,
     targets: &Targets,
-    dir: &Path,
+    dir: &TempDir,
     round: usize,
     subject: Subject,
     streams: usize,
@@ -498,12 +444,13 @@ async fn one_load(
 ) -> Result<Load> {
     let sub = sub_id(round, subject, streams);
     let full_sub = format!("projects/{}/subscriptions/{sub}", pubsub.project());
-    let requests_before = targets.sink.requests.load(Ordering::Relaxed);
-    targets.sink.take_distinct();
+    let requests_before = targets.sink.requests();
+    targets.sink.take_distinct_keys();
     let salesforce = salesforce_for(subject).await?;
-    let mut worker = match subject {
+    let what = format!("{} × {streams}", subject.label());
+    let summary = match subject {
         Subject::Raw => {
-            Worker::spawn(
+            let worker = Worker::spawn(
                 binary,
                 &[
                     "--subscription",
@@ -519,7 +466,8 @@ async fn one_load(
                 ],
                 &[("PUBSUB_EMULATOR_HOST", pubsub.host())],
             )
-            .await?
+            .await?;
+            summary_at_exit(worker, &what).await?
         }
         _ => {
             let (text, mut env) = config(
@@ -529,33 +477,11 @@ async fn one_load(
                 streams,
                 &format!("bench-r{round}-{streams}"),
             )?;
-            let path = dir.join(format!("{sub}.toml"));
-            std::fs::write(&path, text)?;
-            env.extend(base_env(pubsub, sub.clone()));
-            let path = path.display().to_string();
-            Worker::spawn(
-                binary,
-                &["job", "--config", &path, "--idle-exit", IDLE_EXIT],
-                &env,
-            )
-            .await?
+            let path = dir.write(&format!("{sub}.toml"), text)?;
+            env.extend(base_env(pubsub, &sub));
+            run_job(binary, &path, IDLE_EXIT, &env, &what).await?
         }
     };
-    let status = worker
-        .wait(Duration::from_secs(600))
-        .await
-        .ok_or("a worker did not finish in 10 min")?;
-    if !status.success() {
-        return Err(format!(
-            "{} failed ({status}):\n{}",
-            subject.label(),
-            worker.logs().join("\n")
-        )
-        .into());
-    }
-    let summary = worker
-        .summary()
-        .ok_or_else(|| format!("{} printed no summary", subject.label()))?;
     let n = |v: &Value| v.as_u64().unwrap_or(0);
     let r = &summary["resources"];
     let acked = n(&summary["acked"]);
@@ -569,11 +495,11 @@ async fn one_load(
     let calls = match subject {
         Subject::Raw => None,
         Subject::LegacyRest => {
-            let keys = targets.sink.take_distinct();
+            let keys = targets.sink.take_distinct_keys();
             if keys != events {
                 return Err(format!("the sink saw {keys} distinct events of {events}").into());
             }
-            Some(targets.sink.requests.load(Ordering::Relaxed) - requests_before)
+            Some(targets.sink.requests() - requests_before)
         }
         Subject::Firestore | Subject::Salesforce => Some(n(&summary["target_requests"])),
     };
@@ -592,7 +518,7 @@ async fn one_idle(
     binary: &Path,
     pubsub: &PubsubEmulator,
     targets: &Targets,
-    dir: &Path,
+    dir: &TempDir,
     subject: Subject,
     sub: &str,
 ) -> Result<Idle> {
@@ -611,9 +537,8 @@ async fn one_idle(
         }
         _ => {
             let (text, mut env) = config(subject, targets, salesforce.as_ref(), 1, "bench-idle")?;
-            let path = dir.join(format!("{sub}.toml"));
-            std::fs::write(&path, text)?;
-            env.extend(base_env(pubsub, sub.to_owned()));
+            let path = dir.write(&format!("{sub}.toml"), text)?;
+            env.extend(base_env(pubsub, sub));
             let port = env
                 .iter()
                 .find(|(k, _)| *k == "PORT")
@@ -670,10 +595,6 @@ fn cpu_per_10k(l: &Load) -> f64 {
 
 fn per_k(calls: u64, events: u64) -> f64 {
     calls as f64 * 1000.0 / events.max(1) as f64
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 /// Medians of one (worker, streams) cell.
@@ -821,38 +742,5 @@ fn goals(t: &mut String, loads: &[Load], idles: &[Idle]) {
             "- ready ≤ {GOAL_READY_MS} ms: {ready:.0} ms ({})",
             mark(ready <= GOAL_READY_MS)
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_sink_counts_requests_and_distinct_keys() {
-        let sink = Arc::new(Sink::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}/accounts/1", listener.local_addr().expect("addr"));
-        let app = Router::new()
-            .fallback(sink_handler)
-            .with_state(sink.clone());
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
-        let http = reqwest::Client::new();
-        for key in ["a", "b", "a"] {
-            let r = http
-                .post(&url)
-                .header("Idempotency-Key", key)
-                .body("{}")
-                .send()
-                .await
-                .expect("sent");
-            assert_eq!(r.status(), reqwest::StatusCode::OK);
-        }
-        server.abort();
-        assert_eq!(sink.requests.load(Ordering::Relaxed), 3);
-        assert_eq!(sink.take_distinct(), 2);
-        assert_eq!(sink.take_distinct(), 0, "forgotten once taken");
     }
 }
