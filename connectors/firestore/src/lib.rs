@@ -22,13 +22,17 @@ impl gluefleet_runtime::Spec for FirestoreSpec {
     type RawAction = RawAction;
     type Connector = FirestoreConnector;
 
-    fn build(target: Target, http: reqwest::Client) -> Result<FirestoreConnector, String> {
-        Ok(FirestoreConnector::new(target, http, &|k| {
-            std::env::var(k).ok()
-        })?)
+    fn build(
+        target: Target,
+        http: reqwest::Client,
+    ) -> Result<FirestoreConnector, gluefleet_core::ConfigError> {
+        FirestoreConnector::new(target, http, &|k| std::env::var(k).ok())
     }
 
-    fn compile_action(_connector: &FirestoreConnector, raw: RawAction) -> Result<Action, String> {
-        Ok(raw.compile()?)
+    fn compile_action(
+        _connector: &FirestoreConnector,
+        raw: RawAction,
+    ) -> Result<Action, gluefleet_core::ConfigError> {
+        raw.compile()
     }
 }

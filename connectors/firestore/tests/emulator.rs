@@ -42,7 +42,7 @@ fn pipeline(emulator: &FirestoreEmulator, linger_ms: u64) -> Arc<Pipeline<Firest
     let env = move |k: &str| (k == "FIRESTORE_EMULATOR_HOST").then(|| host.clone());
     let http = gluefleet_core::http::client().expect("http client");
     let connector = FirestoreConnector::new(target, http, &env).expect("connector");
-    pipeline::build(connector, ROUTES, |raw: RawAction| Ok(raw.compile()?), None)
+    pipeline::build(connector, ROUTES, |raw: RawAction| raw.compile(), None)
 }
 
 fn event(id: &str, ty: &str, data: Value) -> RawMessage {

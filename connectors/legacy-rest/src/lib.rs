@@ -22,11 +22,17 @@ impl gluefleet_runtime::Spec for LegacyRest {
     type RawAction = RawAction;
     type Connector = RestConnector;
 
-    fn build(target: Target, http: reqwest::Client) -> Result<RestConnector, String> {
-        Ok(RestConnector::new(target, http)?)
+    fn build(
+        target: Target,
+        http: reqwest::Client,
+    ) -> Result<RestConnector, gluefleet_core::ConfigError> {
+        RestConnector::new(target, http)
     }
 
-    fn compile_action(_connector: &RestConnector, raw: RawAction) -> Result<Action, String> {
-        Ok(raw.compile()?)
+    fn compile_action(
+        _connector: &RestConnector,
+        raw: RawAction,
+    ) -> Result<Action, gluefleet_core::ConfigError> {
+        raw.compile()
     }
 }

@@ -24,11 +24,17 @@ impl gluefleet_runtime::Spec for SalesforceSpec {
     type RawAction = RawAction;
     type Connector = SalesforceConnector;
 
-    fn build(target: Target, http: reqwest::Client) -> Result<SalesforceConnector, String> {
-        Ok(SalesforceConnector::new(target, http)?)
+    fn build(
+        target: Target,
+        http: reqwest::Client,
+    ) -> Result<SalesforceConnector, gluefleet_core::ConfigError> {
+        SalesforceConnector::new(target, http)
     }
 
-    fn compile_action(connector: &SalesforceConnector, raw: RawAction) -> Result<Action, String> {
+    fn compile_action(
+        connector: &SalesforceConnector,
+        raw: RawAction,
+    ) -> Result<Action, gluefleet_core::ConfigError> {
         let action = raw.compile()?;
         // `check` describes every object the routes use.
         connector.uses(

@@ -50,7 +50,7 @@ fn pipeline(double: &SalesforceDouble, linger_ms: u64) -> Arc<Pipeline<Salesforc
     pipeline::build(
         connector,
         ROUTES,
-        |raw: RawAction| raw.compile().map_err(String::from),
+        |raw: RawAction| raw.compile(),
         Some(auth),
     )
 }

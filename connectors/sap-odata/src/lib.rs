@@ -25,13 +25,19 @@ impl gluefleet_runtime::Spec for SapSpec {
     type RawAction = RawAction;
     type Connector = SapConnector;
 
-    fn build(target: Target, http: reqwest::Client) -> Result<SapConnector, String> {
+    fn build(
+        target: Target,
+        http: reqwest::Client,
+    ) -> Result<SapConnector, gluefleet_core::ConfigError> {
         // The CSRF session needs its own cookie jar: one client per service.
         let _ = http;
-        Ok(SapConnector::new(target)?)
+        SapConnector::new(target)
     }
 
-    fn compile_action(_connector: &SapConnector, raw: RawAction) -> Result<Action, String> {
-        Ok(raw.compile()?)
+    fn compile_action(
+        _connector: &SapConnector,
+        raw: RawAction,
+    ) -> Result<Action, gluefleet_core::ConfigError> {
+        raw.compile()
     }
 }

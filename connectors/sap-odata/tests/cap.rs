@@ -42,12 +42,7 @@ fn pipeline(service: &str, version: &str, batch: bool) -> Arc<Pipeline<SapConnec
     ))
     .expect("target");
     let connector = SapConnector::new(target).expect("connector");
-    pipeline::build(
-        connector,
-        ROUTES,
-        |raw: RawAction| raw.compile().map_err(String::from),
-        None,
-    )
+    pipeline::build(connector, ROUTES, |raw: RawAction| raw.compile(), None)
 }
 
 fn event(id: &str, ty: &str, data: Value) -> RawMessage {

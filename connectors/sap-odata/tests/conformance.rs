@@ -22,11 +22,6 @@ struct SapOdata {
 
 impl Subject for SapOdata {
     const CONNECTOR: &'static str = "sap-odata";
-    const KNOWN_FAILURES: &'static [(&'static str, &'static str)] = &[(
-        "retry_after_is_honoured",
-        "sap-odata does not read Retry-After: a 429 is retried on the backoff schedule (README, Known limits)",
-    )];
-
     async fn start(_front: String) -> Result<(Self, String), TestkitError> {
         let cap = CAP.acquire(SapCap::start).await?;
         let token =

@@ -68,13 +68,13 @@ pub trait Spec: 'static {
     type Connector: Connector;
 
     /// Builds the connector from its config.
-    fn build(target: Self::Target, http: reqwest::Client) -> Result<Self::Connector, String>;
+    fn build(target: Self::Target, http: reqwest::Client) -> Result<Self::Connector, ConfigError>;
 
     /// Checks one route's action and turns it into the connector's form.
     fn compile_action(
         connector: &Self::Connector,
         raw: Self::RawAction,
-    ) -> Result<<Self::Connector as Connector>::Action, String>;
+    ) -> Result<<Self::Connector as Connector>::Action, ConfigError>;
 }
 
 /// The command line shared by every connector.
@@ -224,8 +224,7 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
         routes,
     } = config;
     let http = gluefleet_core::http::client()?;
-    let connector =
-        S::build(target, http.clone()).map_err(|e| ConfigError::new(format!("target: {e}")))?;
+    let connector = S::build(target, http.clone()).map_err(|e| e.context("target"))?;
     let routes = RouteTable::build(routes, &delivery.retry, |raw| {
         S::compile_action(&connector, raw)
     })?;

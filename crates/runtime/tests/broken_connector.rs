@@ -38,7 +38,7 @@ impl Spec for FaultySpec {
     type RawAction = toml::Value;
     type Connector = Faulty;
 
-    fn build(_: toml::Value, _: reqwest::Client) -> Result<Faulty, String> {
+    fn build(_: toml::Value, _: reqwest::Client) -> Result<Faulty, gluefleet_core::ConfigError> {
         let batcher = Batcher::spawn(BatchSettings::default(), |items: Vec<u32>| async move {
             assert!(items.is_empty(), "the vendor answered something unexpected");
             Ok(Vec::new())
@@ -46,7 +46,10 @@ impl Spec for FaultySpec {
         Ok(Faulty { batcher })
     }
 
-    fn compile_action(_: &Faulty, raw: toml::Value) -> Result<toml::Value, String> {
+    fn compile_action(
+        _: &Faulty,
+        raw: toml::Value,
+    ) -> Result<toml::Value, gluefleet_core::ConfigError> {
         Ok(raw)
     }
 }

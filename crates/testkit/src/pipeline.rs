@@ -23,10 +23,10 @@ struct Routes<R> {
 ///
 /// # Panics
 /// On routes that do not parse or compile: a broken test fixture.
-pub fn build<C, R>(
+pub fn build<C, R, E: Into<gluefleet_core::ConfigError>>(
     connector: C,
     routes_toml: &str,
-    compile: impl FnMut(R) -> Result<C::Action, String>,
+    compile: impl FnMut(R) -> Result<C::Action, E>,
     auth: Option<Arc<dyn TokenProvider>>,
 ) -> Arc<Pipeline<C>>
 where

@@ -103,6 +103,7 @@ fn a_generated_connector_builds_lints_and_passes_its_tests_untouched() {
         "connectors/example/src/error.rs",
         "connectors/example/README.md",
         "connectors/example/tests/e2e.rs",
+        "connectors/example/tests/conformance.rs",
         "deploy/cloudrun/example.service.yaml",
         "deploy/cloudrun/example.job.yaml",
     ] {
