@@ -65,11 +65,21 @@ struct Bucket {
     sweep_at: AtomicUsize,
     /// Idle keys evicted so far.
     evicted: AtomicU64,
+    /// Acquires since the key count was last looked at.
+    ticks: AtomicU64,
 }
+
+/// The key count is looked at once every this many acquires: counting the
+/// keys walks every shard of the map, too much to do on each call, and the
+/// map can outgrow the sweep bar by at most this many keys meanwhile.
+const SWEEP_CHECK_EVERY: u64 = 64;
 
 impl Bucket {
     /// Evicts idle keys once the key count has doubled since the last sweep.
     fn maybe_sweep(&self) {
+        if self.ticks.fetch_add(1, Ordering::Relaxed) % SWEEP_CHECK_EVERY != 0 {
+            return;
+        }
         let len = self.limiter.len();
         if len < self.sweep_at.load(Ordering::Relaxed) {
             return;
@@ -156,6 +166,7 @@ impl RateLimits {
                     limiter: DefaultKeyedRateLimiter::keyed(quota),
                     sweep_at: AtomicUsize::new(SWEEP_FLOOR),
                     evicted: AtomicU64::new(0),
+                    ticks: AtomicU64::new(0),
                 },
             );
         }
