@@ -103,10 +103,10 @@ impl SfClient {
                 None
             }
             Gate::Closed(wait) => {
-                let (used, max) = self.limits.usage();
                 return Err(ConnectorError::rate_limited(
                     format!(
-                        "the org's daily API limit is nearly spent ({used}/{max}); no call for {}s",
+                        "{}; no call for {}s",
+                        self.limits.standing(),
                         wait.as_secs()
                     ),
                     Some(wait),
