@@ -1,7 +1,10 @@
-//! An external id value in a single upsert's URL: RFC 3986's unreserved
-//! characters go as they are, everything else percent-encoded, and the
-//! Salesforce double stores the value the event carried.
+//! What a record's call carries, against the Salesforce double: the
+//! external id value in a single upsert's URL (RFC 3986's unreserved
+//! characters as they are, everything else percent-encoded), and the
+//! README's mapping, which leaves a field the event lacks out of the record
+//! instead of sending `null`, which would clear it in Salesforce.
 
+use gluefleet_core::Pipeline;
 use gluefleet_core::auth::{JwtBearer, JwtBearerConfig, TokenProvider};
 use gluefleet_core::outcome::{AckReason, Outcome};
 use gluefleet_salesforce::{RawAction, SalesforceConnector, Target};
@@ -15,13 +18,19 @@ const ROUTES: &str = r#"
 [[routes]]
 type = "customer.upserted"
 action = { operation = "upsert", batch = false, sobject = "Account", external_id_field = "External_Id__c", external_id = "{data.id}", fields = "{Name: .data.name}" }
+
+# The README's example mapping.
+[[routes]]
+type = "customer.changed"
+[routes.action]
+operation = "upsert"
+sobject = "Account"
+external_id_field = "External_Id__c"
+external_id = "{data.customerId}"
+fields = "{Name: .data.name, Phone: .data.phone} | with_entries(select(.value != null))"
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreserved_characters_stay_and_the_rest_is_encoded() {
-    let double = SalesforceDouble::start(SalesforceConfig::default())
-        .await
-        .expect("double");
+fn pipeline(double: &SalesforceDouble) -> Arc<Pipeline<SalesforceConnector>> {
     let http = gluefleet_core::http::client().expect("http client");
     let target: Target = toml::from_str("").expect("target");
     let connector = SalesforceConnector::new(target, http.clone()).expect("connector");
@@ -39,12 +48,20 @@ async fn unreserved_characters_stay_and_the_rest_is_encoded() {
     )
     .expect("auth");
     let auth: Arc<dyn TokenProvider> = Arc::new(auth);
-    let p = pipeline::build(
+    pipeline::build(
         connector,
         ROUTES,
         |raw: RawAction| raw.compile(),
         Some(auth),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreserved_characters_stay_and_the_rest_is_encoded() {
+    let double = SalesforceDouble::start(SalesforceConfig::default())
+        .await
+        .expect("double");
+    let p = pipeline(&double);
     let all_unreserved = "AZaz09-._~";
     for (value, segment) in [
         (all_unreserved, all_unreserved),
@@ -77,4 +94,42 @@ async fn unreserved_characters_stay_and_the_rest_is_encoded() {
             "{value} stored as sent"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_mapping_leaves_a_missing_field_out() {
+    let double = SalesforceDouble::start(SalesforceConfig::default())
+        .await
+        .expect("double");
+    let p = pipeline(&double);
+    let full = pipeline::cloudevent(
+        "c1",
+        "customer.changed",
+        json!({"customerId": "K-1", "name": "One", "phone": "+47 22 00 00 01"}),
+    );
+    assert_eq!(p.process(&full).await, Outcome::Ack(AckReason::Delivered));
+    // A later event without a phone must not clear the stored one.
+    let partial = pipeline::cloudevent(
+        "c2",
+        "customer.changed",
+        json!({"customerId": "K-1", "name": "Uno"}),
+    );
+    assert_eq!(
+        p.process(&partial).await,
+        Outcome::Ack(AckReason::Delivered)
+    );
+    let sent: serde_json::Value =
+        serde_json::from_str(&double.requests().last().expect("a call").body).expect("JSON");
+    assert_eq!(
+        sent["records"][0]
+            .as_object()
+            .map(|r| r.contains_key("Phone")),
+        Some(false),
+        "{sent}"
+    );
+    let stored = double.record("Account", "K-1").expect("stored");
+    assert_eq!(
+        (stored["Name"].clone(), stored["Phone"].clone()),
+        (json!("Uno"), json!("+47 22 00 00 01"))
+    );
 }
