@@ -92,10 +92,10 @@ impl Client {
                 None
             }
             Gate::Closed(wait) => {
-                let (used, max) = self.limits.usage();
                 return Err(ConnectorError::rate_limited(
                     format!(
-                        "the org's daily API limit is nearly spent ({used}/{max}); no call for {}s",
+                        "{}; no call for {}s",
+                        self.limits.standing(),
                         wait.as_secs()
                     ),
                     Some(wait),

@@ -10,7 +10,7 @@ use gluefleet_core::auth::Credential;
 use gluefleet_core::batch::{BatchSettings, Batcher, Fault, FlushResult};
 use gluefleet_core::mapping::fields_of;
 use gluefleet_core::{ConfigError, Connector, ConnectorError, Delivered, Request};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,8 +33,18 @@ pub struct SalesforceConnector {
     used: Mutex<std::collections::BTreeSet<(String, Option<String>)>>,
 }
 
+/// What an external id value may keep as it is in a path segment: RFC 3986's
+/// unreserved characters (letters, digits, `-`, `.`, `_`, `~`). Everything
+/// else is percent-encoded, so an id such as `ERP-0001.a_b~c` reads in logs
+/// as the value it is, and `/`, `?`, `#` or `%` can never change the path.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn segment(value: &str) -> String {
-    utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
+    utf8_percent_encode(value, SEGMENT).to_string()
 }
 
 impl SalesforceConnector {
@@ -247,10 +257,13 @@ impl Connector for SalesforceConnector {
 
     fn stats(&self) -> Vec<(&'static str, u64)> {
         let (used, max) = self.api_usage();
+        let app = self.client.limits.app_usage().unwrap_or_default().usage;
         vec![
             ("target_requests", self.requests()),
             ("api_usage", used),
             ("api_limit", max),
+            ("api_app_usage", app.used),
+            ("api_app_limit", app.max),
         ]
     }
 

@@ -158,3 +158,39 @@ async fn a_probe_refused_for_the_limit_closes_the_gate_again() {
     );
     assert_eq!(target.requests().len(), 1, "no call while closed again");
 }
+
+/// A client with an open gate and the default thresholds.
+fn fresh_client(backoff: Duration) -> Client {
+    let http = gluefleet_core::http::client().expect("http client");
+    let limits = Limits::new(0.8, 0.95, Duration::from_millis(1), backoff);
+    Client::new(http, "v62.0".into(), None, limits)
+}
+
+#[tokio::test]
+async fn a_header_near_the_limit_in_either_figure_closes_the_gate() {
+    for (header, says) in [
+        (
+            "api-usage=96/100; api-bursts=1/750",
+            "the org's daily API limit is nearly spent (96/100)",
+        ),
+        (
+            "api-usage=25/5000, per-app-api-usage=240/250(appName=gluefleet-erp)",
+            "the connected app gluefleet-erp's API allocation is nearly spent (240/250)",
+        ),
+    ] {
+        let target = HttpTarget::start().await.expect("target");
+        let client = fresh_client(Duration::from_secs(300));
+        target.script([Reply::status(204).header("Sforce-Limit-Info", header)]);
+        let first = call(&client, &target.url(), Duration::from_secs(5)).await;
+        assert_eq!(first.map_err(|e| e.to_string()), Ok(204), "{header}");
+        let gated = call(&client, &target.url(), Duration::from_secs(5))
+            .await
+            .expect_err("the gate is closed");
+        assert!(
+            gated.is_rate_limited() && gated.http_status().is_none(),
+            "{header}: {gated}"
+        );
+        assert!(gated.to_string().contains(says), "{header}: {gated}");
+        assert_eq!(target.requests().len(), 1, "{header}: no second call");
+    }
+}

@@ -29,9 +29,13 @@
 //! collection answer use `statusCode` instead of `errorCode`.
 //!
 //! Every call under `/services/data/vNN.N/` that passes the session check is
-//! metered: it counts against [`SalesforceConfig::daily_limit`] and its answer
-//! carries `Sforce-Limit-Info: api-usage=N/M` (N including this call). Once
-//! the usage has reached the limit, calls are refused with
+//! metered: it counts against [`SalesforceConfig::daily_limit`] (and the
+//! connected app's [`SalesforceConfig::app_allocation`], when set) and its
+//! answer carries `Sforce-Limit-Info` in the form of
+//! [`SalesforceConfig::limit_info`], by default today's documented
+//! `api-usage=N/M; api-bursts=1/750` (N including this call), with
+//! `per-app-api-usage=A/L(appName=…)` after it when the app has an
+//! allocation. Once the usage has reached the limit, calls are refused with
 //! `403 REQUEST_LIMIT_EXCEEDED` (still with the header, not counted, nothing
 //! stored). A missing, unknown or expired token gets
 //! `401 INVALID_SESSION_ID`, without the header and without being counted.
@@ -61,7 +65,11 @@
 //!   [`LOGIN_AUDIENCE`] or [`TEST_AUDIENCE`] is `invalid_grant` / `audience
 //!   is invalid`;
 //! * a session lasts [`SalesforceConfig::session_ttl`] from when it was
-//!   issued (Salesforce's timeout is configurable and may slide).
+//!   issued (Salesforce's timeout is configurable and may slide);
+//! * `api-bursts` always reads `1/750`: Salesforce documents its form but
+//!   not what it counts;
+//! * a spent app allocation is refused like a spent org limit (`403
+//!   REQUEST_LIMIT_EXCEEDED`), since either stops the app's calls.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -139,6 +147,35 @@ pub struct SalesforceConfig {
     /// Set it to see what a client does with a token endpoint that points
     /// it elsewhere.
     pub instance_url: Option<String>,
+    /// How `Sforce-Limit-Info` is written. Default [`LimitInfoForm::Current`].
+    pub limit_info: LimitInfoForm,
+    /// The connected app's own allocation, reported as `per-app-api-usage`.
+    /// Default `None`: the org gives the app none and the field is left out.
+    pub app_allocation: Option<AppAllocation>,
+}
+
+/// The forms of `Sforce-Limit-Info` Salesforce documents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LimitInfoForm {
+    /// `api-usage=N/M; api-bursts=1/750`: today's documentation.
+    #[default]
+    Current,
+    /// `api-usage=N/M`: the short form, as older orgs send it.
+    UsageOnly,
+    /// The fields of [`Self::Current`] separated by `, ` instead of `; `.
+    Commas,
+}
+
+/// A connected app's allocation of API requests:
+/// `per-app-api-usage=used/limit(appName=name)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppAllocation {
+    /// The `appName` of the suffix.
+    pub name: String,
+    /// The allocation; at `used >= limit` calls are refused.
+    pub limit: u64,
+    /// Where `used` starts.
+    pub initial_usage: u64,
 }
 
 impl Default for SalesforceConfig {
@@ -159,6 +196,8 @@ impl Default for SalesforceConfig {
             required_fields: vec![pair("Account", "Name")],
             api_version: "v62.0".to_owned(),
             instance_url: None,
+            limit_info: LimitInfoForm::default(),
+            app_allocation: None,
         }
     }
 }
@@ -175,6 +214,35 @@ impl SalesforceConfig {
             .iter()
             .filter(move |(s, _)| s == sobject)
             .map(|(_, f)| f.as_str())
+    }
+
+    /// The `Sforce-Limit-Info` value for these counts.
+    fn limit_info(&self, used: u64, app_used: u64) -> String {
+        let mut fields = vec![format!("api-usage={used}/{}", self.daily_limit)];
+        if self.limit_info != LimitInfoForm::UsageOnly {
+            fields.push("api-bursts=1/750".to_owned());
+        }
+        if let Some(app) = &self.app_allocation {
+            fields.push(format!(
+                "per-app-api-usage={app_used}/{}(appName={})",
+                app.limit, app.name
+            ));
+        }
+        let separator = if self.limit_info == LimitInfoForm::Commas {
+            ", "
+        } else {
+            "; "
+        };
+        fields.join(separator)
+    }
+
+    /// Whether the org's limit or the app's allocation is spent.
+    fn spent(&self, used: u64, app_used: u64) -> bool {
+        used >= self.daily_limit
+            || self
+                .app_allocation
+                .as_ref()
+                .is_some_and(|a| app_used >= a.limit)
     }
 }
 
@@ -222,6 +290,8 @@ struct Org {
     /// Issued access tokens and when each stops working.
     sessions: HashMap<String, Instant>,
     used: u64,
+    /// The app's usage, counted only with an [`AppAllocation`].
+    app_used: u64,
     api_calls: u64,
     token_calls: u64,
     next_id: u64,
@@ -278,6 +348,10 @@ impl SalesforceDouble {
         })?;
         let org = Org {
             used: config.initial_usage,
+            app_used: config
+                .app_allocation
+                .as_ref()
+                .map_or(0, |a| a.initial_usage),
             ..Org::default()
         };
         let mut built = None;
@@ -381,9 +455,16 @@ private_key = "${{SALESFORCE_PRIVATE_KEY}}"
         lock(&self.shared.org).sessions.clear();
     }
 
-    /// Sets the usage `N` of `api-usage=N/M`, e.g. to just below the limit.
+    /// Sets the usage `N` of `api-usage=N/M`, e.g. to just below the limit,
+    /// or back to a new day's after it was spent.
     pub fn set_usage(&self, used: u64) {
         lock(&self.shared.org).used = used;
+    }
+
+    /// Sets the app's usage `A` of `per-app-api-usage=A/L(appName=…)`; it
+    /// only shows with a [`SalesforceConfig::app_allocation`].
+    pub fn set_app_usage(&self, used: u64) {
+        lock(&self.shared.org).app_used = used;
     }
 
     /// Adds a validation rule run on every record about to be stored (single
@@ -624,8 +705,8 @@ fn data(shared: &Shared, request: &LoggedRequest, rest: &str, query: &str) -> Re
         return error_reply(401, "INVALID_SESSION_ID", "Session expired or invalid", &[]);
     }
 
-    let limit = shared.config.daily_limit;
-    if org.used >= limit {
+    let config = &shared.config;
+    if config.spent(org.used, org.app_used) {
         return error_reply(
             403,
             "REQUEST_LIMIT_EXCEEDED",
@@ -634,12 +715,15 @@ fn data(shared: &Shared, request: &LoggedRequest, rest: &str, query: &str) -> Re
         )
         .header(
             "Sforce-Limit-Info",
-            format!("api-usage={}/{limit}", org.used),
+            config.limit_info(org.used, org.app_used),
         );
     }
     org.used += 1;
+    if config.app_allocation.is_some() {
+        org.app_used += 1;
+    }
     org.api_calls += 1;
-    let usage = format!("api-usage={}/{limit}", org.used);
+    let usage = config.limit_info(org.used, org.app_used);
 
     let (version, rest) = rest.split_once('/').unwrap_or((rest, ""));
     let reply = if parse_version(version).is_none() {

@@ -4,7 +4,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gluefleet_testkit::net;
 use gluefleet_testkit::salesforce::{
-    JWT_BEARER_GRANT, LOGIN_AUDIENCE, SalesforceConfig, SalesforceDouble, TEST_PRIVATE_KEY_PEM,
+    AppAllocation, JWT_BEARER_GRANT, LOGIN_AUDIENCE, LimitInfoForm, SalesforceConfig,
+    SalesforceDouble, TEST_PRIVATE_KEY_PEM,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -341,7 +342,10 @@ async fn single_upsert_creates_then_updates() {
         a.body,
         json!({"id": id, "success": true, "errors": [], "created": true})
     );
-    assert_eq!(a.limit.as_deref(), Some("api-usage=1/15000"));
+    assert_eq!(
+        a.limit.as_deref(),
+        Some("api-usage=1/15000; api-bursts=1/750")
+    );
 
     let a = upsert(&double, &token, "ACME-1", &json!({"Phone": "2"})).await;
     assert_eq!(a.status, 200, "{}", a.body);
@@ -349,7 +353,10 @@ async fn single_upsert_creates_then_updates() {
         a.body,
         json!({"id": id, "success": true, "errors": [], "created": false})
     );
-    assert_eq!(a.limit.as_deref(), Some("api-usage=2/15000"));
+    assert_eq!(
+        a.limit.as_deref(),
+        Some("api-usage=2/15000; api-bursts=1/750")
+    );
 
     assert_eq!(double.record_count("Account"), 1);
     assert_eq!(
@@ -635,10 +642,10 @@ async fn limit_header_counts_and_limit_refuses() {
     );
 
     let a = upsert(&double, &token, "L-1", &json!({"Name": "One"})).await;
-    assert_eq!(a.limit.as_deref(), Some("api-usage=2/3"));
+    assert_eq!(a.limit.as_deref(), Some("api-usage=2/3; api-bursts=1/750"));
     let a = upsert(&double, &token, "L-2", &json!({"Name": "Two"})).await;
     assert_eq!(a.status, 201);
-    assert_eq!(a.limit.as_deref(), Some("api-usage=3/3"));
+    assert_eq!(a.limit.as_deref(), Some("api-usage=3/3; api-bursts=1/750"));
 
     let a = upsert(&double, &token, "L-3", &json!({"Name": "Three"})).await;
     assert_eq!(a.status, 403);
@@ -646,14 +653,71 @@ async fn limit_header_counts_and_limit_refuses() {
         a.body,
         json!([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
     );
-    assert_eq!(a.limit.as_deref(), Some("api-usage=3/3"));
+    assert_eq!(a.limit.as_deref(), Some("api-usage=3/3; api-bursts=1/750"));
     assert!(double.record("Account", "L-3").is_none());
     assert_eq!(double.api_calls(), 2);
 
     double.set_usage(0);
     let a = upsert(&double, &token, "L-3", &json!({"Name": "Three"})).await;
     assert_eq!(a.status, 201);
-    assert_eq!(a.limit.as_deref(), Some("api-usage=1/3"));
+    assert_eq!(a.limit.as_deref(), Some("api-usage=1/3; api-bursts=1/750"));
+}
+
+#[tokio::test]
+async fn limit_header_forms_and_the_app_allocation() {
+    for (form, first, second) in [
+        (
+            LimitInfoForm::Current,
+            "api-usage=6/100; api-bursts=1/750; per-app-api-usage=9/10(appName=gluefleet sync)",
+            "api-usage=7/100; api-bursts=1/750; per-app-api-usage=10/10(appName=gluefleet sync)",
+        ),
+        (
+            LimitInfoForm::UsageOnly,
+            "api-usage=6/100; per-app-api-usage=9/10(appName=gluefleet sync)",
+            "api-usage=7/100; per-app-api-usage=10/10(appName=gluefleet sync)",
+        ),
+        (
+            LimitInfoForm::Commas,
+            "api-usage=6/100, api-bursts=1/750, per-app-api-usage=9/10(appName=gluefleet sync)",
+            "api-usage=7/100, api-bursts=1/750, per-app-api-usage=10/10(appName=gluefleet sync)",
+        ),
+    ] {
+        let double = SalesforceDouble::start(SalesforceConfig {
+            daily_limit: 100,
+            initial_usage: 5,
+            limit_info: form,
+            app_allocation: Some(AppAllocation {
+                name: "gluefleet sync".to_owned(),
+                limit: 10,
+                initial_usage: 8,
+            }),
+            ..SalesforceConfig::default()
+        })
+        .await
+        .expect("start double");
+        let token = access_token(&double).await;
+        let a = upsert(&double, &token, "P-1", &json!({"Name": "One"})).await;
+        assert_eq!(
+            (a.status, a.limit.as_deref()),
+            (201, Some(first)),
+            "{form:?}"
+        );
+        let a = upsert(&double, &token, "P-2", &json!({"Name": "Two"})).await;
+        assert_eq!(
+            (a.status, a.limit.as_deref()),
+            (201, Some(second)),
+            "{form:?}"
+        );
+        // The app's allocation is spent while the org has calls left.
+        let a = upsert(&double, &token, "P-3", &json!({"Name": "Three"})).await;
+        assert_eq!(a.status, 403, "{form:?}");
+        assert_eq!(a.body[0]["errorCode"], "REQUEST_LIMIT_EXCEEDED");
+        assert_eq!(a.limit.as_deref(), Some(second), "not counted");
+        assert_eq!(double.api_calls(), 2);
+        double.set_app_usage(0);
+        let a = upsert(&double, &token, "P-3", &json!({"Name": "Three"})).await;
+        assert_eq!(a.status, 201, "{form:?}");
+    }
 }
 
 #[tokio::test]
