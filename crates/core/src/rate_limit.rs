@@ -77,7 +77,11 @@ const SWEEP_CHECK_EVERY: u64 = 64;
 impl Bucket {
     /// Evicts idle keys once the key count has doubled since the last sweep.
     fn maybe_sweep(&self) {
-        if self.ticks.fetch_add(1, Ordering::Relaxed) % SWEEP_CHECK_EVERY != 0 {
+        if !self
+            .ticks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_CHECK_EVERY)
+        {
             return;
         }
         let len = self.limiter.len();
