@@ -2,15 +2,17 @@
 //! contract: JWT bearer, Collections, limits, sessions), with the pipeline in
 //! process so outcomes are read directly.
 
-use gluefleet_core::auth::{JwtBearer, JwtBearerConfig, TokenProvider};
+mod common;
+
 use gluefleet_core::outcome::{AckReason, NackReason, Outcome};
-use gluefleet_core::{Pipeline, RawMessage};
-use gluefleet_salesforce::{RawAction, SalesforceConnector, Target};
 use gluefleet_testkit::pipeline;
-use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble, TEST_PRIVATE_KEY_PEM};
-use secrecy::SecretString;
+use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble};
 use serde_json::json;
-use std::sync::Arc;
+
+/// `[target]` with this linger and a gate that stays shut for the test.
+fn target(linger_ms: u64) -> String {
+    format!("linger = \"{linger_ms}ms\"\nlimit_backoff = \"120s\"")
+}
 
 const ROUTES: &str = r#"
 [[routes]]
@@ -26,54 +28,13 @@ type = "customer.removed"
 action = { operation = "delete", sobject = "Account", id = "{data.sfid}" }
 "#;
 
-fn pipeline(double: &SalesforceDouble, linger_ms: u64) -> Arc<Pipeline<SalesforceConnector>> {
-    let http = gluefleet_core::http::client().expect("http client");
-    let target: Target = toml::from_str(&format!(
-        "linger = \"{linger_ms}ms\"\nlimit_backoff = \"120s\""
-    ))
-    .expect("target");
-    let connector = SalesforceConnector::new(target, http.clone()).expect("connector");
-    let auth = JwtBearer::new(
-        JwtBearerConfig {
-            login_url: double.url(),
-            token_url: None,
-            audience: None,
-            consumer_key: SalesforceConfig::default().consumer_key,
-            username: SalesforceConfig::default().username,
-            private_key: SecretString::from(TEST_PRIVATE_KEY_PEM),
-            assumed_lifetime: None,
-        },
-        http,
-    )
-    .expect("auth");
-    let auth: Arc<dyn TokenProvider> = Arc::new(auth);
-    pipeline::build(
-        connector,
-        ROUTES,
-        |raw: RawAction| raw.compile(),
-        Some(auth),
-    )
-}
-
-fn upserts(prefix: &str, n: usize) -> Vec<RawMessage> {
-    (0..n)
-        .map(|i| {
-            pipeline::cloudevent(
-                &format!("{prefix}-{i}"),
-                "customer.upserted",
-                json!({"id": format!("{prefix}-{i:04}"), "name": format!("Customer {i}")}),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_upserts_take_five_collections_calls() {
     let double = SalesforceDouble::start(SalesforceConfig::default())
         .await
         .expect("double");
-    let p = pipeline(&double, 200);
-    let outcomes = pipeline::process_all(&p, upserts("C", 1000)).await;
+    let p = common::pipeline(&double, &target(200), ROUTES);
+    let outcomes = pipeline::process_all(&p, common::upserts("C", 1000)).await;
     assert!(
         outcomes
             .iter()
@@ -112,8 +73,8 @@ async fn three_invalid_records_are_dead_lettered_and_197_acked() {
                 )
             })
     });
-    let p = pipeline(&double, 200);
-    let outcomes = pipeline::process_all(&p, upserts("V", 200)).await;
+    let p = common::pipeline(&double, &target(200), ROUTES);
+    let outcomes = pipeline::process_all(&p, common::upserts("V", 200)).await;
     let (acked, dead) = pipeline::delivered_and_dead(&outcomes);
     assert_eq!((acked, dead.len()), (197, 3));
     for d in dead {
@@ -138,10 +99,10 @@ async fn session_expiry_mid_run_costs_one_refresh_and_no_event() {
     let double = SalesforceDouble::start(SalesforceConfig::default())
         .await
         .expect("double");
-    let p = pipeline(&double, 50);
-    let first = pipeline::process_all(&p, upserts("S1", 300)).await;
+    let p = common::pipeline(&double, &target(50), ROUTES);
+    let first = pipeline::process_all(&p, common::upserts("S1", 300)).await;
     double.expire_sessions();
-    let second = pipeline::process_all(&p, upserts("S2", 300)).await;
+    let second = pipeline::process_all(&p, common::upserts("S2", 300)).await;
     assert!(
         first
             .iter()
@@ -160,9 +121,9 @@ async fn daily_limit_reached_stops_calls_and_delays_events() {
     })
     .await
     .expect("double");
-    let p = pipeline(&double, 20);
+    let p = common::pipeline(&double, &target(20), ROUTES);
     double.set_usage(1000);
-    let outcomes = pipeline::process_all(&p, upserts("L", 50)).await;
+    let outcomes = pipeline::process_all(&p, common::upserts("L", 50)).await;
     assert!(
         outcomes.iter().all(|o| matches!(o, Outcome::Nack { reason: NackReason::RateLimited, delay } if !delay.is_zero())),
         "{outcomes:?}"
@@ -170,7 +131,7 @@ async fn daily_limit_reached_stops_calls_and_delays_events() {
     let calls = double.api_calls();
     assert_eq!(double.record_count("Account"), 0);
     // The org is known to be out of calls: nothing more goes out.
-    let again = pipeline::process_all(&p, upserts("L", 50)).await;
+    let again = pipeline::process_all(&p, common::upserts("L", 50)).await;
     assert!(again.iter().all(|o| matches!(
         o,
         Outcome::Nack {
@@ -192,7 +153,7 @@ async fn single_upsert_and_idempotent_delete() {
     let double = SalesforceDouble::start(SalesforceConfig::default())
         .await
         .expect("double");
-    let p = pipeline(&double, 5);
+    let p = common::pipeline(&double, &target(5), ROUTES);
     let create = pipeline::cloudevent(
         "u1",
         "customer.upserted.single",
@@ -241,7 +202,7 @@ async fn a_token_naming_an_untrusted_instance_is_never_followed() {
         })
         .await
         .expect("double");
-        let p = pipeline(&double, 5);
+        let p = common::pipeline(&double, &target(5), ROUTES);
         let event = pipeline::cloudevent(
             "t1",
             "customer.upserted.single",

@@ -4,16 +4,15 @@
 //! and once usage falls every one of them is applied. The pipeline runs in
 //! process, so outcomes and the summary's figures are read directly.
 
-use gluefleet_core::auth::{JwtBearer, JwtBearerConfig, TokenProvider};
+mod common;
+
 use gluefleet_core::outcome::{AckReason, NackReason, Outcome};
 use gluefleet_core::{Connector, Pipeline, RawMessage};
-use gluefleet_salesforce::{RawAction, SalesforceConnector, Target};
+use gluefleet_salesforce::SalesforceConnector;
 use gluefleet_testkit::pipeline;
 use gluefleet_testkit::salesforce::{
-    AppAllocation, LimitInfoForm, SalesforceConfig, SalesforceDouble, TEST_PRIVATE_KEY_PEM,
+    AppAllocation, LimitInfoForm, SalesforceConfig, SalesforceDouble,
 };
-use secrecy::SecretString;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,54 +23,20 @@ const BACKOFF: Duration = Duration::from_secs(1);
 /// A retry budget too short to wait out the gate in process, so a closed
 /// gate shows as a delayed nack, as it does for any wait longer than the
 /// budget.
+/// `[target]`: a short linger and the shortest gate.
+fn target() -> String {
+    format!(
+        "linger = \"20ms\"\nlimit_backoff = \"{}s\"",
+        BACKOFF.as_secs()
+    )
+}
+
 const ROUTES: &str = r#"
 [[routes]]
 type = "customer.upserted"
 retry = { budget = "300ms" }
 action = { operation = "upsert", sobject = "Account", external_id_field = "External_Id__c", external_id = "{data.id}", fields = "{Name: .data.name}" }
 "#;
-
-fn pipeline(double: &SalesforceDouble) -> Arc<Pipeline<SalesforceConnector>> {
-    let http = gluefleet_core::http::client().expect("http client");
-    let target: Target = toml::from_str(&format!(
-        "linger = \"20ms\"\nlimit_backoff = \"{}s\"",
-        BACKOFF.as_secs()
-    ))
-    .expect("target");
-    let connector = SalesforceConnector::new(target, http.clone()).expect("connector");
-    let auth = JwtBearer::new(
-        JwtBearerConfig {
-            login_url: double.url(),
-            token_url: None,
-            audience: None,
-            consumer_key: SalesforceConfig::default().consumer_key,
-            username: SalesforceConfig::default().username,
-            private_key: SecretString::from(TEST_PRIVATE_KEY_PEM),
-            assumed_lifetime: None,
-        },
-        http,
-    )
-    .expect("auth");
-    let auth: Arc<dyn TokenProvider> = Arc::new(auth);
-    pipeline::build(
-        connector,
-        ROUTES,
-        |raw: RawAction| raw.compile(),
-        Some(auth),
-    )
-}
-
-fn upserts(prefix: &str, n: usize) -> Vec<RawMessage> {
-    (0..n)
-        .map(|i| {
-            pipeline::cloudevent(
-                &format!("{prefix}-{i}"),
-                "customer.upserted",
-                json!({"id": format!("{prefix}-{i:04}"), "name": format!("Customer {i}")}),
-            )
-        })
-        .collect()
-}
 
 /// The figures the job summary prints.
 fn summary(p: &Pipeline<SalesforceConnector>) -> Vec<(&'static str, u64)> {
@@ -161,8 +126,8 @@ async fn a_header_at_96_of_100_stops_calls_until_usage_falls() {
         })
         .await
         .expect("double");
-        let p = pipeline(&double);
-        let first = pipeline::process_all(&p, upserts("F", 1)).await;
+        let p = common::pipeline(&double, &target(), ROUTES);
+        let first = pipeline::process_all(&p, common::upserts("F", 1)).await;
         assert!(first.iter().all(delivered), "{what}: {first:?}");
         let answered = double.requests();
         let last = answered.last().expect("a call");
@@ -179,7 +144,7 @@ async fn a_header_at_96_of_100_stops_calls_until_usage_falls() {
             "{what}: the summary holds what {header:?} said"
         );
 
-        let waiting = upserts("W", 20);
+        let waiting = common::upserts("W", 20);
         events_wait_without_a_call(&p, &double, waiting.clone(), &what).await;
         assert_eq!(double.record_count("Account"), 1, "{what}");
 
@@ -206,8 +171,8 @@ async fn a_spent_app_allocation_stops_calls_while_the_org_has_plenty() {
     })
     .await
     .expect("double");
-    let p = pipeline(&double);
-    let first = pipeline::process_all(&p, upserts("F", 1)).await;
+    let p = common::pipeline(&double, &target(), ROUTES);
+    let first = pipeline::process_all(&p, common::upserts("F", 1)).await;
     assert!(first.iter().all(delivered), "{first:?}");
     assert_eq!(
         summary(&p),
@@ -220,7 +185,7 @@ async fn a_spent_app_allocation_stops_calls_while_the_org_has_plenty() {
         "the org's and the app's figures side by side"
     );
 
-    let waiting = upserts("W", 20);
+    let waiting = common::upserts("W", 20);
     events_wait_without_a_call(&p, &double, waiting.clone(), "app at 95 %").await;
     let refused = double.requests().iter().filter(|r| r.status == 403).count();
     assert_eq!(

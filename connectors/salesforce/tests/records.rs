@@ -4,15 +4,12 @@
 //! README's mapping, which leaves a field the event lacks out of the record
 //! instead of sending `null`, which would clear it in Salesforce.
 
-use gluefleet_core::Pipeline;
-use gluefleet_core::auth::{JwtBearer, JwtBearerConfig, TokenProvider};
+mod common;
+
 use gluefleet_core::outcome::{AckReason, Outcome};
-use gluefleet_salesforce::{RawAction, SalesforceConnector, Target};
 use gluefleet_testkit::pipeline;
-use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble, TEST_PRIVATE_KEY_PEM};
-use secrecy::SecretString;
+use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble};
 use serde_json::json;
-use std::sync::Arc;
 
 const ROUTES: &str = r#"
 [[routes]]
@@ -30,38 +27,12 @@ external_id = "{data.customerId}"
 fields = "{Name: .data.name, Phone: .data.phone} | with_entries(select(.value != null))"
 "#;
 
-fn pipeline(double: &SalesforceDouble) -> Arc<Pipeline<SalesforceConnector>> {
-    let http = gluefleet_core::http::client().expect("http client");
-    let target: Target = toml::from_str("").expect("target");
-    let connector = SalesforceConnector::new(target, http.clone()).expect("connector");
-    let auth = JwtBearer::new(
-        JwtBearerConfig {
-            login_url: double.url(),
-            token_url: None,
-            audience: None,
-            consumer_key: SalesforceConfig::default().consumer_key,
-            username: SalesforceConfig::default().username,
-            private_key: SecretString::from(TEST_PRIVATE_KEY_PEM),
-            assumed_lifetime: None,
-        },
-        http,
-    )
-    .expect("auth");
-    let auth: Arc<dyn TokenProvider> = Arc::new(auth);
-    pipeline::build(
-        connector,
-        ROUTES,
-        |raw: RawAction| raw.compile(),
-        Some(auth),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreserved_characters_stay_and_the_rest_is_encoded() {
     let double = SalesforceDouble::start(SalesforceConfig::default())
         .await
         .expect("double");
-    let p = pipeline(&double);
+    let p = common::pipeline(&double, "", ROUTES);
     let all_unreserved = "AZaz09-._~";
     for (value, segment) in [
         (all_unreserved, all_unreserved),
@@ -101,7 +72,7 @@ async fn the_readme_mapping_leaves_a_missing_field_out() {
     let double = SalesforceDouble::start(SalesforceConfig::default())
         .await
         .expect("double");
-    let p = pipeline(&double);
+    let p = common::pipeline(&double, "", ROUTES);
     let full = pipeline::cloudevent(
         "c1",
         "customer.changed",
