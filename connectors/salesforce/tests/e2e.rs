@@ -102,3 +102,120 @@ action = {{ operation = "upsert", sobject = "Account", external_id_field = "Exte
     // One token for the job, one for `check`.
     assert_eq!(double.token_calls(), 2);
 }
+
+/// The org's header reads `api-usage=96/100; api-bursts=1/750` (the current
+/// documented form) after the first call: the binary makes no further call
+/// for `limit_backoff`, dead-letters nothing, and applies every waiting
+/// record once the usage has fallen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_96_of_100_the_binary_waits_out_the_limit_and_then_applies_everything() {
+    let pubsub = PubsubEmulator::start()
+        .await
+        .expect("Pub/Sub emulator starts");
+    let double = SalesforceDouble::start(SalesforceConfig {
+        daily_limit: 100,
+        // The first call makes it 96/100: past the hard limit (95%).
+        initial_usage: 95,
+        ..SalesforceConfig::default()
+    })
+    .await
+    .expect("double");
+    pubsub
+        .create_worker_subscription("customers", "customers-sub", "dead", 60)
+        .await
+        .expect("topic and subscription");
+    pubsub
+        .create_subscription("dead-sub", "dead", Default::default())
+        .await
+        .expect("dead-letter inspection subscription");
+    let customer = |i: usize| {
+        OutgoingMessage::cloudevent(
+            &format!("c{i}"),
+            "//erp",
+            "customer.upserted",
+            json!({"customerId": format!("K-{i:04}"), "name": format!("Customer {i}")}),
+        )
+    };
+    let dir = TempDir::new("sf-limit").expect("temp dir");
+    let config = dir
+        .write(
+            "salesforce.toml",
+            format!(
+                r#"
+{auth}
+[target]
+linger = "200ms"
+limit_backoff = "10s"
+
+[[routes]]
+type = "customer.upserted"
+action = {{ operation = "upsert", sobject = "Account", external_id_field = "External_Id__c", external_id = "{{data.customerId}}", fields = "{{Name: .data.name}}" }}
+"#,
+                auth = double.jwt_auth_toml(),
+            ),
+        )
+        .expect("config");
+    let config = config.display().to_string();
+    let mut env = pubsub.worker_env("customers-sub", "dead");
+    env.push(SalesforceDouble::private_key_env());
+    let mut job = Worker::spawn(
+        std::path::Path::new(BIN),
+        &["job", "--config", &config, "--idle-exit", "20s"],
+        &env,
+    )
+    .await
+    .expect("job starts");
+
+    pubsub
+        .publish("customers", &[customer(0)])
+        .await
+        .expect("published");
+    let first = tokio::time::timeout(Duration::from_secs(60), async {
+        while double.record_count("Account") < 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        first.is_ok(),
+        "the first record is applied: {}",
+        job.logs().join("\n")
+    );
+    let calls_at_limit = double.api_calls();
+
+    // The gate is closed for 10 s from that call: twenty more records wait.
+    let more: Vec<OutgoingMessage> = (1..=20).map(customer).collect();
+    pubsub.publish("customers", &more).await.expect("published");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        double.api_calls(),
+        calls_at_limit,
+        "no call while the org's usage is at 96/100"
+    );
+    assert_eq!(double.record_count("Account"), 1);
+
+    // A new day: usage falls; after limit_backoff one call looks again.
+    double.set_usage(10);
+    let all = tokio::time::timeout(Duration::from_secs(90), async {
+        while double.record_count("Account") < 21 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        all.is_ok(),
+        "every waiting record is applied: {}",
+        job.logs().join("\n")
+    );
+    job.signal_term();
+    let status = job.wait(Duration::from_secs(60)).await.expect("job ends");
+    assert!(status.success(), "{}", job.logs().join("\n"));
+    let summary = job.summary().expect("summary printed");
+    assert_eq!(summary["dead_lettered"].as_u64(), Some(0), "{summary}");
+    assert_eq!(summary["acked"].as_u64(), Some(21), "{summary}");
+    let usage = summary["api_usage"].as_u64().unwrap_or(u64::MAX);
+    assert!(usage < 96, "the summary shows the fallen usage: {summary}");
+    assert_eq!(summary["api_limit"].as_u64(), Some(100), "{summary}");
+    let dead = pubsub.pull("dead-sub", 10).await.expect("pull");
+    assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
+}
