@@ -211,12 +211,17 @@ impl JwtBearer {
 #[async_trait]
 impl TokenProvider for JwtBearer {
     async fn credential(&self) -> Result<Credential, AuthError> {
-        if let Some((c, until)) = self.cached()
-            && Instant::now() < until
+        // One look at the cache decides both whether to refresh and what
+        // counts as "someone refreshed meanwhile": reading it twice let a
+        // refresh that finished between the reads look like the stale one,
+        // and its caller fetched a second token.
+        let snapshot = self.cached();
+        if let Some((c, until)) = &snapshot
+            && Instant::now() < *until
         {
-            return Ok(c);
+            return Ok(c.clone());
         }
-        let seen = self.cached().map(|(c, _)| c.generation());
+        let seen = snapshot.map(|(c, _)| c.generation());
         let _guard = self.refresh.lock().await;
         if let Some((c, until)) = self.cached()
             && Instant::now() < until
