@@ -11,6 +11,39 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gluefleet-salesforce");
 
+/// Writes a config (`head`, the double's `[auth]`, `[target]` with `target`,
+/// one upsert route) into `dir`; returns its path and the environment a
+/// worker on `customers-sub` needs.
+fn worker_setup(
+    dir: &TempDir,
+    pubsub: &PubsubEmulator,
+    double: &SalesforceDouble,
+    head: &str,
+    target: &str,
+) -> (String, Vec<(&'static str, String)>) {
+    let config = dir
+        .write(
+            "salesforce.toml",
+            format!(
+                r#"
+{head}
+{auth}
+[target]
+{target}
+
+[[routes]]
+type = "customer.upserted"
+action = {{ operation = "upsert", sobject = "Account", external_id_field = "External_Id__c", external_id = "{{data.customerId}}", fields = "{{Name: .data.name}}" }}
+"#,
+                auth = double.jwt_auth_toml(),
+            ),
+        )
+        .expect("config");
+    let mut env = pubsub.worker_env("customers-sub", "dead");
+    env.push(SalesforceDouble::private_key_env());
+    (config.display().to_string(), env)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_upserts_through_pubsub() {
     let pubsub = PubsubEmulator::start()
@@ -36,31 +69,15 @@ async fn a_thousand_upserts_through_pubsub() {
     pubsub.publish("customers", &msgs).await.expect("published");
 
     let dir = TempDir::new("sf-e2e").expect("temp dir");
-    let config = dir
-        .write(
-            "salesforce.toml",
-            format!(
-                r#"
-[pubsub]
-concurrency = 1000
-max_outstanding_messages = 2000
-
-{auth}
-[target]
-# Wait for a full Collections call: the emulator hands out 100 messages per 50 ms.
-linger = "1s"
-
-[[routes]]
-type = "customer.upserted"
-action = {{ operation = "upsert", sobject = "Account", external_id_field = "External_Id__c", external_id = "{{data.customerId}}", fields = "{{Name: .data.name}}" }}
-"#,
-                auth = double.jwt_auth_toml(),
-            ),
-        )
-        .expect("config");
-    let config = config.display().to_string();
-    let mut env = pubsub.worker_env("customers-sub", "dead");
-    env.push(SalesforceDouble::private_key_env());
+    let (config, env) = worker_setup(
+        &dir,
+        &pubsub,
+        &double,
+        "[pubsub]\nconcurrency = 1000\nmax_outstanding_messages = 2000\n",
+        // Wait for a full Collections call: the emulator hands out 100
+        // messages per 50 ms.
+        "linger = \"1s\"",
+    );
     let mut check = Worker::spawn(
         std::path::Path::new(BIN),
         &["check", "--config", &config],
@@ -137,27 +154,13 @@ async fn at_96_of_100_the_binary_waits_out_the_limit_and_then_applies_everything
         )
     };
     let dir = TempDir::new("sf-limit").expect("temp dir");
-    let config = dir
-        .write(
-            "salesforce.toml",
-            format!(
-                r#"
-{auth}
-[target]
-linger = "200ms"
-limit_backoff = "10s"
-
-[[routes]]
-type = "customer.upserted"
-action = {{ operation = "upsert", sobject = "Account", external_id_field = "External_Id__c", external_id = "{{data.customerId}}", fields = "{{Name: .data.name}}" }}
-"#,
-                auth = double.jwt_auth_toml(),
-            ),
-        )
-        .expect("config");
-    let config = config.display().to_string();
-    let mut env = pubsub.worker_env("customers-sub", "dead");
-    env.push(SalesforceDouble::private_key_env());
+    let (config, env) = worker_setup(
+        &dir,
+        &pubsub,
+        &double,
+        "",
+        "linger = \"200ms\"\nlimit_backoff = \"10s\"",
+    );
     let mut job = Worker::spawn(
         std::path::Path::new(BIN),
         &["job", "--config", &config, "--idle-exit", "20s"],
