@@ -120,6 +120,17 @@ async fn a_thousand_upserts_through_pubsub() {
     assert_eq!(double.token_calls(), 2);
 }
 
+/// True once the double holds `n` accounts, false if `limit` passes first.
+async fn accounts_reach(double: &SalesforceDouble, n: usize, limit: Duration) -> bool {
+    tokio::time::timeout(limit, async {
+        while double.record_count("Account") < n {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
 /// The org's header reads `api-usage=96/100; api-bursts=1/750` (the current
 /// documented form) after the first call: the binary makes no further call
 /// for `limit_backoff`, dead-letters nothing, and applies every waiting
@@ -173,14 +184,8 @@ async fn at_96_of_100_the_binary_waits_out_the_limit_and_then_applies_everything
         .publish("customers", &[customer(0)])
         .await
         .expect("published");
-    let first = tokio::time::timeout(Duration::from_secs(60), async {
-        while double.record_count("Account") < 1 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
     assert!(
-        first.is_ok(),
+        accounts_reach(&double, 1, Duration::from_secs(60)).await,
         "the first record is applied: {}",
         job.logs().join("\n")
     );
@@ -199,14 +204,8 @@ async fn at_96_of_100_the_binary_waits_out_the_limit_and_then_applies_everything
 
     // A new day: usage falls; after limit_backoff one call looks again.
     double.set_usage(10);
-    let all = tokio::time::timeout(Duration::from_secs(90), async {
-        while double.record_count("Account") < 21 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
     assert!(
-        all.is_ok(),
+        accounts_reach(&double, 21, Duration::from_secs(90)).await,
         "every waiting record is applied: {}",
         job.logs().join("\n")
     );
