@@ -29,18 +29,7 @@ pub fn within<T: PartialOrd + Display>(
     value: T,
     range: RangeInclusive<T>,
 ) -> Result<(), ConfigError> {
-    if range.contains(&value) {
-        Ok(())
-    } else {
-        Err(ConfigError::setting(
-            setting,
-            format!(
-                "{setting} is {value}: it must be between {} and {}",
-                range.start(),
-                range.end()
-            ),
-        ))
-    }
+    check(setting, &value, &range, |v| v.to_string())
 }
 
 /// Checks that a duration lies in `range`; the error names `setting` and
@@ -58,19 +47,30 @@ pub fn duration_within(
     value: Duration,
     range: RangeInclusive<Duration>,
 ) -> Result<(), ConfigError> {
-    if range.contains(&value) {
-        Ok(())
-    } else {
-        Err(ConfigError::setting(
-            setting,
-            format!(
-                "{setting} is {}: it must be between {} and {}",
-                humantime::format_duration(value),
-                humantime::format_duration(*range.start()),
-                humantime::format_duration(*range.end())
-            ),
-        ))
+    check(setting, &value, &range, |d| {
+        humantime::format_duration(*d).to_string()
+    })
+}
+
+/// The one range check behind both: `show` writes a value as the config does.
+fn check<T: PartialOrd>(
+    setting: &str,
+    value: &T,
+    range: &RangeInclusive<T>,
+    show: impl Fn(&T) -> String,
+) -> Result<(), ConfigError> {
+    if range.contains(value) {
+        return Ok(());
     }
+    Err(ConfigError::setting(
+        setting,
+        format!(
+            "{setting} is {}: it must be between {} and {}",
+            show(value),
+            show(range.start()),
+            show(range.end())
+        ),
+    ))
 }
 
 /// The longest `linger` a batching connector accepts.
