@@ -301,9 +301,84 @@ impl RawAction {
     }
 }
 
+/// The `aud` Salesforce wants in a JWT bearer assertion: its login host,
+/// also when signing in through a My Domain URL (`test.salesforce.com` for
+/// sandboxes, `login.salesforce.com` otherwise). Any other host (a test
+/// double) is its own audience. The core's JWT bearer provider knows no
+/// vendor's hosts, so the connector fills this in (see
+/// [`fill_auth_defaults`]) unless `[auth] audience` is set.
+pub fn default_audience(login: &str) -> String {
+    let login = login.trim_end_matches('/');
+    let host = reqwest::Url::parse(login)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    if host == "test.salesforce.com" || host.ends_with(".sandbox.my.salesforce.com") {
+        "https://test.salesforce.com".into()
+    } else if host == "login.salesforce.com" || host.ends_with(".my.salesforce.com") {
+        "https://login.salesforce.com".into()
+    } else {
+        login.to_owned()
+    }
+}
+
+/// `[auth]` as Salesforce reads it: a `jwt_bearer` without `audience` gets
+/// [`default_audience`] of its `login_url`; everything else is left as written.
+pub fn fill_auth_defaults(auth: &mut gluefleet_core::auth::AuthConfig) {
+    if let gluefleet_core::auth::AuthConfig::JwtBearer(c) = auth
+        && c.audience.is_none()
+    {
+        c.audience = Some(default_audience(&c.login_url));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audience_follows_salesforce_rules() {
+        assert_eq!(
+            default_audience("https://acme.my.salesforce.com"),
+            "https://login.salesforce.com"
+        );
+        assert_eq!(
+            default_audience("https://acme--uat.sandbox.my.salesforce.com"),
+            "https://test.salesforce.com"
+        );
+        assert_eq!(
+            default_audience("https://test.salesforce.com"),
+            "https://test.salesforce.com"
+        );
+        assert_eq!(
+            default_audience("http://127.0.0.1:9000/"),
+            "http://127.0.0.1:9000"
+        );
+    }
+
+    #[test]
+    fn a_jwt_bearer_without_audience_gets_salesforces() {
+        let parse = |extra: &str| -> gluefleet_core::auth::AuthConfig {
+            toml::from_str(&format!(
+                "kind = \"jwt_bearer\"\nlogin_url = \"https://acme.my.salesforce.com\"\n\
+                 consumer_key = \"k\"\nusername = \"u\"\nprivate_key = \"p\"\n{extra}"
+            ))
+            .expect("auth config")
+        };
+        let audience = |auth: &gluefleet_core::auth::AuthConfig| match auth {
+            gluefleet_core::auth::AuthConfig::JwtBearer(c) => c.audience.clone(),
+            _ => None,
+        };
+        let mut auth = parse("");
+        fill_auth_defaults(&mut auth);
+        assert_eq!(
+            audience(&auth).as_deref(),
+            Some("https://login.salesforce.com")
+        );
+        let mut auth = parse("audience = \"https://aud.example\"");
+        fill_auth_defaults(&mut auth);
+        assert_eq!(audience(&auth).as_deref(), Some("https://aud.example"));
+    }
 
     fn raw(text: &str) -> Result<Action, ConfigError> {
         toml::from_str::<RawAction>(text)

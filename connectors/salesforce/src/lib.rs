@@ -31,6 +31,10 @@ impl gluefleet_runtime::Spec for SalesforceSpec {
         SalesforceConnector::new(target, http)
     }
 
+    fn auth_defaults(auth: &mut gluefleet_core::auth::AuthConfig) {
+        config::fill_auth_defaults(auth);
+    }
+
     fn compile_action(
         connector: &SalesforceConnector,
         raw: RawAction,

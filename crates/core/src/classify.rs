@@ -25,23 +25,6 @@ pub fn class_of_status(status: u16) -> ErrorClass {
     }
 }
 
-/// The class of a gRPC status code (as Google APIs put in per-write
-/// statuses). 0 (OK) and 6 (ALREADY_EXISTS) mean different things per call,
-/// so callers handle them first; here they count as permanent.
-pub fn class_of_grpc_code(code: i32) -> ErrorClass {
-    match code {
-        // CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, ABORTED, INTERNAL, UNAVAILABLE
-        1 | 2 | 4 | 10 | 13 | 14 => ErrorClass::Transient,
-        // RESOURCE_EXHAUSTED: a quota.
-        8 => ErrorClass::RateLimited,
-        // UNAUTHENTICATED
-        16 => ErrorClass::Unauthorized,
-        // INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED,
-        // FAILED_PRECONDITION, OUT_OF_RANGE, UNIMPLEMENTED, DATA_LOSS, ...
-        _ => ErrorClass::Permanent,
-    }
-}
-
 /// Parses a `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110
 /// §10.2.3). A date in the past means "now". Anything else is ignored, so a
 /// garbled header falls back to the backoff schedule instead of failing.
@@ -96,17 +79,6 @@ mod tests {
     fn throttling_and_auth() {
         assert_eq!(class_of_status(429), ErrorClass::RateLimited);
         assert_eq!(class_of_status(401), ErrorClass::Unauthorized);
-    }
-
-    #[test_case(14, ErrorClass::Transient)]
-    #[test_case(10, ErrorClass::Transient)]
-    #[test_case(8, ErrorClass::RateLimited)]
-    #[test_case(16, ErrorClass::Unauthorized)]
-    #[test_case(3, ErrorClass::Permanent)]
-    #[test_case(5, ErrorClass::Permanent)]
-    #[test_case(9, ErrorClass::Permanent)]
-    fn grpc_codes(code: i32, class: ErrorClass) {
-        assert_eq!(class_of_grpc_code(code), class);
     }
 
     #[test]

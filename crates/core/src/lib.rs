@@ -19,7 +19,6 @@ pub mod config;
 pub mod connector;
 pub mod error;
 pub mod event;
-pub mod firestore;
 pub mod http;
 pub mod idempotency;
 pub mod mapping;

@@ -22,9 +22,10 @@ use tokio::time::Instant;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtBearerConfig {
-    /// The login host: `https://login.salesforce.com`, `https://test.salesforce.com`
-    /// or a My Domain URL. The token endpoint is `{login_url}/services/oauth2/token`
-    /// unless `token_url` is set, and `aud` is this URL unless `audience` is set.
+    /// The authorization server's base URL. The token endpoint is
+    /// `{login_url}/services/oauth2/token` unless `token_url` is set, and `aud`
+    /// is this URL unless `audience` is set (a connector whose vendor wants
+    /// another `aud` fills `audience` in before the provider is built).
     pub login_url: String,
     /// Token endpoint override.
     #[serde(default)]
@@ -41,23 +42,6 @@ pub struct JwtBearerConfig {
     /// How long a token is trusted (default 30 min).
     #[serde(default, with = "humantime_serde")]
     pub assumed_lifetime: Option<Duration>,
-}
-
-/// Salesforce wants `aud` to be its login host, also when signing in through
-/// a My Domain URL: `test.salesforce.com` for sandboxes, `login.salesforce.com`
-/// otherwise. Any other host (a test double) is its own audience.
-fn default_audience(login: &str) -> String {
-    let host = url::Url::parse(login)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
-    if host == "test.salesforce.com" || host.ends_with(".sandbox.my.salesforce.com") {
-        "https://test.salesforce.com".into()
-    } else if host == "login.salesforce.com" || host.ends_with(".my.salesforce.com") {
-        "https://login.salesforce.com".into()
-    } else {
-        login.to_owned()
-    }
 }
 
 #[derive(serde::Serialize)]
@@ -116,10 +100,7 @@ impl JwtBearer {
             )
             .into());
         }
-        let audience = config
-            .audience
-            .clone()
-            .unwrap_or_else(|| default_audience(&login));
+        let audience = config.audience.clone().unwrap_or_else(|| login.clone());
         Ok(Self {
             config,
             key,
@@ -255,23 +236,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn audience_follows_salesforce_rules() {
-        assert_eq!(
-            default_audience("https://acme.my.salesforce.com"),
-            "https://login.salesforce.com"
-        );
-        assert_eq!(
-            default_audience("https://acme--uat.sandbox.my.salesforce.com"),
-            "https://test.salesforce.com"
-        );
-        assert_eq!(
-            default_audience("https://test.salesforce.com"),
-            "https://test.salesforce.com"
-        );
-        assert_eq!(
-            default_audience("http://127.0.0.1:9000"),
-            "http://127.0.0.1:9000"
-        );
+    fn the_audience_is_the_login_url_unless_set() {
+        let config = |audience: Option<&str>| JwtBearerConfig {
+            login_url: "https://acme.my.salesforce.com/".into(),
+            token_url: None,
+            audience: audience.map(str::to_owned),
+            consumer_key: "k".into(),
+            username: "u".into(),
+            private_key: SecretString::from(gluefleet_testkit::salesforce::TEST_PRIVATE_KEY_PEM),
+            assumed_lifetime: None,
+        };
+        // No vendor's host rules here: the connector sets `audience` when
+        // its vendor wants another one.
+        let plain = JwtBearer::new(config(None), reqwest::Client::new()).expect("provider");
+        assert_eq!(plain.audience, "https://acme.my.salesforce.com");
+        let set = JwtBearer::new(config(Some("https://aud.example")), reqwest::Client::new())
+            .expect("provider");
+        assert_eq!(set.audience, "https://aud.example");
     }
 
     #[test]

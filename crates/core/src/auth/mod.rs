@@ -9,12 +9,10 @@
 
 pub mod client_credentials;
 pub mod fixed;
-pub mod google;
 pub mod jwt_bearer;
 
 pub use client_credentials::{ClientCredentials, ClientCredentialsConfig};
 pub use fixed::Fixed;
-pub use google::Google;
 pub use jwt_bearer::{JwtBearer, JwtBearerConfig};
 
 use crate::error::{ConnectorError, ErrorClass};

@@ -15,11 +15,9 @@
 //! The store sits outside the rate limiter and retries, so duplicates never
 //! spend vendor quota.
 
-pub mod firestore;
 pub mod key;
 pub mod memory;
 
-pub use firestore::FirestoreStore;
 pub use memory::MemoryStore;
 
 use async_trait::async_trait;
@@ -63,7 +61,8 @@ pub enum Claim {
 #[error("idempotency store: {0}")]
 pub struct StoreError(pub String);
 
-/// Where claims live. In memory for one process; Firestore for a fleet.
+/// Where claims live. In memory for one process; a shared ledger (the
+/// Firestore one in gluefleet-google) for a fleet.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
     /// Claims `key` for `lease`, unless it is held or done.

@@ -3,7 +3,7 @@
 //! `gcloud auth application-default login` elsewhere. `google-cloud-auth`
 //! caches and refreshes the token itself.
 
-use super::{AuthError, Credential, TokenProvider};
+use gluefleet_core::auth::{AuthError, Credential, TOKEN_TIMEOUT, TokenProvider};
 use async_trait::async_trait;
 use google_cloud_auth::credentials::{Builder, CacheableResource, Credentials};
 use secrecy::SecretString;
@@ -18,7 +18,7 @@ pub struct Google {
 
 impl Google {
     /// ADC for `scopes` (e.g. `https://www.googleapis.com/auth/datastore`).
-    pub fn new(scopes: &[&str]) -> Result<Self, crate::config::ConfigError> {
+    pub fn new(scopes: &[&str]) -> Result<Self, gluefleet_core::ConfigError> {
         let credentials = Builder::default()
             .with_scopes(scopes.iter().map(|s| (*s).to_owned()))
             .build()
@@ -35,14 +35,14 @@ impl TokenProvider for Google {
     async fn credential(&self) -> Result<Credential, AuthError> {
         // The metadata server or token endpoint may hang: bound the wait.
         let fetched = tokio::time::timeout(
-            super::TOKEN_TIMEOUT,
+            TOKEN_TIMEOUT,
             self.credentials.headers(http::Extensions::new()),
         )
         .await
         .map_err(|_| {
             AuthError::transient(format!(
                 "Google credentials: no answer within {:?}",
-                super::TOKEN_TIMEOUT
+                TOKEN_TIMEOUT
             ))
         })?;
         let headers = match fetched {

@@ -1,4 +1,4 @@
-//! The fleet's shared ledger: idempotency claims as Firestore documents, so
+//! The fleet's shared ledger (the core's [`IdempotencyStore`]): idempotency claims as Firestore documents, so
 //! every instance of a connector on Cloud Run sees the same claims.
 //!
 //! One document per key in `collection`, named by the SHA-256 of the key (a
@@ -21,9 +21,9 @@
 //! Cost: two Firestore writes per event (claim, complete), one more read for
 //! a duplicate.
 
-use super::{Claim, ClaimToken, IdempotencyStore, StoreError};
-use crate::error::ConnectorError;
 use crate::firestore::{Document, Firestore};
+use gluefleet_core::ConnectorError;
+use gluefleet_core::idempotency::{Claim, ClaimToken, IdempotencyStore, StoreError};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -59,7 +59,7 @@ impl FirestoreStore {
     pub fn new(
         db: Firestore,
         collection: impl Into<String>,
-    ) -> Result<Self, crate::config::ConfigError> {
+    ) -> Result<Self, gluefleet_core::ConfigError> {
         let collection = collection.into();
         if collection.is_empty() || collection.contains('/') {
             return Err(

@@ -1,11 +1,12 @@
 //! Firestore REST calls: `batchWrite` and `get`, nothing more, sent through
-//! the core's [`Edge`]: only the reading of Firestore's error body (the gRPC
-//! status it names) is Firestore's own.
+//! the core's [`Edge`]: only the reading of Firestore's error body (Google's
+//! error model, the gRPC status it names) is Google's own.
 
-use crate::auth::TokenProvider;
-use crate::classify::class_of_grpc_code;
-use crate::error::{ConnectorError, ErrorClass};
-use crate::http::{Answer, Edge, Outgoing};
+use crate::error::GoogleError;
+use crate::grpc::{class_of_grpc_code, code_of_name, name_of_code};
+use gluefleet_core::auth::TokenProvider;
+use gluefleet_core::http::{Answer, Edge, Outgoing};
+use gluefleet_core::{ConnectorError, ErrorClass};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +31,7 @@ impl WriteStatus {
 
     /// The failure as a classified error (`what` names the document).
     pub fn error(&self, what: &str) -> ConnectorError {
-        let text = format!("{what}: {} ({})", self.message, grpc_name(self.code));
+        let text = format!("{what}: {} ({})", self.message, name_of_code(self.code));
         match class_of_grpc_code(self.code) {
             ErrorClass::Transient => ConnectorError::transient(text),
             ErrorClass::RateLimited => ConnectorError::rate_limited(text, None),
@@ -94,13 +95,13 @@ impl Firestore {
         project: &str,
         database: &str,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, crate::config::ConfigError> {
+    ) -> Result<Self, gluefleet_core::ConfigError> {
         let emulator = env("FIRESTORE_EMULATOR_HOST").filter(|h| !h.is_empty());
         let auth: Arc<dyn TokenProvider> = match &emulator {
-            Some(_) => Arc::new(crate::auth::Fixed::bearer(&secrecy::SecretString::from(
-                "owner",
-            ))),
-            None => Arc::new(crate::auth::Google::new(&[
+            Some(_) => Arc::new(gluefleet_core::auth::Fixed::bearer(
+                &secrecy::SecretString::from("owner"),
+            )),
+            None => Arc::new(crate::adc::Google::new(&[
                 "https://www.googleapis.com/auth/datastore",
             ])?),
         };
@@ -277,16 +278,9 @@ impl Firestore {
 /// it is more precise than the HTTP status (ABORTED comes as 409 but is worth
 /// a retry); without one, the core's shared HTTP table decides.
 fn failure(answer: &Answer) -> ConnectorError {
-    let error = serde_json::from_str::<Value>(&answer.body).ok();
-    let detail = error
-        .as_ref()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| answer.snippet());
-    let code = error
-        .as_ref()
-        .and_then(|v| v["error"]["status"].as_str())
-        .and_then(grpc_code_of);
-    match code {
+    let error = GoogleError::of(answer);
+    let detail = error.message();
+    match error.grpc_status().and_then(code_of_name) {
         Some(code) => WriteStatus {
             code,
             message: format!("{} answered {}: {detail}", answer.what, answer.status),
@@ -294,35 +288,7 @@ fn failure(answer: &Answer) -> ConnectorError {
         }
         .error("request")
         .with_http_status(answer.status),
-        None => answer.error_with(&detail),
-    }
-}
-
-/// The code of a gRPC status name (`"ABORTED"` → 10).
-fn grpc_code_of(name: &str) -> Option<i32> {
-    (1..=16).find(|c| grpc_name(*c) == name)
-}
-
-fn grpc_name(code: i32) -> &'static str {
-    match code {
-        0 => "OK",
-        1 => "CANCELLED",
-        2 => "UNKNOWN",
-        3 => "INVALID_ARGUMENT",
-        4 => "DEADLINE_EXCEEDED",
-        5 => "NOT_FOUND",
-        6 => "ALREADY_EXISTS",
-        7 => "PERMISSION_DENIED",
-        8 => "RESOURCE_EXHAUSTED",
-        9 => "FAILED_PRECONDITION",
-        10 => "ABORTED",
-        11 => "OUT_OF_RANGE",
-        12 => "UNIMPLEMENTED",
-        13 => "INTERNAL",
-        14 => "UNAVAILABLE",
-        15 => "DATA_LOSS",
-        16 => "UNAUTHENTICATED",
-        _ => "UNKNOWN_CODE",
+        None => answer.error_with(detail),
     }
 }
 
