@@ -132,6 +132,7 @@ fn route_configs() -> Vec<RouteConfig<()>> {
         retry: None,
         rate_limit: None,
         idempotency_key: None,
+        subject: None,
         action: (),
     };
     let mut routes = Vec::new();

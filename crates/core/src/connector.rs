@@ -23,6 +23,9 @@ pub struct Request<'a, A> {
     pub idempotency_key: &'a str,
     /// The credential to send, when the connector has auth configured.
     pub credential: Option<&'a Credential>,
+    /// The user this call acts as: the route's rendered `subject`, when it
+    /// has one (the credential was obtained for that user).
+    pub subject: Option<&'a str>,
     /// How long this attempt may take.
     pub timeout: Duration,
     /// When this attempt ends (`timeout` from when it started, the
@@ -80,6 +83,13 @@ pub trait Connector: Send + Sync + 'static {
     /// Counters worth reporting (requests sent to the target, say), for the
     /// job summary and benchmarks.
     fn stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
+    /// The users `check` signs in as, one [`check`](Self::check) each (a
+    /// connector acting per subject names them in its config). Default:
+    /// none, and `check` runs once with the provider's own credential.
+    fn check_subjects(&self) -> Vec<String> {
         Vec::new()
     }
 

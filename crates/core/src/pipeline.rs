@@ -191,6 +191,19 @@ impl<C: Connector> Pipeline<C> {
                     .map_err(|e| format!("route {}: {e}", r.name))?;
             }
         }
+        for r in routes.iter() {
+            if let Some(subject) = &r.subject
+                && !auth.as_ref().is_some_and(|a| a.acts_as_subjects())
+            {
+                return Err(format!(
+                    "route {} acts as subject {:?}, but [auth] {}: set an [auth] kind that acts per user (domain-wide delegation)",
+                    r.name,
+                    subject.as_str(),
+                    if auth.is_some() { "cannot act as another user" } else { "is not set" }
+                )
+                .into());
+            }
+        }
         let store = if settings.idempotency.enabled {
             store
         } else {
@@ -268,6 +281,19 @@ impl<C: Connector> Pipeline<C> {
                 ),
             };
         };
+        let subject = match route.subject.as_ref().map(|t| subject_of(t, &event)) {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                return Outcome::dead_letter(
+                    e.class().as_str(),
+                    e.to_string(),
+                    None,
+                    &route.name,
+                    0,
+                );
+            }
+        };
         let key = idempotency_key(C::NAME, &event, route);
         let idem = &self.settings.idempotency;
         let mut claim = None;
@@ -291,7 +317,7 @@ impl<C: Connector> Pipeline<C> {
                 }
             }
         }
-        let result = self.deliver(&event, route, &key).await;
+        let result = self.deliver(&event, route, &key, subject.as_deref()).await;
         if let Some((store, token)) = claim {
             let stored = match &result {
                 Ok(_) => store.complete(&key, &token, idem.ttl).await,
@@ -357,6 +383,7 @@ impl<C: Connector> Pipeline<C> {
         event: &Event,
         route: &Route<C::Action>,
         key: &str,
+        subject: Option<&str>,
     ) -> Result<Delivered, Failure> {
         let policy = RetryPolicy::new(route.retry.clone());
         let mut state = policy.start();
@@ -381,7 +408,7 @@ impl<C: Connector> Pipeline<C> {
             }
             policy.on_attempt(&mut state);
             let result = self
-                .attempt(event, route, key, state.attempts(), deadline)
+                .attempt(event, route, key, subject, state.attempts(), deadline)
                 .await;
             let (error, credential) = match result {
                 Ok(done) => return Ok(done),
@@ -440,6 +467,7 @@ impl<C: Connector> Pipeline<C> {
         event: &Event,
         route: &Route<C::Action>,
         key: &str,
+        subject: Option<&str>,
         attempt: u32,
         deadline: Instant,
     ) -> Result<Delivered, (ConnectorError, Option<crate::auth::Credential>)> {
@@ -448,7 +476,14 @@ impl<C: Connector> Pipeline<C> {
         let timeout = route.timeout.min(remaining).max(Duration::from_millis(100));
         let until = started + timeout;
         let credential = match &self.auth {
-            Some(auth) => match tokio::time::timeout_at(until, auth.credential()).await {
+            Some(auth) => match tokio::time::timeout_at(until, async {
+                match subject {
+                    Some(s) => auth.credential_for(s).await,
+                    None => auth.credential().await,
+                }
+            })
+            .await
+            {
                 Ok(Ok(c)) => Some(c),
                 Ok(Err(e)) => return Err((ConnectorError::from(e), None)),
                 Err(_) => {
@@ -467,6 +502,7 @@ impl<C: Connector> Pipeline<C> {
             route,
             idempotency_key: key,
             credential: credential.as_ref(),
+            subject,
             timeout: until.saturating_duration_since(Instant::now()),
             deadline: until,
             attempt,
@@ -485,6 +521,36 @@ impl<C: Connector> Pipeline<C> {
             )),
         }
     }
+}
+
+/// The longest subject accepted: an email address is at most 320 bytes.
+const MAX_SUBJECT_BYTES: usize = 320;
+
+/// The user a route acts as for `event`: its `subject` rendered as plain
+/// text. An event without the field, or with a value that cannot name a user
+/// (empty, blank, control characters, longer than an email address can be),
+/// is a permanent error naming the field: no credential could be right for it.
+fn subject_of(
+    template: &crate::template::Template,
+    event: &Event,
+) -> Result<String, ConnectorError> {
+    let subject = template.render_with(event, |text, _| {
+        if text.trim().is_empty() {
+            Err("the subject is blank".into())
+        } else if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            Err("the subject contains whitespace or control characters".into())
+        } else {
+            Ok(text.to_owned())
+        }
+    })?;
+    if subject.len() > MAX_SUBJECT_BYTES {
+        return Err(ConnectorError::permanent(format!(
+            "subject {:?}: {} bytes, more than an email address can be ({MAX_SUBJECT_BYTES})",
+            template.as_str(),
+            subject.len()
+        )));
+    }
+    Ok(subject)
 }
 
 /// Refuses a lease that a delivery on some route could outlast: the claim

@@ -7,6 +7,7 @@
 
 use crate::rate_limit::RateLimitRef;
 use crate::retry::{RetryOverrides, RetrySettings};
+use crate::template::Template;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -86,6 +87,13 @@ pub struct RouteConfig<A> {
     /// else the Pub/Sub message id).
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Whose credential the call needs: a template of the user to act as
+    /// (`"{data.organizer}"`), for `[auth]` kinds that act per user
+    /// (domain-wide delegation). Default: the provider's own credential.
+    /// A route with a subject and a rate limit without `key` meters each
+    /// subject on its own: vendors that act per user count quota per user.
+    #[serde(default)]
+    pub subject: Option<Template>,
     /// The connector's action.
     pub action: A,
 }
@@ -105,6 +113,8 @@ pub struct Route<A> {
     pub rate_limit: Option<RateLimitRef>,
     /// Idempotency key field, if configured.
     pub idempotency_key: Option<String>,
+    /// The user to act as, if the route names one.
+    pub subject: Option<Template>,
     /// The connector's action, already validated by the connector.
     pub action: A,
 }
@@ -146,13 +156,22 @@ impl<A> RouteTable<A> {
                 e.into()
                     .context(format!("routes[{i}] ({event_type}): action"))
             })?;
+            // Per-user quotas: a subject's calls are its own bucket key
+            // unless the route chose a key.
+            let rate_limit = r.rate_limit.map(|mut rl| {
+                if rl.key.is_none() {
+                    rl.key.clone_from(&r.subject);
+                }
+                rl
+            });
             routes.push(Route {
                 name,
                 pattern,
                 timeout,
                 retry,
-                rate_limit: r.rate_limit,
+                rate_limit,
                 idempotency_key: r.idempotency_key,
+                subject: r.subject,
                 action,
             });
         }
@@ -195,6 +214,7 @@ mod tests {
             retry: None,
             rate_limit: None,
             idempotency_key: None,
+            subject: None,
             action: t.into(),
         }
     }

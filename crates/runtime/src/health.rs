@@ -25,9 +25,14 @@ impl Readiness {
     }
 }
 
-/// Obtains a credential within [`CHECK_TIMEOUT`].
+/// Obtains a credential within [`CHECK_TIMEOUT`]. A provider acting per
+/// user has no credential of its own to show: each user's is fetched with
+/// their first event (and `check` signs in as the users the config names),
+/// so readiness does not wait on one user's delegation.
 async fn credential_check(auth: Option<&dyn TokenProvider>) -> Result<(), String> {
-    let Some(a) = auth else { return Ok(()) };
+    let Some(a) = auth.filter(|a| !a.acts_as_subjects()) else {
+        return Ok(());
+    };
     match tokio::time::timeout(CHECK_TIMEOUT, a.credential()).await {
         Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
         Err(_) => Err(format!(

@@ -287,28 +287,53 @@ async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
         true,
         &format!("config: {} route(s)", built.pipeline.routes().len()),
     );
-    let credential = match built.pipeline.auth() {
-        Some(auth) => match auth.credential().await {
-            Ok(c) => {
-                line(
-                    true,
-                    &format!("credential: obtained ({} header)", c.header_name()),
-                );
-                Some(c)
-            }
-            Err(e) => {
-                line(false, &format!("credential: {e}"));
+    let subjects = built.pipeline.connector().check_subjects();
+    if subjects.is_empty() {
+        let credential = match built.pipeline.auth() {
+            Some(auth) => match auth.credential().await {
+                Ok(c) => {
+                    line(
+                        true,
+                        &format!("credential: obtained ({} header)", c.header_name()),
+                    );
+                    Some(c)
+                }
+                Err(e) => {
+                    line(false, &format!("credential: {e}"));
+                    None
+                }
+            },
+            None => {
+                line(true, "credential: none configured");
                 None
             }
-        },
-        None => {
-            line(true, "credential: none configured");
-            None
+        };
+        match built.pipeline.connector().check(credential.as_ref()).await {
+            Ok(what) => line(true, &format!("target: {what}")),
+            Err(e) => line(false, &format!("target: {e}")),
         }
-    };
-    match built.pipeline.connector().check(credential.as_ref()).await {
-        Ok(what) => line(true, &format!("target: {what}")),
-        Err(e) => line(false, &format!("target: {e}")),
+    }
+    // A connector acting per user signs in as each user it names and reads
+    // something as that user: a delegation missing for one of them shows
+    // here, not on the first event.
+    for subject in &subjects {
+        let Some(auth) = built.pipeline.auth().filter(|a| a.acts_as_subjects()) else {
+            line(
+                false,
+                &format!("credential as {subject}: [auth] cannot act as another user"),
+            );
+            continue;
+        };
+        match auth.credential_for(subject).await {
+            Ok(c) => {
+                line(true, &format!("credential as {subject}: obtained"));
+                match built.pipeline.connector().check(Some(&c)).await {
+                    Ok(what) => line(true, &format!("target as {subject}: {what}")),
+                    Err(e) => line(false, &format!("target as {subject}: {e}")),
+                }
+            }
+            Err(e) => line(false, &format!("credential as {subject}: {e}")),
+        }
     }
     if !local {
         let p = &built.pubsub;

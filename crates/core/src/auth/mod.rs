@@ -4,6 +4,12 @@
 //! when the target answers 401, calls [`TokenProvider::invalidate`] with the
 //! credential that was refused, then asks again: one refresh, one retry.
 //!
+//! A route may act as a different user per event (a `subject` template, for
+//! vendors with delegated access such as a Workspace domain): the pipeline
+//! renders it and asks [`TokenProvider::credential_for`] that subject. The
+//! credential carries its subject, so a refusal invalidates that user's
+//! token only.
+//!
 //! Every secret is a [`SecretString`]: `Debug` prints `[REDACTED]`, and the
 //! value leaves its box only where a header is written.
 
@@ -36,6 +42,7 @@ pub struct Credential {
     value: SecretString,
     generation: u64,
     endpoint: Option<String>,
+    subject: Option<Arc<str>>,
 }
 
 impl Credential {
@@ -46,7 +53,19 @@ impl Credential {
             value,
             generation,
             endpoint: None,
+            subject: None,
         }
+    }
+
+    /// The user this credential acts as (see [`TokenProvider::credential_for`]).
+    pub fn with_subject(mut self, subject: impl Into<Arc<str>>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// The user this credential acts as, when it was asked for one.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
     }
 
     /// Where the API lives, when the token response says so (Salesforce's
@@ -100,6 +119,7 @@ impl fmt::Debug for Credential {
             .field("value", &"[REDACTED]")
             .field("generation", &self.generation)
             .field("endpoint", &self.endpoint)
+            .field("subject", &self.subject)
             .finish()
     }
 }
@@ -155,6 +175,23 @@ impl From<AuthError> for ConnectorError {
 pub trait TokenProvider: Send + Sync + fmt::Debug {
     /// A credential valid now.
     async fn credential(&self) -> Result<Credential, AuthError>;
+
+    /// A credential acting as `subject`, a user of the target's domain
+    /// (the rendered `subject` of a route). Providers that cannot act as
+    /// another user refuse, and a route naming a subject with such a
+    /// provider is refused at load ([`acts_as_subjects`](Self::acts_as_subjects)),
+    /// so this default is never reached from the pipeline.
+    async fn credential_for(&self, subject: &str) -> Result<Credential, AuthError> {
+        Err(AuthError::permanent(format!(
+            "this kind of [auth] cannot act as another user (asked for {subject:?})"
+        )))
+    }
+
+    /// True when [`credential_for`](Self::credential_for) gives a credential
+    /// per subject. Default false.
+    fn acts_as_subjects(&self) -> bool {
+        false
+    }
     /// The target refused `stale`; the next [`credential`](Self::credential)
     /// must not return it. A newer credential is left alone, so N callers
     /// refused at once cause one refresh, not N.
