@@ -4,7 +4,7 @@
 
 use crate::config::Target;
 use gluefleet_core::batch::{Batcher, Fault, Instant, VendorLimits};
-use gluefleet_core::firestore::{Firestore, WriteStatus};
+use gluefleet_google::firestore::{Firestore, WriteStatus};
 use gluefleet_core::{ConfigError, ConnectorError};
 use serde_json::Value;
 use std::sync::Arc;

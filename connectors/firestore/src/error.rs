@@ -8,7 +8,7 @@
 //! | any       | other codes       | by the shared gRPC table (ABORTED, UNAVAILABLE → retry; RESOURCE_EXHAUSTED → rate limited; INVALID_ARGUMENT, FAILED_PRECONDITION → dead letter) |
 
 use crate::config::Operation;
-use gluefleet_core::firestore::WriteStatus;
+use gluefleet_google::firestore::WriteStatus;
 use gluefleet_core::{ConnectorError, Delivered};
 
 /// The outcome of one write.

@@ -6,7 +6,7 @@
 //! names the field and says what is wrong; `main` exits 64 on any of them.
 
 use gluefleet_core::DeliverySettings;
-use gluefleet_core::auth::AuthConfig;
+use crate::auth::AuthSettings;
 use gluefleet_core::rate_limit::RateLimitConfig;
 use gluefleet_core::route::RouteConfig;
 use serde::Deserialize;
@@ -38,7 +38,7 @@ pub struct Config<T, A> {
     pub rate_limits: BTreeMap<String, RateLimitConfig>,
     /// `[auth]`: the target's credential.
     #[serde(default)]
-    pub auth: Option<AuthConfig>,
+    pub auth: Option<AuthSettings>,
     /// `[target]`: the connector's own settings.
     pub target: T,
     /// `[[routes]]`: event type → action.

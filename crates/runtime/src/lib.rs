@@ -18,6 +18,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod auth;
 pub mod config;
 pub mod dead_letter;
 pub mod health;
@@ -69,6 +70,13 @@ pub trait Spec: 'static {
 
     /// Builds the connector from its config.
     fn build(target: Self::Target, http: reqwest::Client) -> Result<Self::Connector, ConfigError>;
+
+    /// Fills in what the target's conventions leave out of one of the
+    /// core's `[auth]` kinds, before the provider is built (Salesforce: the
+    /// JWT audience of its login hosts). Default: as written.
+    fn auth_defaults(auth: &mut gluefleet_core::auth::AuthConfig) {
+        let _ = auth;
+    }
 
     /// Checks one route's action and turns it into the connector's form.
     fn compile_action(
@@ -180,8 +188,8 @@ fn idempotency_store(
     pubsub: &config::PubsubSettings,
     http: reqwest::Client,
 ) -> Result<Arc<dyn IdempotencyStore>, ConfigError> {
-    use gluefleet_core::firestore::Firestore;
-    use gluefleet_core::idempotency::FirestoreStore;
+    use gluefleet_google::FirestoreStore;
+    use gluefleet_google::firestore::Firestore;
     use gluefleet_core::pipeline::StoreKind;
     match settings.store {
         // With idempotency off the pipeline ignores the store: build nothing remote.
@@ -229,11 +237,16 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
         S::compile_action(&connector, raw)
     })?;
     let limits = RateLimits::new(&rate_limits)?;
-    let auth: Option<Arc<dyn TokenProvider>> = match &auth {
-        Some(a) => Some(
-            a.provider(http.clone())
-                .map_err(|e| ConfigError::new(format!("auth: {e}")))?,
-        ),
+    let auth: Option<Arc<dyn TokenProvider>> = match auth {
+        Some(mut a) => {
+            if let auth::AuthSettings::Core(c) = &mut a {
+                S::auth_defaults(c);
+            }
+            Some(
+                a.provider(http.clone(), &env_var)
+                    .map_err(|e| ConfigError::new(format!("auth: {e}")))?,
+            )
+        }
         None => None,
     };
     let store = idempotency_store(S::name(), &delivery.idempotency, &pubsub, http.clone())?;
