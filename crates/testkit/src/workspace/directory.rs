@@ -142,11 +142,11 @@ pub(crate) fn handle(state: &mut State, call: &Call<'_>) -> Reply {
             let Some(key) = state.directory.resolve(call.param("userKey")) else {
                 return not_found();
             };
-            if let Some(left) = state.directory.pending.get_mut(&key) {
-                if *left > 0 {
-                    *left -= 1;
-                    return both(412, "conditionNotMet", "User creation is not complete.");
-                }
+            if let Some(left) = state.directory.pending.get_mut(&key)
+                && *left > 0
+            {
+                *left -= 1;
+                return both(412, "conditionNotMet", "User creation is not complete.");
             }
             if call.method_id == "directory.users.delete" {
                 state.directory.users.remove(&key);
@@ -205,10 +205,10 @@ fn update(state: &mut State, call: &Call<'_>, key: &str) -> Reply {
         .and_then(Value::as_str)
         .map(str::to_ascii_lowercase)
         .filter(|new| new != key);
-    if let Some(new) = &renamed {
-        if state.directory.users.contains_key(new) {
-            return both(409, "duplicate", "Entity already exists.");
-        }
+    if let Some(new) = &renamed
+        && state.directory.users.contains_key(new)
+    {
+        return both(409, "duplicate", "Entity already exists.");
     }
     let Some(mut user) = state.directory.users.remove(key) else {
         return not_found();
@@ -219,10 +219,10 @@ fn update(state: &mut State, call: &Call<'_>, key: &str) -> Reply {
     full_name(&mut user);
     let new_key = renamed.unwrap_or_else(|| key.to_owned());
     user["primaryEmail"] = json!(new_key);
-    if new_key != key {
-        if let Some(admin) = state.users.remove(key) {
-            state.users.insert(new_key.clone(), admin);
-        }
+    if new_key != key
+        && let Some(admin) = state.users.remove(key)
+    {
+        state.users.insert(new_key.clone(), admin);
     }
     state.directory.users.insert(new_key, user.clone());
     json_reply(200, &shown(&user))

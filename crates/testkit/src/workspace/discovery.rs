@@ -328,11 +328,11 @@ fn check_query(method: &Method, query: &[(String, String)]) -> Result<(), Violat
 /// A query parameter's text against its `type` and `enum`; the `Err` says
 /// what was expected.
 fn check_scalar(def: &Value, value: &str) -> Result<(), String> {
-    if let Some(allowed) = def.get("enum").and_then(Value::as_array) {
-        if !allowed.iter().any(|a| a.as_str() == Some(value)) {
-            let names: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
-            return Err(format!("expected one of {}", names.join(", ")));
-        }
+    if let Some(allowed) = def.get("enum").and_then(Value::as_array)
+        && !allowed.iter().any(|a| a.as_str() == Some(value))
+    {
+        let names: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
+        return Err(format!("expected one of {}", names.join(", ")));
     }
     match def.get("type").and_then(Value::as_str) {
         Some("boolean") if value != "true" && value != "false" => {
@@ -500,12 +500,12 @@ fn check_value(
                     "Invalid value for ByteString: {shown} (at '{path}')"
                 )));
             }
-            if let Some(allowed) = s.get("enum").and_then(Value::as_array) {
-                if !allowed.iter().any(|a| a.as_str() == Some(text)) {
-                    return Err(Violation::invalid(format!(
-                        "Invalid value at '{path}' (TYPE_ENUM), \"{text}\""
-                    )));
-                }
+            if let Some(allowed) = s.get("enum").and_then(Value::as_array)
+                && !allowed.iter().any(|a| a.as_str() == Some(text))
+            {
+                return Err(Violation::invalid(format!(
+                    "Invalid value at '{path}' (TYPE_ENUM), \"{text}\""
+                )));
             }
             Ok(())
         }
@@ -659,16 +659,17 @@ mod tests {
             &[("valueInputOption", "RAW")],
             r#"{"valuess":[["a"]]}"#,
         )
-        .unwrap_err();
+        .expect_err("a violation");
         assert!(v.message.contains("Unknown name \"valuess\""), "{v:?}");
         let nested = r#"{"start":{"dateTim":"x"},"end":{"date":"2026-01-02"}}"#;
-        let v = checked("POST", "/calendar/v3/calendars/primary/events", &[], nested).unwrap_err();
+        let v = checked("POST", "/calendar/v3/calendars/primary/events", &[], nested)
+            .expect_err("a violation");
         assert!(v.message.contains("\"dateTim\" at 'start'"), "{v:?}");
     }
 
     #[test]
     fn a_wrong_type_is_a_violation() {
-        let v = checked("POST", APPEND, &[], r#"{"values":["a"]}"#).unwrap_err();
+        let v = checked("POST", APPEND, &[], r#"{"values":["a"]}"#).expect_err("a violation");
         assert!(v.message.contains("'values[0]'"), "{v:?}");
         let v = checked(
             "POST",
@@ -676,7 +677,7 @@ mod tests {
             &[],
             r#"{"raw":42}"#,
         )
-        .unwrap_err();
+        .expect_err("a violation");
         assert!(v.message.contains("'raw'"), "{v:?}");
         let v = checked(
             "POST",
@@ -684,7 +685,7 @@ mod tests {
             &[],
             r#"{"raw":"not base64!"}"#,
         )
-        .unwrap_err();
+        .expect_err("a violation");
         assert!(v.message.contains("Invalid value for ByteString"), "{v:?}");
     }
 
@@ -696,20 +697,22 @@ mod tests {
             &[],
             r#"{"start":{"date":"2026-01-01"}}"#,
         )
-        .unwrap_err();
+        .expect_err("a violation");
         assert_eq!((v.reason, v.missing.as_deref()), ("required", Some("end")));
         let user = r#"{"primaryEmail":"n@example.com","name":{"givenName":"N"},"password":"p"}"#;
-        let v = checked("POST", "/admin/directory/v1/users", &[], user).unwrap_err();
+        let v = checked("POST", "/admin/directory/v1/users", &[], user).expect_err("a violation");
         assert_eq!(v.missing.as_deref(), Some("name.familyName"));
-        let v = checked("GET", "/admin/directory/v1/users/", &[], "").unwrap_err();
+        let v = checked("GET", "/admin/directory/v1/users/", &[], "").expect_err("a violation");
         assert_eq!(v.reason, "required");
     }
 
     #[test]
     fn a_bad_enum_or_scalar_is_a_violation() {
-        let v = checked("POST", APPEND, &[("valueInputOption", "RAWW")], "{}").unwrap_err();
+        let v = checked("POST", APPEND, &[("valueInputOption", "RAWW")], "{}")
+            .expect_err("a violation");
         assert!(v.message.contains("'valueInputOption'"), "{v:?}");
-        let v = checked("POST", APPEND, &[("includeValuesInResponse", "yes")], "{}").unwrap_err();
+        let v = checked("POST", APPEND, &[("includeValuesInResponse", "yes")], "{}")
+            .expect_err("a violation");
         assert!(v.message.contains("true or false"), "{v:?}");
         let v = checked(
             "GET",
@@ -717,21 +720,23 @@ mod tests {
             &[("maxResults", "ten")],
             "",
         )
-        .unwrap_err();
+        .expect_err("a violation");
         assert!(v.message.contains("integer"), "{v:?}");
-        let v = checked("POST", APPEND, &[], r#"{"majorDimension":"DIAGONAL"}"#).unwrap_err();
+        let v = checked("POST", APPEND, &[], r#"{"majorDimension":"DIAGONAL"}"#)
+            .expect_err("a violation");
         assert!(v.message.contains("TYPE_ENUM"), "{v:?}");
     }
 
     #[test]
     fn an_unknown_query_parameter_is_a_violation() {
-        let v = checked("POST", APPEND, &[("valueInputOptions", "RAW")], "{}").unwrap_err();
+        let v = checked("POST", APPEND, &[("valueInputOptions", "RAW")], "{}")
+            .expect_err("a violation");
         assert!(
             v.message.contains("Unknown name \"valueInputOptions\""),
             "{v:?}"
         );
         // A path parameter is no query parameter.
-        let v = checked("POST", APPEND, &[("range", "A1")], "{}").unwrap_err();
+        let v = checked("POST", APPEND, &[("range", "A1")], "{}").expect_err("a violation");
         assert!(v.message.contains("\"range\""), "{v:?}");
     }
 }
