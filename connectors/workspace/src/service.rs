@@ -485,8 +485,10 @@ impl WorkspaceConnector {
                 )
             }
             Api::Gmail => ("/gmail/v1/users/me/profile".into(), Vec::new()),
+            // `events.list` of the user's own calendar: the `calendar.events`
+            // scope allows it, where `calendarList.list` needs `calendar`.
             Api::Calendar => (
-                "/calendar/v3/users/me/calendarList".into(),
+                "/calendar/v3/calendars/primary/events".into(),
                 vec![("maxResults", "1".into())],
             ),
             Api::Directory => (
