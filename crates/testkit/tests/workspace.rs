@@ -903,3 +903,35 @@ async fn restart_keeps_state_on_the_same_port() {
     assert_eq!(status, 200, "the token survived the restart: {body}");
     assert_eq!(double.rows("book", "Sheet1").len(), 1);
 }
+
+#[tokio::test]
+async fn a_thousand_appends_land_in_order_without_violations() {
+    let double = double().await;
+    double.create_spreadsheet("book", &["Sheet1"]);
+    let token = token_for(&double, ALICE, &[SHEETS_SCOPE]).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let started = std::time::Instant::now();
+    for i in 0..1000 {
+        let status = client
+            .post(format!(
+                "{}{APPEND}?valueInputOption=RAW&insertDataOption=INSERT_ROWS",
+                double.url()
+            ))
+            .bearer_auth(&token)
+            .json(&json!({"values": [[format!("k{i}"), i]]}))
+            .send()
+            .await
+            .expect("append")
+            .status();
+        assert_eq!(status, 200);
+    }
+    eprintln!("1000 appends took {:?}", started.elapsed());
+    let rows = double.rows("book", "Sheet1");
+    assert_eq!(rows.len(), 1000);
+    assert_eq!(rows[999], vec![json!("k999"), json!(999)]);
+    assert_eq!(double.applied("sheets.spreadsheets.values.append"), 1000);
+    assert!(double.violations().is_empty());
+}

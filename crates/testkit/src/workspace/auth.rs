@@ -3,7 +3,7 @@
 //!
 //! `POST /token`, form-encoded `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`
 //! and `assertion=<JWT>`. The assertion must be RS256, header `kid` =
-//! [`KEY_ID`](super::KEY_ID), signed by the service account's key; `iss` =
+//! [`super::KEY_ID`], signed by the service account's key; `iss` =
 //! the service account, `aud` = [`token_url`](super::WorkspaceDouble::token_url),
 //! `iat` and `exp` integers with `exp - iat <= 3600`, `exp` not past and
 //! `iat` not ahead (60 s of skew each way), `scope` space separated and all

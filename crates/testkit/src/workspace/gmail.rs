@@ -3,7 +3,7 @@
 //!
 //! `userId` `me` is the token's subject; the subject's own address works
 //! too; any other address answers `403 forbidden` "Delegation denied for
-//! <subject>". `raw` is base64url (padded or not; anything else is the
+//! `<subject>`". `raw` is base64url (padded or not; anything else is the
 //! Discovery checker's `400` "Invalid value for ByteString"); the RFC 5322
 //! header block is parsed and kept per sender. A message without any `To`,
 //! `Cc` or `Bcc` answers `400 invalidArgument` "Recipient address required".
@@ -20,7 +20,9 @@
 //!   thread per message unless the body names a `threadId`.
 //!
 //! `messages.list` and `getProfile` need a read scope such as
-//! `gmail.readonly`: `gmail.send` does not authorize them.
+//! `gmail.readonly`: `gmail.send` does not authorize them. The media upload
+//! paths (`/upload/gmail/v1/…`) are not served (`404`): send `raw` in the
+//! JSON body.
 
 use std::collections::{BTreeMap, HashMap};
 
