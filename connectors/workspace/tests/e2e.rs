@@ -25,13 +25,10 @@ action = { operation = "sheets_append", spreadsheet = "orders-2026", range = "Or
 "#;
 
 fn config(dir: &TempDir, head: &str, auth: &str) -> String {
-    dir.write(
-        "workspace.toml",
-        format!("{head}\n{auth}\n{ROUTES}"),
-    )
-    .expect("config")
-    .display()
-    .to_string()
+    dir.write("workspace.toml", format!("{head}\n{auth}\n{ROUTES}"))
+        .expect("config")
+        .display()
+        .to_string()
 }
 
 fn orders(n: usize) -> Vec<OutgoingMessage> {
@@ -86,7 +83,10 @@ async fn a_thousand_appends_survive_a_kill_9_with_no_row_lost_or_doubled() {
     let mut check = Worker::spawn(Path::new(BIN), &["check", "--config", &config], &env)
         .await
         .expect("check starts");
-    let checked = check.wait(Duration::from_secs(60)).await.expect("check ends");
+    let checked = check
+        .wait(Duration::from_secs(60))
+        .await
+        .expect("check ends");
     let logs = check.logs().join("\n");
     assert!(checked.success(), "{logs}");
     assert!(
@@ -117,7 +117,10 @@ async fn a_thousand_appends_survive_a_kill_9_with_no_row_lost_or_doubled() {
     // streams give the new worker most of each share.
     let head = head.replace("[pubsub]\n", "[pubsub]\nstreams = 32\n");
     let config = dir
-        .write("workspace-2.toml", format!("{head}\n{}\n{ROUTES}", common::auth_toml(&double, None)))
+        .write(
+            "workspace-2.toml",
+            format!("{head}\n{}\n{ROUTES}", common::auth_toml(&double, None)),
+        )
         .expect("config")
         .display()
         .to_string();
@@ -170,7 +173,10 @@ async fn keyless_delegation_signs_through_iam_and_a_job_appends_everything() {
     );
     let config = config(&dir, &head, &auth);
     let mut env = pubsub.worker_env("orders-sub", "dead");
-    env.push(("GOOGLE_OAUTH_ACCESS_TOKEN", double.runtime_token().to_owned()));
+    env.push((
+        "GOOGLE_OAUTH_ACCESS_TOKEN",
+        double.runtime_token().to_owned(),
+    ));
     let mut job = Worker::spawn(
         Path::new(BIN),
         &["job", "--config", &config, "--idle-exit", "3s"],
@@ -181,11 +187,18 @@ async fn keyless_delegation_signs_through_iam_and_a_job_appends_everything() {
     let status = job.wait(Duration::from_secs(180)).await.expect("job ends");
     assert!(status.success(), "{}", job.logs().join("\n"));
     assert_eq!(double.rows("orders-2026", "Orders").len(), 300);
-    assert_eq!(double.sign_jwt_calls(), 1, "one signature for alice's token");
+    assert_eq!(
+        double.sign_jwt_calls(),
+        1,
+        "one signature for alice's token"
+    );
     assert_eq!(double.token_calls_for("alice@example.com"), 1);
     let summary = job.summary().expect("summary printed");
     assert_eq!(summary["acked"].as_u64(), Some(300), "{summary}");
     let requests = summary["target_requests"].as_u64().unwrap_or(u64::MAX);
-    assert!(requests <= 10, "300 rows in {requests} requests (reads included)");
+    assert!(
+        requests <= 10,
+        "300 rows in {requests} requests (reads included)"
+    );
     assert!(double.violations().is_empty(), "{:?}", double.violations());
 }

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 fn no_violations(double: &WorkspaceDouble) {
     let v = double.violations();
-    assert!(v.is_empty(), "requests the Discovery documents refuse: {v:#?}");
+    assert!(
+        v.is_empty(),
+        "requests the Discovery documents refuse: {v:#?}"
+    );
 }
 
 const SHEETS: &str = r#"
@@ -57,7 +60,11 @@ async fn appends_go_out_batched_and_a_repeat_without_the_ledger_adds_no_row() {
             .all(|o| *o == Outcome::Ack(AckReason::AlreadyDone)),
         "{outcomes:?}"
     );
-    assert_eq!(double.rows("orders-2026", "Orders").len(), 100, "no row twice");
+    assert_eq!(
+        double.rows("orders-2026", "Orders").len(),
+        100,
+        "no row twice"
+    );
     assert_eq!(
         double.calls("sheets.spreadsheets.values.append"),
         appends,
@@ -154,9 +161,18 @@ async fn a_mail_goes_out_as_the_subject_once_even_when_its_answer_is_lost() {
     let sent = double.sent("alice@example.com");
     assert_eq!(sent.len(), 1, "sent once");
     let headers = &sent[0].headers;
-    assert_eq!(headers.get("to").map(String::as_str), Some("carol@customer.example"));
-    assert_eq!(headers.get("subject").map(String::as_str), Some("Order A-7 shipped"));
-    assert_eq!(headers.get("reply-to").map(String::as_str), Some("alice@example.com"));
+    assert_eq!(
+        headers.get("to").map(String::as_str),
+        Some("carol@customer.example")
+    );
+    assert_eq!(
+        headers.get("subject").map(String::as_str),
+        Some("Order A-7 shipped")
+    );
+    assert_eq!(
+        headers.get("reply-to").map(String::as_str),
+        Some("alice@example.com")
+    );
     assert!(
         headers
             .get("message-id")
@@ -217,7 +233,11 @@ async fn a_meeting_is_inserted_once_moved_and_cancelled_by_its_own_key() {
         );
     }
     assert_eq!(double.events("bob@example.com").len(), 1);
-    assert_eq!(double.calls("calendar.events.insert"), 2, "the second got 409");
+    assert_eq!(
+        double.calls("calendar.events.insert"),
+        2,
+        "the second got 409"
+    );
     assert_eq!(
         p.process(&meeting("m-1", "meeting.moved", "2026-12-10T10:30:00Z"))
             .await,
@@ -376,7 +396,10 @@ async fn a_user_is_created_once_renamed_while_creation_completes_and_removed() {
     );
     let user = double.user("dana@example.com").expect("created");
     assert_eq!(user["name"]["givenName"], "Danielle");
-    assert_eq!(user["name"]["familyName"], "Ng", "patch semantics keep the rest");
+    assert_eq!(
+        user["name"]["familyName"], "Ng",
+        "patch semantics keep the rest"
+    );
     for id in ["l-1", "l-2"] {
         let outcome = p.process(&employee(id, "employee.left", "")).await;
         assert!(
@@ -400,7 +423,10 @@ async fn a_user_who_is_not_an_admin_cannot_manage_users() {
     else {
         panic!("a dead letter")
     };
-    assert_eq!((dl.class.as_str(), dl.http_status), ("permanent", Some(403)));
+    assert_eq!(
+        (dl.class.as_str(), dl.http_status),
+        ("permanent", Some(403))
+    );
     assert!(double.user("dana@example.com").is_none());
     no_violations(&double);
 }
