@@ -7,7 +7,7 @@
 //!   then the peak memory of one large event.
 //! - `cargo xtask bench memory`: only that peak memory, accepted and refused.
 //! - `cargo xtask bench core`: the criterion micro-benchmarks of the core path.
-//! - `cargo xtask bench firestore|salesforce|sap-odata`: API calls per 1,000 events and events/s.
+//! - `cargo xtask bench firestore|salesforce|sap-odata|workspace`: API calls per 1,000 events and events/s.
 //! - `cargo xtask new-connector <name>`: a new connector crate from connectors/template.
 
 mod bench;
@@ -113,6 +113,17 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// gluefleet-workspace on the Workspace double: Sheets requests (key
+    /// column reads and appends) per 1,000 `order.created` events and
+    /// events per second, with a short and a long batch linger.
+    Workspace {
+        /// Events per run.
+        #[arg(long, default_value_t = 5_000)]
+        events: usize,
+        /// Rounds (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// gluefleet-sap-odata on a real SAP CAP server (a fresh one per run):
     /// OData requests per 1,000 `partner.created` events with $batch, and
     /// events per second, for OData V4 and V2.
@@ -152,6 +163,10 @@ fn main() -> ExitCode {
             which: Some(Bench::Salesforce { events, rounds }),
             ..
         } => bench::batching::run(bench::batching::Target::Salesforce, events, rounds),
+        Command::Bench {
+            which: Some(Bench::Workspace { events, rounds }),
+            ..
+        } => bench::batching::run(bench::batching::Target::Workspace, events, rounds),
         Command::Bench {
             which: Some(Bench::SapOdata { events, rounds }),
             ..

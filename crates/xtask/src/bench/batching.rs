@@ -1,7 +1,7 @@
-//! `cargo xtask bench firestore|salesforce|sap-odata`: target API calls per
+//! `cargo xtask bench firestore|salesforce|sap-odata|workspace`: target API calls per
 //! 1,000 events and events per second through a batching connector, on the
 //! Pub/Sub emulator with the Firestore emulator, the Salesforce sandbox double
-//! or a real SAP CAP server. A benchmark, not a test: it prints numbers and
+//! or a real SAP CAP server, and Sheets appends on the Workspace double. A benchmark, not a test: it prints numbers and
 //! writes them to docs/BENCHMARKS.md; it asserts nothing about speed.
 //!
 //! Each run: a fresh topic and subscription, N events published first, then
@@ -19,6 +19,7 @@ use gluefleet_testkit::firestore::FirestoreEmulator;
 use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
 use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble};
 use gluefleet_testkit::sap::SapCap;
+use gluefleet_testkit::workspace::{WorkspaceConfig, WorkspaceDouble};
 use serde_json::json;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -39,6 +40,8 @@ pub(crate) enum Target {
     Salesforce,
     /// gluefleet-sap-odata on the SAP CAP sandbox, V4 and V2.
     SapOdata,
+    /// gluefleet-workspace's Sheets appends on the Workspace double.
+    Workspace,
 }
 
 /// What differs between a target's runs: one row of the table each.
@@ -71,6 +74,7 @@ impl Target {
             Target::Firestore => "gluefleet-firestore",
             Target::Salesforce => "gluefleet-salesforce",
             Target::SapOdata => "gluefleet-sap-odata",
+            Target::Workspace => "gluefleet-workspace",
         }
     }
     fn title(self) -> &'static str {
@@ -78,6 +82,7 @@ impl Target {
             Target::Firestore => "Firestore connector (`cargo xtask bench firestore`)",
             Target::Salesforce => "Salesforce connector (`cargo xtask bench salesforce`)",
             Target::SapOdata => "SAP OData connector (`cargo xtask bench sap-odata`)",
+            Target::Workspace => "Workspace connector, Sheets appends (`cargo xtask bench workspace`)",
         }
     }
     fn variants(self) -> [Variant; 2] {
@@ -85,6 +90,7 @@ impl Target {
             Target::Firestore => [Variant::Linger(5), Variant::Linger(250)],
             Target::Salesforce => [Variant::Linger(20), Variant::Linger(1000)],
             Target::SapOdata => [Variant::Odata("v4"), Variant::Odata("v2")],
+            Target::Workspace => [Variant::Linger(50), Variant::Linger(1000)],
         }
     }
 }
@@ -96,6 +102,7 @@ enum Sink {
     Firestore(Box<FirestoreEmulator>),
     Salesforce,
     SapOdata,
+    Workspace,
 }
 
 /// A target server of one run only, stopped when the run ends.
@@ -103,6 +110,7 @@ enum Fresh {
     None,
     Salesforce(SalesforceDouble),
     Sap(SapCap),
+    Workspace(WorkspaceDouble),
 }
 
 /// One measured run.
@@ -130,6 +138,7 @@ async fn run_all(target: Target, events: usize, rounds: usize) -> Result<()> {
         Target::Firestore => Sink::Firestore(Box::new(FirestoreEmulator::start().await?)),
         Target::Salesforce => Sink::Salesforce,
         Target::SapOdata => Sink::SapOdata,
+        Target::Workspace => Sink::Workspace,
     };
     let dir = TempDir::new("bench")?;
     let mut runs = Vec::new();
@@ -192,6 +201,11 @@ async fn one_run(
             .await?,
         ),
         Sink::SapOdata => Fresh::Sap(SapCap::start().await?),
+        Sink::Workspace => {
+            let double = WorkspaceDouble::start(WorkspaceConfig::default()).await?;
+            double.create_spreadsheet("bench", &["Orders"]);
+            Fresh::Workspace(double)
+        }
         Sink::Firestore(_) => Fresh::None,
     };
     let (text, mut env) = config_toml(sink, &fresh, n, variant)?;
@@ -216,8 +230,24 @@ async fn one_run(
         Fresh::Sap(cap) => cap.stats().await?["requests"]
             .as_u64()
             .ok_or("the SAP CAP server's stats have no request count")?,
+        // The double's own count of the Sheets calls: key-column reads and
+        // appends (token calls are not API calls).
+        Fresh::Workspace(double) => {
+            double.calls("sheets.spreadsheets.values.append")
+                + double.calls("sheets.spreadsheets.values.get")
+        }
         Fresh::Salesforce(_) | Fresh::None => worker_requests,
     };
+    if let Fresh::Workspace(double) = &fresh {
+        let rows = double.rows("bench", "Orders").len();
+        if rows != events {
+            return Err(format!("{rows} rows for {events} events").into());
+        }
+        let wrong = double.violations();
+        if !wrong.is_empty() {
+            return Err(format!("requests the Discovery documents refuse: {wrong:?}").into());
+        }
+    }
     Ok(Run {
         variant,
         events: acked,
@@ -248,6 +278,10 @@ fn messages(sink: &Sink, n: usize, events: usize) -> Result<Vec<OutgoingMessage>
                         json!({"id": key, "name": format!("Bench Partner {n}-{i}"), "city": "Walldorf"}),
                     )
                 }
+                Sink::Workspace => (
+                    "order.created",
+                    json!({"id": id, "customer": "Bench Customer", "total": i}),
+                ),
                 Sink::Firestore(_) | Sink::Salesforce => (
                     "account.upserted",
                     json!({"id": id, "note": filler, "n": i}),
@@ -321,7 +355,31 @@ action = {{ operation = "create", entity_set = "BusinessPartners", key = {{ ID =
                 Vec::new(),
             )
         }
-        (Sink::Salesforce | Sink::SapOdata, _, _) => {
+        (Sink::Workspace, Fresh::Workspace(double), _) => (
+            format!(
+                r#"{common}
+[auth]
+kind = "google_delegated"
+key = '''{key}'''
+token_url = "{token}"
+scopes = ["https://www.googleapis.com/auth/spreadsheets"]
+
+[target]
+api_root = "{root}"
+linger = "{linger}"
+
+[[routes]]
+type = "order.created"
+subject = "alice@example.com"
+action = {{ operation = "sheets_append", spreadsheet = "bench", range = "Orders!A:C", row = "[.data.id, .data.customer, .data.total]", key_column = "A", value_input = "RAW" }}
+"#,
+                key = double.service_account_key_json(),
+                token = double.token_url(),
+                root = double.url(),
+            ),
+            Vec::new(),
+        ),
+        (Sink::Salesforce | Sink::SapOdata | Sink::Workspace, _, _) => {
             return Err("the target server of this run did not start".into());
         }
     })
@@ -345,6 +403,18 @@ fn report(target: Target, runs: &[Run], events: usize, rounds: usize) -> String 
          includes start-up, excludes the idle-exit wait."
     );
     let (row, calls) = match target {
+        Target::Workspace => {
+            let _ = writeln!(
+                t,
+                "{events} `order.created` events per run, each one row of a Sheets table with a \
+                 key column, {common} The Pub/Sub emulator and a fresh Workspace double per \
+                 run on this machine, every request checked against Sheets' Discovery \
+                 document. Requests are the double's count of Sheets calls: one key-column \
+                 read (`values.get`) and one `values.append` per flush; token calls are not \
+                 counted.\n"
+            );
+            ("batch linger", "Sheets requests per 1,000 events")
+        }
         Target::Firestore | Target::Salesforce => {
             let _ = writeln!(
                 t,
