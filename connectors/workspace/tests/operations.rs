@@ -430,3 +430,30 @@ async fn a_user_who_is_not_an_admin_cannot_manage_users() {
     assert!(double.user("dana@example.com").is_none());
     no_violations(&double);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_fetched_again_for_its_user_only() {
+    let double = common::double().await;
+    let auth = common::provider(&double, None);
+    let p = common::pipeline(&double, "", CALENDAR, auth.clone());
+    let booked = |id: &str, who: &str| {
+        cloudevent(
+            id,
+            "meeting.booked",
+            json!({"meetingId": id, "organizer": who, "title": "x",
+                   "start": "2026-12-10T10:00:00Z", "end": "2026-12-10T11:00:00Z"}),
+        )
+    };
+    for (id, who) in [("t-1", "alice@example.com"), ("t-2", "bob@example.com")] {
+        assert_eq!(p.process(&booked(id, who)).await, Outcome::Ack(AckReason::Delivered));
+    }
+    double.expire_tokens();
+    assert_eq!(
+        p.process(&booked("t-3", "alice@example.com")).await,
+        Outcome::Ack(AckReason::Delivered),
+        "the 401 refreshed alice's token and the retry went through"
+    );
+    assert_eq!(double.token_calls_for("alice@example.com"), 2);
+    assert_eq!(double.token_calls_for("bob@example.com"), 1, "bob's was not touched");
+    no_violations(&double);
+}
