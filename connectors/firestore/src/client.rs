@@ -4,8 +4,8 @@
 
 use crate::config::Target;
 use gluefleet_core::batch::{Batcher, Fault, Instant, VendorLimits};
-use gluefleet_google::firestore::{Firestore, WriteStatus};
 use gluefleet_core::{ConfigError, ConnectorError};
+use gluefleet_google::firestore::{Firestore, WriteStatus};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;

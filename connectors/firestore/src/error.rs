@@ -8,8 +8,8 @@
 //! | any       | other codes       | by the shared gRPC table (ABORTED, UNAVAILABLE → retry; RESOURCE_EXHAUSTED → rate limited; INVALID_ARGUMENT, FAILED_PRECONDITION → dead letter) |
 
 use crate::config::Operation;
-use gluefleet_google::firestore::WriteStatus;
 use gluefleet_core::{ConnectorError, Delivered};
+use gluefleet_google::firestore::WriteStatus;
 
 /// The outcome of one write.
 pub fn outcome(

@@ -4,9 +4,9 @@ use crate::client::Client;
 use crate::config::{Action, Operation, Target, Transform, document_id};
 use crate::error::outcome;
 use gluefleet_core::auth::Credential;
-use gluefleet_google::firestore::value::{field_path, fields, leaf_paths};
 use gluefleet_core::mapping::fields_of;
 use gluefleet_core::{ConfigError, Connector, ConnectorError, Delivered, Request};
+use gluefleet_google::firestore::value::{field_path, fields, leaf_paths};
 use serde_json::{Value, json};
 
 /// The Firestore connector.

@@ -3,8 +3,8 @@
 //! `gcloud auth application-default login` elsewhere. `google-cloud-auth`
 //! caches and refreshes the token itself.
 
-use gluefleet_core::auth::{AuthError, Credential, TOKEN_TIMEOUT, TokenProvider};
 use async_trait::async_trait;
+use gluefleet_core::auth::{AuthError, Credential, TOKEN_TIMEOUT, TokenProvider};
 use google_cloud_auth::credentials::{Builder, CacheableResource, Credentials};
 use secrecy::SecretString;
 use std::sync::Mutex;

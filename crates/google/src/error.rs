@@ -295,8 +295,7 @@ mod tests {
     const BACKEND: &str = r#"{"error":{"errors":[{"domain":"global","reason":"backendError","message":"Backend Error"}],"code":500,"message":"Backend Error"}}"#;
     const SHEETS_QUOTA: &str = r#"{"error":{"code":429,"message":"Quota exceeded for quota metric 'Write requests' and limit 'Write requests per minute per user' of service 'sheets.googleapis.com' for consumer 'project_number:N'.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED","domain":"googleapis.com","metadata":{"consumer":"projects/N","quota_limit":"WriteRequestsPerMinutePerUser","quota_metric":"sheets.googleapis.com/write_requests","service":"sheets.googleapis.com"}}]}}"#;
     const INFO_RATE_403: &str = r#"{"error":{"code":403,"message":"Rate limited","status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED","domain":"googleapis.com"}]}}"#;
-    const UNAVAILABLE: &str =
-        r#"{"error":{"code":503,"message":"The service is currently unavailable.","status":"UNAVAILABLE"}}"#;
+    const UNAVAILABLE: &str = r#"{"error":{"code":503,"message":"The service is currently unavailable.","status":"UNAVAILABLE"}}"#;
     const BOTH: &str = r#"{"error":{"code":403,"message":"User Rate Limit Exceeded","errors":[{"domain":"usageLimits","reason":"userRateLimitExceeded","message":"User Rate Limit Exceeded"}],"status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED","domain":"googleapis.com"}]}}"#;
     const BOTH_FORBIDDEN: &str = r#"{"error":{"code":403,"message":"Request had insufficient authentication scopes.","errors":[{"domain":"global","reason":"insufficientPermissions","message":"Insufficient Permission"}],"status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"ACCESS_TOKEN_SCOPE_INSUFFICIENT","domain":"googleapis.com"}]}}"#;
     const CONFLICT: &str = r#"{"error":{"errors":[{"domain":"global","reason":"duplicate","message":"The requested identifier already exists."}],"code":409,"message":"The requested identifier already exists."}}"#;
@@ -351,7 +350,10 @@ mod tests {
             "{e}"
         );
         let e = classify(&answer(502, None, "<html>Bad Gateway</html>"));
-        assert!(e.message().ends_with("502: <html>Bad Gateway</html>"), "{e}");
+        assert!(
+            e.message().ends_with("502: <html>Bad Gateway</html>"),
+            "{e}"
+        );
     }
 
     #[test]

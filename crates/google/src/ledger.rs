@@ -22,9 +22,9 @@
 //! a duplicate.
 
 use crate::firestore::{Document, Firestore};
+use async_trait::async_trait;
 use gluefleet_core::ConnectorError;
 use gluefleet_core::idempotency::{Claim, ClaimToken, IdempotencyStore, StoreError};
-use async_trait::async_trait;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime};

@@ -135,9 +135,7 @@ struct Endpoint {
 impl Endpoint {
     async fn start() -> Self {
         let shared = Arc::new(Shared::default());
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(shared.clone());
+        let app = Router::new().fallback(handle).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -193,7 +191,10 @@ fn with_key(endpoint: &Endpoint) -> Delegated {
 async fn a_key_file_assertion_carries_the_subject_and_is_traded_once() {
     let endpoint = Endpoint::start().await;
     let p = with_key(&endpoint);
-    let c = p.credential_for("ann@example.com").await.expect("credential");
+    let c = p
+        .credential_for("ann@example.com")
+        .await
+        .expect("credential");
     assert_eq!(c.subject(), Some("ann@example.com"));
     assert_eq!(
         c.header_value().expect("header").to_str().ok(),
@@ -217,13 +218,19 @@ async fn a_key_file_assertion_carries_the_subject_and_is_traded_once() {
         "{claims:?}"
     );
     // Cached: the same token, no second call.
-    let again = p.credential_for("ann@example.com").await.expect("credential");
+    let again = p
+        .credential_for("ann@example.com")
+        .await
+        .expect("credential");
     assert_eq!(again.generation(), c.generation());
     assert_eq!(endpoint.token_calls(), 1);
     // A 401 on ann's token drops ann's only.
     let bob = p.credential_for("bob@example.com").await.expect("bob");
     p.invalidate(&c);
-    let fresh = p.credential_for("ann@example.com").await.expect("credential");
+    let fresh = p
+        .credential_for("ann@example.com")
+        .await
+        .expect("credential");
     assert_eq!(
         fresh.header_value().expect("header").to_str().ok(),
         Some("Bearer tok-ann@example.com-2")
@@ -280,10 +287,7 @@ async fn a_refused_delegation_is_permanent_and_says_what_to_fix() {
 async fn an_unavailable_endpoint_is_transient() {
     let endpoint = Endpoint::start().await;
     let p = with_key(&endpoint);
-    let e = p
-        .credential_for("down@example.com")
-        .await
-        .expect_err("503");
+    let e = p.credential_for("down@example.com").await.expect_err("503");
     assert!(e.is_transient(), "{e}");
     assert!(e.to_string().contains("503"), "{e}");
     // Nothing listens there any more: transient too.
@@ -351,9 +355,15 @@ async fn keyless_takes_its_own_token_from_the_environment() {
     }))
     .expect("config");
     let env = |name: &str| (name == "GOOGLE_OAUTH_ACCESS_TOKEN").then(|| "env-token".to_owned());
-    let p = Delegated::new(&config, gluefleet_core::http::client().expect("client"), &env)
-        .expect("provider");
-    p.credential_for("ann@example.com").await.expect("credential");
+    let p = Delegated::new(
+        &config,
+        gluefleet_core::http::client().expect("client"),
+        &env,
+    )
+    .expect("provider");
+    p.credential_for("ann@example.com")
+        .await
+        .expect("credential");
     assert_eq!(
         endpoint.seen()[0].authorization.as_deref(),
         Some("Bearer env-token")

@@ -5,9 +5,9 @@
 //! Needs gcloud with the Firestore emulator; without it this test fails with
 //! a message saying so, on purpose: a skipped emulator test hides breakage.
 
-use gluefleet_google::firestore::Firestore;
 use gluefleet_core::idempotency::{Claim, ClaimToken, IdempotencyStore};
 use gluefleet_google::FirestoreStore;
+use gluefleet_google::firestore::Firestore;
 use gluefleet_testkit::firestore::FirestoreEmulator;
 use std::time::Duration;
 

@@ -140,20 +140,28 @@ mod tests {
     #[test]
     fn every_core_kind_still_reads() {
         let a = parse("kind = \"bearer\"\ntoken = \"t\"").expect("bearer");
-        assert!(matches!(a, AuthSettings::Core(AuthConfig::Bearer { .. })), "{a:?}");
+        assert!(
+            matches!(a, AuthSettings::Core(AuthConfig::Bearer { .. })),
+            "{a:?}"
+        );
         let a = parse(
             "kind = \"jwt_bearer\"\nlogin_url = \"https://l.example\"\nconsumer_key = \"k\"\nusername = \"u\"\nprivate_key = \"p\"",
         )
         .expect("jwt");
-        assert!(matches!(a, AuthSettings::Core(AuthConfig::JwtBearer(_))), "{a:?}");
+        assert!(
+            matches!(a, AuthSettings::Core(AuthConfig::JwtBearer(_))),
+            "{a:?}"
+        );
         let e = parse("kind = \"basic\"\nusername = \"u\"").expect_err("no password");
         assert!(e.contains("basic") && e.contains("password"), "{e}");
     }
 
     #[test]
     fn google_kinds_read_their_own_settings() {
-        let a = parse("kind = \"google_adc\"\nscopes = [\"https://www.googleapis.com/auth/datastore\"]")
-            .expect("adc");
+        let a = parse(
+            "kind = \"google_adc\"\nscopes = [\"https://www.googleapis.com/auth/datastore\"]",
+        )
+        .expect("adc");
         assert!(matches!(a, AuthSettings::GoogleAdc(_)), "{a:?}");
         let a = parse(
             "kind = \"google_delegated\"\nservice_account = \"svc@p.iam.gserviceaccount.com\"\nscopes = [\"s\"]\nsubject = \"ann@example.com\"",
@@ -165,13 +173,19 @@ mod tests {
         assert_eq!(c.subject.as_deref(), Some("ann@example.com"));
         let e = parse("kind = \"google_delegated\"\nscopes = [\"s\"]\nsubjects = \"x\"")
             .expect_err("typo");
-        assert!(e.contains("google_delegated") && e.contains("subjects"), "{e}");
+        assert!(
+            e.contains("google_delegated") && e.contains("subjects"),
+            "{e}"
+        );
     }
 
     #[test]
     fn an_unknown_or_missing_kind_lists_the_kinds() {
         let e = parse("kind = \"google\"").expect_err("unknown");
-        assert!(e.contains("\"google\"") && e.contains("google_delegated") && e.contains("api_key"), "{e}");
+        assert!(
+            e.contains("\"google\"") && e.contains("google_delegated") && e.contains("api_key"),
+            "{e}"
+        );
         let e = parse("token = \"t\"").expect_err("no kind");
         assert!(e.contains("needs a kind") && e.contains("bearer"), "{e}");
     }
@@ -182,7 +196,9 @@ mod tests {
             "kind = \"google_delegated\"\nservice_account = \"svc@p.iam.gserviceaccount.com\"\nscopes = [\"s\"]\nown_token = \"t\"",
         )
         .expect("delegated");
-        let p = a.provider(reqwest::Client::new(), &|_| None).expect("provider");
+        let p = a
+            .provider(reqwest::Client::new(), &|_| None)
+            .expect("provider");
         assert!(p.acts_as_subjects());
         let e = parse("kind = \"bearer\"\ntoken = \"t\"")
             .expect("bearer")

@@ -5,8 +5,8 @@
 //! `GLUEFLEET_DEAD_LETTER_TOPIC`, `PORT`, `PUBSUB_EMULATOR_HOST`. Every error
 //! names the field and says what is wrong; `main` exits 64 on any of them.
 
-use gluefleet_core::DeliverySettings;
 use crate::auth::AuthSettings;
+use gluefleet_core::DeliverySettings;
 use gluefleet_core::rate_limit::RateLimitConfig;
 use gluefleet_core::route::RouteConfig;
 use serde::Deserialize;

@@ -188,9 +188,9 @@ fn idempotency_store(
     pubsub: &config::PubsubSettings,
     http: reqwest::Client,
 ) -> Result<Arc<dyn IdempotencyStore>, ConfigError> {
+    use gluefleet_core::pipeline::StoreKind;
     use gluefleet_google::FirestoreStore;
     use gluefleet_google::firestore::Firestore;
-    use gluefleet_core::pipeline::StoreKind;
     match settings.store {
         // With idempotency off the pipeline ignores the store: build nothing remote.
         _ if !settings.enabled => Ok(Arc::new(MemoryStore::new())),

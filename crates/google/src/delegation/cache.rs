@@ -254,7 +254,10 @@ mod tests {
         let s = "a@example.com";
         let first = cache.get(s, counted(&calls, s)).await.expect("value");
         tokio::time::advance(HOUR - AHEAD - Duration::from_secs(1)).await;
-        assert_eq!(cache.get(s, counted(&calls, s)).await.ok(), Some(first.clone()));
+        assert_eq!(
+            cache.get(s, counted(&calls, s)).await.ok(),
+            Some(first.clone())
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         tokio::time::advance(Duration::from_secs(2)).await;
         let second = cache.get(s, counted(&calls, s)).await.expect("value");
@@ -316,7 +319,10 @@ mod tests {
         let a = cache.get("a", counted(&calls, "a")).await.expect("a");
         let b = cache.get("b", counted(&calls, "b")).await.expect("b");
         let generation_of = |v: &str| -> u64 {
-            v.rsplit('#').next().and_then(|g| g.parse().ok()).unwrap_or(0)
+            v.rsplit('#')
+                .next()
+                .and_then(|g| g.parse().ok())
+                .unwrap_or(0)
         };
         // N callers refused with a's token at once: one drop, one refresh.
         assert!(cache.invalidate("a", generation_of(&a)));
@@ -325,9 +331,15 @@ mod tests {
         }
         let a2 = cache.get("a", counted(&calls, "a")).await.expect("a");
         assert_ne!(a2, a);
-        assert!(!cache.invalidate("a", generation_of(&a)), "the newer one stays");
+        assert!(
+            !cache.invalidate("a", generation_of(&a)),
+            "the newer one stays"
+        );
         for _ in 0..10 {
-            assert_eq!(cache.get("a", counted(&calls, "a")).await.ok(), Some(a2.clone()));
+            assert_eq!(
+                cache.get("a", counted(&calls, "a")).await.ok(),
+                Some(a2.clone())
+            );
         }
         assert_eq!(
             cache.get("b", counted(&calls, "b")).await.ok(),

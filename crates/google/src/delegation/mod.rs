@@ -21,7 +21,9 @@ pub mod signer;
 use async_trait::async_trait;
 use cache::SubjectCache;
 use gluefleet_core::ConfigError;
-use gluefleet_core::auth::{AuthError, Credential, TOKEN_TIMEOUT, TokenProvider, is_safe_token_url};
+use gluefleet_core::auth::{
+    AuthError, Credential, TOKEN_TIMEOUT, TokenProvider, is_safe_token_url,
+};
 use gluefleet_core::bounds::{duration_within, within};
 use gluefleet_core::http::{Edge, Outgoing};
 use secrecy::{ExposeSecret, SecretString};
@@ -213,10 +215,11 @@ impl Delegated {
                     })?;
                 let iam_url =
                     checked_url("auth.iam_url", config.iam_url.as_deref().unwrap_or(IAM_URL))?;
-                let own_token = config
-                    .own_token
-                    .clone()
-                    .or_else(|| env(OWN_TOKEN_ENV).filter(|t| !t.is_empty()).map(SecretString::from));
+                let own_token = config.own_token.clone().or_else(|| {
+                    env(OWN_TOKEN_ENV)
+                        .filter(|t| !t.is_empty())
+                        .map(SecretString::from)
+                });
                 let own: Arc<dyn TokenProvider> = match own_token {
                     Some(t) => Arc::new(gluefleet_core::auth::Fixed::bearer(&t)),
                     None => Arc::new(crate::adc::Google::new(&[CLOUD_PLATFORM_SCOPE])?),
@@ -289,10 +292,13 @@ impl Delegated {
     ) -> Result<(Credential, Duration), AuthError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let assertion = self.signer.sign(&self.claims(subject)?).await?;
-        let request = self.edge.request(http::Method::POST, &self.token_url).form(&[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-            ("assertion", assertion.as_str()),
-        ]);
+        let request = self
+            .edge
+            .request(http::Method::POST, &self.token_url)
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", assertion.as_str()),
+            ]);
         let answer = self
             .edge
             .send(Outgoing {
@@ -316,7 +322,11 @@ impl Delegated {
             )));
         }
         if !answer.is_success() {
-            return Err(AuthError::permanent(self.refusal(subject, &answer.body, answer.status)));
+            return Err(AuthError::permanent(self.refusal(
+                subject,
+                &answer.body,
+                answer.status,
+            )));
         }
         let token: TokenAnswer = serde_json::from_str(&answer.body).map_err(|e| {
             AuthError::permanent(format!(
@@ -344,7 +354,9 @@ impl Delegated {
     fn refusal(&self, subject: &str, body: &str, status: u16) -> String {
         let Ok(e) = serde_json::from_str::<ErrorAnswer>(body) else {
             let start: String = body.trim().chars().take(200).collect();
-            return format!("token endpoint refused the assertion for {subject} ({status}): {start}");
+            return format!(
+                "token endpoint refused the assertion for {subject} ({status}): {start}"
+            );
         };
         let said = e.error_description.unwrap_or_default();
         let fix = match e.error.as_str() {
@@ -417,11 +429,15 @@ mod tests {
         assert_eq!(e.setting_name(), Some("auth.scopes"), "{e}");
         let e = build("scopes = [\"s\"]").expect_err("keyless without an account");
         assert_eq!(e.setting_name(), Some("auth.service_account"), "{e}");
-        let e = build("scopes = [\"s\"]\nservice_account = \"a@b\"\ntoken_url = \"http://evil.example/t\"")
-            .expect_err("plain http");
+        let e = build(
+            "scopes = [\"s\"]\nservice_account = \"a@b\"\ntoken_url = \"http://evil.example/t\"",
+        )
+        .expect_err("plain http");
         assert_eq!(e.setting_name(), Some("auth.token_url"), "{e}");
-        let e = build("scopes = [\"s\"]\nservice_account = \"a@b\"\nown_token = \"t\"\nmax_subjects = 0")
-            .expect_err("zero subjects");
+        let e = build(
+            "scopes = [\"s\"]\nservice_account = \"a@b\"\nown_token = \"t\"\nmax_subjects = 0",
+        )
+        .expect_err("zero subjects");
         assert_eq!(e.setting_name(), Some("auth.max_subjects"), "{e}");
         let e = build("scopes = [\"s\"]\nkey = \"{}\"").expect_err("empty key");
         assert_eq!(e.setting_name(), Some("auth.key"), "{e}");

@@ -84,17 +84,20 @@ impl KeyFile {
         let email = parsed
             .client_email
             .filter(|e| !e.is_empty())
-            .ok_or_else(|| ConfigError::setting(setting, format!("{setting} has no client_email")))?;
-        let pem = parsed
-            .private_key
-            .ok_or_else(|| ConfigError::setting(setting, format!("{setting} has no private_key")))?;
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
-            .map_err(|e| {
+            .ok_or_else(|| {
+                ConfigError::setting(setting, format!("{setting} has no client_email"))
+            })?;
+        let pem = parsed.private_key.ok_or_else(|| {
+            ConfigError::setting(setting, format!("{setting} has no private_key"))
+        })?;
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes()).map_err(
+            |e| {
                 ConfigError::setting(
                     setting,
                     format!("{setting}: private_key is not an RSA key in PEM: {e}"),
                 )
-            })?;
+            },
+        )?;
         Ok(Self {
             email,
             key_id: parsed.private_key_id.filter(|k| !k.is_empty()),
@@ -265,9 +268,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_file_signs_rs256_with_its_key_id() {
-        let signer =
-            KeyFile::from_json(&key_json("svc@p.iam.gserviceaccount.com", "kid-1"), "auth.key")
-                .expect("key");
+        let signer = KeyFile::from_json(
+            &key_json("svc@p.iam.gserviceaccount.com", "kid-1"),
+            "auth.key",
+        )
+        .expect("key");
         assert_eq!(signer.email(), "svc@p.iam.gserviceaccount.com");
         let claims = Claims {
             iss: signer.email().to_owned(),
