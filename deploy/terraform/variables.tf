@@ -22,7 +22,7 @@ variable "connector" {
   validation {
     # The connectors this repository builds: a typo fails at plan, not as an
     # image that does not exist. `cargo xtask new-connector` adds to it.
-    condition     = contains(["firestore", "legacy-rest", "salesforce", "sap-odata"], var.connector) # gluefleet:connectors
+    condition     = contains(["firestore", "legacy-rest", "salesforce", "sap-odata", "workspace"], var.connector) # gluefleet:connectors
     error_message = "connector must name a crate under connectors/ (see the list in this validation)."
   }
 }

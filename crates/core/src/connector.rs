@@ -72,6 +72,16 @@ pub trait Connector: Send + Sync + 'static {
         true
     }
 
+    /// True when `action` must not run without the idempotency store (an
+    /// email: nothing at the vendor tells a second send from the first, so
+    /// only the store's record of done keys stops a redelivered event from
+    /// sending again). A route with such an action is refused at load when
+    /// `delivery.idempotency.enabled = false`. Default: false.
+    fn requires_idempotency(&self, action: &Self::Action) -> bool {
+        let _ = action;
+        false
+    }
+
     /// Resolves, with the reason, once the connector can no longer deliver
     /// anything (a task it depends on, such as its batcher, has died). The
     /// worker then stops with a non-zero exit instead of nacking every

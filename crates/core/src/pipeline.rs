@@ -209,6 +209,17 @@ impl<C: Connector> Pipeline<C> {
         } else {
             None
         };
+        if store.is_none()
+            && let Some(r) = routes
+                .iter()
+                .find(|r| connector.requires_idempotency(&r.action))
+        {
+            return Err(format!(
+                "route {}: its action cannot be repeated safely and needs the idempotency store,                  but delivery.idempotency.enabled = false; turn it on (store = \"firestore\" when                  more than one instance runs)",
+                r.name
+            )
+            .into());
+        }
         if store.is_some() {
             lease_covers(settings.idempotency.lease, &routes)?;
         }

@@ -328,3 +328,50 @@ async fn a_rate_limit_without_a_key_meters_each_subject_on_its_own() {
         .collect();
     assert_eq!(subjects, ["alice@example.com", "bob@example.com"]);
 }
+
+/// A connector whose every action needs the idempotency store.
+#[derive(Debug)]
+struct NeedsStore;
+
+impl Connector for NeedsStore {
+    type Action = ();
+    const NAME: &'static str = "needs-store";
+    async fn call(&self, _: Request<'_, ()>) -> Answer {
+        Ok(Delivered::Applied)
+    }
+    fn requires_idempotency(&self, _: &()) -> bool {
+        true
+    }
+    async fn check(&self, _: Option<&Credential>) -> Result<String, ConnectorError> {
+        Ok("ok".into())
+    }
+}
+
+#[test]
+fn an_action_that_needs_the_store_is_refused_without_it() {
+    let pipeline = |enabled: bool| {
+        let route: RouteConfig<toml::Value> =
+            toml::from_str("type = \"mail.*\"\naction = {}").expect("route");
+        let mut settings = DeliverySettings::default();
+        settings.idempotency.enabled = enabled;
+        let routes = RouteTable::build(vec![route], &settings.retry, |_| {
+            Ok::<_, gluefleet_core::ConfigError>(())
+        })
+        .expect("routes");
+        Pipeline::new(
+            NeedsStore,
+            routes,
+            Some(Arc::new(MemoryStore::new())),
+            RateLimits::new(&BTreeMap::new()).expect("limits"),
+            None,
+            settings,
+        )
+    };
+    let err = pipeline(false).expect_err("refused");
+    assert!(
+        err.to_string().contains("mail.*")
+            && err.to_string().contains("delivery.idempotency.enabled"),
+        "{err}"
+    );
+    assert!(pipeline(true).is_ok());
+}

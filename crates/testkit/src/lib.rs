@@ -5,8 +5,10 @@
 //! than mocks: the Pub/Sub emulator ([`pubsub`]), the Firestore emulator
 //! ([`firestore`]) for connectors that keep state there, a scriptable local HTTP
 //! server standing in for the external system ([`http_target`]), a double of a
-//! Salesforce org, which has no local server ([`salesforce`]), an OAuth 2.0
-//! token endpoint whose tokens expire ([`token`]), and the connector
+//! Salesforce org, which has no local server ([`salesforce`]), a Google
+//! Workspace domain checked against Google's Discovery documents
+//! ([`workspace`]), an OAuth 2.0 token endpoint whose tokens expire
+//! ([`token`]), and the connector
 //! binaries themselves as child processes ([`bin`]). Everything
 //! listens on a free port of 127.0.0.1 and every child process gets its own
 //! process group, so parallel tests do not collide and nothing outlives the
@@ -29,6 +31,7 @@ mod server;
 pub mod sink;
 mod temp;
 pub mod token;
+pub mod workspace;
 
 pub use error::TestkitError;
 pub use temp::TempDir;
