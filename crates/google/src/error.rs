@@ -35,10 +35,10 @@ use std::time::Duration;
 /// How long a message waits after a daily quota ran out
 /// (`dailyLimitExceeded`) when the answer names no `Retry-After`. Google
 /// resets daily quotas at midnight Pacific time; an hour keeps retries rare
-/// without holding events a whole day after a reset. The pipeline nacks
-/// with this delay (capped by its own `max_retry_after` and the
-/// subscription's backoff), so such events wait and are never dead-lettered
-/// for the quota.
+/// without holding events a whole day after a reset. The error is rate
+/// limited, never permanent: the pipeline waits or nacks with this delay
+/// (capped by its own `max_retry_after` and `max_nack_hold`) instead of
+/// dead-lettering the event as refused.
 pub const DAILY_LIMIT_DELAY: Duration = Duration::from_secs(3600);
 
 /// The `@type` of the detail that carries a machine-readable reason.
