@@ -1,8 +1,10 @@
 # Infrastructure for one gluefleet connector: its subscription on an existing
 # source topic, a dead-letter topic with an inspection subscription, a
 # dedicated service account with the least IAM it needs, (optionally) the
-# Cloud Run service, and, when the connector uses Firestore, its Firestore
-# access and the idempotency ledger's TTL policy. Apply once per connector,
+# Cloud Run service, when the connector uses Firestore, its Firestore
+# access and the idempotency ledger's TTL policy, and, for the workspace
+# connector, the grant that lets the worker sign its own domain-wide
+# delegation assertions (keyless). Apply once per connector,
 # each with its own state (a workspace or a backend prefix per connector).
 #
 # Secrets are not created here, so their values never enter Terraform state:
@@ -42,6 +44,11 @@ locals {
   # roles/datastore.user: for the ledger, for the firestore connector, or on
   # request.
   firestore_access = local.use_ledger || var.connector == "firestore" || var.firestore_access
+
+  # The workspace connector acts as each event's user through domain-wide
+  # delegation, keyless: it signs the assertions with the IAM Credentials
+  # API's signJwt as its own service account.
+  signs_as_itself = var.connector == "workspace"
 
   # Full resource names: the worker gets these through its environment.
   worker_env = {
@@ -196,6 +203,21 @@ resource "google_pubsub_subscription_iam_member" "pubsub_agent_subscriber" {
   member       = local.pubsub_agent_member
 }
 
+# Keyless domain-wide delegation ([auth] kind = "google_delegated" with no
+# key): the worker calls signJwt on its own service account, which needs
+# roles/iam.serviceAccountTokenCreator on that account, granted on the
+# account itself rather than on the project so it can sign as nothing else.
+# Domain-wide delegation itself (the account's client id and scopes) is
+# granted in the Workspace Admin console, which Terraform does not reach;
+# see connectors/workspace/README.md.
+resource "google_service_account_iam_member" "worker_token_creator_self" {
+  count = local.signs_as_itself ? 1 : 0
+
+  service_account_id = google_service_account.worker.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.worker_member
+}
+
 # ---------------------------------------------------------------------------
 # Cloud Run service (`run` mode); same settings as
 # deploy/cloudrun/<connector>.service.yaml
@@ -341,6 +363,7 @@ resource "google_cloud_run_v2_service" "worker" {
     google_pubsub_subscription_iam_member.worker_viewer,
     google_pubsub_topic_iam_member.worker_dead_letter_publisher,
     google_project_iam_member.worker_datastore_user,
+    google_service_account_iam_member.worker_token_creator_self,
   ]
 }
 

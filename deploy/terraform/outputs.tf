@@ -37,3 +37,8 @@ output "idempotency_collection" {
   description = "Firestore collection of the shared idempotency ledger ([delivery.idempotency] collection), or null when idempotency_store is \"memory\"."
   value       = local.use_ledger ? local.idempotency_collection : null
 }
+
+output "service_account_client_id" {
+  description = "The worker's numeric OAuth 2.0 client id (oauth2ClientId): the id a Workspace super admin grants domain-wide delegation to, for connector = \"workspace\"."
+  value       = google_service_account.worker.unique_id
+}
