@@ -445,7 +445,10 @@ async fn a_revoked_token_is_fetched_again_for_its_user_only() {
         )
     };
     for (id, who) in [("t-1", "alice@example.com"), ("t-2", "bob@example.com")] {
-        assert_eq!(p.process(&booked(id, who)).await, Outcome::Ack(AckReason::Delivered));
+        assert_eq!(
+            p.process(&booked(id, who)).await,
+            Outcome::Ack(AckReason::Delivered)
+        );
     }
     double.expire_tokens();
     assert_eq!(
@@ -454,6 +457,10 @@ async fn a_revoked_token_is_fetched_again_for_its_user_only() {
         "the 401 refreshed alice's token and the retry went through"
     );
     assert_eq!(double.token_calls_for("alice@example.com"), 2);
-    assert_eq!(double.token_calls_for("bob@example.com"), 1, "bob's was not touched");
+    assert_eq!(
+        double.token_calls_for("bob@example.com"),
+        1,
+        "bob's was not touched"
+    );
     no_violations(&double);
 }

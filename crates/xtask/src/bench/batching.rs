@@ -82,7 +82,9 @@ impl Target {
             Target::Firestore => "Firestore connector (`cargo xtask bench firestore`)",
             Target::Salesforce => "Salesforce connector (`cargo xtask bench salesforce`)",
             Target::SapOdata => "SAP OData connector (`cargo xtask bench sap-odata`)",
-            Target::Workspace => "Workspace connector, Sheets appends (`cargo xtask bench workspace`)",
+            Target::Workspace => {
+                "Workspace connector, Sheets appends (`cargo xtask bench workspace`)"
+            }
         }
     }
     fn variants(self) -> [Variant; 2] {
