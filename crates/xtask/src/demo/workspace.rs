@@ -64,8 +64,10 @@ pub(crate) async fn run(stage: &mut Stage) -> Result<bool> {
     let config = PART.write_config(stage, &config_toml(&double, &key_file))?;
     let before = book_before(&binary, &config, &double, stage).await?;
 
-    let tokens_before: BTreeMap<&str, u64> =
-        USERS.iter().map(|u| (*u, double.token_calls_for(u))).collect();
+    let tokens_before: BTreeMap<&str, u64> = USERS
+        .iter()
+        .map(|u| (*u, double.token_calls_for(u)))
+        .collect();
     let inserts_before = double.calls("calendar.events.insert");
     double.fail_next(
         "calendar.events.insert",

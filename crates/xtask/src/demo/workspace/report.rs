@@ -155,11 +155,9 @@ fn outcome(sample: &Sample, seen: &Seen, observed: &Observed) -> Result<String, 
             let header = |m: &SentMessage, h: &str| m.headers.get(h).cloned().unwrap_or_default();
             match (acked, mails.as_slice()) {
                 (true, [m]) => Ok(format!(
-                    "sent by {}: To {}, Subject \"{}\", Message-ID {}",
-                    local(sample.field("seller")),
+                    "mail to {}: \"{}\" (below)",
                     header(m, "to"),
                     header(m, "subject"),
-                    header(m, "message-id")
                 )),
                 (true, mails) => fail(format!("{} mails \"{subject}\", not one", mails.len())),
                 (false, []) => Ok("no mail".to_owned()),
@@ -175,8 +173,8 @@ fn outcome(sample: &Sample, seen: &Seen, observed: &Observed) -> Result<String, 
                 .collect();
             match (acked, found.as_slice()) {
                 (true, [e]) => Ok(format!(
-                    "on {}'s calendar: \"{title}\" {} (insert {} of {}: {} × 403 \
-                     userRateLimitExceeded first)",
+                    "\"{title}\" on {}'s calendar, {}; insert {} of {} (first {} × 403 \
+                     userRateLimitExceeded)",
                     local(sample.acting_as),
                     e["start"]["dateTime"].as_str().unwrap_or("?"),
                     observed.calendar_inserts,
@@ -196,7 +194,7 @@ fn outcome(sample: &Sample, seen: &Seen, observed: &Observed) -> Result<String, 
                 .unwrap_or("gone");
             match (acked, status) {
                 (true, "cancelled") => Ok(format!(
-                    "{BOOKED_BEFORE} \"{}\" cancelled (Calendar keeps it, status cancelled)",
+                    "{BOOKED_BEFORE} \"{}\" cancelled (kept with status cancelled)",
                     observed
                         .cancelled
                         .as_ref()
@@ -259,6 +257,7 @@ pub(crate) fn print(samples: &[Sample], observed: &Observed) -> bool {
     );
 
     print_sheet(samples, observed, &mut report);
+    print_mail(observed);
     if observed.calendar_inserts != u64::from(RATE_LIMITED_INSERTS) + 1 {
         report.problem(format!(
             "Calendar got {} events.insert calls for \"{BOOKED_TITLE}\", expected {} rate-limited \
@@ -309,6 +308,24 @@ fn print_sheet(samples: &[Sample], observed: &Observed, report: &mut Report<'_>)
     }
 }
 
+/// The seller's sent mail, as the double parsed it.
+fn print_mail(observed: &Observed) {
+    println!(
+        "\nMail {} sent (read back from the double's mailbox):",
+        super::samples::ALICE
+    );
+    for m in &observed.sent {
+        for h in ["to", "subject", "reply-to", "message-id"] {
+            let v = m.headers.get(h).map_or("—", String::as_str);
+            println!("  {h:<11} {v}");
+        }
+    }
+    println!(
+        "  (gluefleet sets the Message-ID from the event's key: a send whose answer is lost is \
+         looked up by it\n   with rfc822msgid: before anything is sent again)"
+    );
+}
+
 /// Token calls per user: one each, however many events acted as them.
 fn print_tokens(samples: &[Sample], observed: &Observed, report: &mut Report<'_>) {
     let shown: Vec<String> = observed
@@ -341,9 +358,9 @@ fn print_violations(samples: &[Sample], violations: &[String], report: &mut Repo
     let (meant, other): (Vec<&String>, Vec<&String>) =
         violations.iter().partition(|v| *v == NAMELESS_VIOLATION);
     println!(
-        "\n{} requests outside Google's Discovery documents (the double checks each one), \
-         besides #{nameless}'s user\n  without a first name, which Google refuses \
-         ({NAMELESS_VIOLATION}) and the demo sends on purpose",
+        "\n{} requests outside Google's Discovery documents (the double checks every one), apart \
+         from #{nameless}, the hire\n  without a first name, which the demo sends on purpose and \
+         Google refuses ({NAMELESS_VIOLATION})",
         other.len()
     );
     for v in &other {
@@ -409,5 +426,23 @@ mod tests {
         };
         assert!(outcome(nameless, &dl(Some(400)), &with_user).is_err());
         assert!(outcome(nameless, &dl(Some(400)), &Observed::default()).is_ok());
+    }
+
+    #[test]
+    fn only_the_nameless_hire_may_fall_outside_the_discovery_documents() {
+        let run = Run::default();
+        let judge = |violations: &[&str]| {
+            let mut report = Report::new(&run);
+            let violations: Vec<String> = violations.iter().map(|v| (*v).to_owned()).collect();
+            print_violations(&samples(), &violations, &mut report);
+            report.finish()
+        };
+        assert!(judge(&[NAMELESS_VIOLATION]));
+        assert!(!judge(&[
+            NAMELESS_VIOLATION,
+            "sheets.spreadsheets.values.append: Invalid value at 'values'"
+        ]));
+        assert!(!judge(&[]), "the nameless hire never reached Google");
+        assert!(!judge(&[NAMELESS_VIOLATION, NAMELESS_VIOLATION]));
     }
 }

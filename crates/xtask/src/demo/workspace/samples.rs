@@ -119,9 +119,7 @@ pub(crate) const BOOKED_TITLE: &str = "Design review with Carol";
 /// The events, in publishing order. Row numbers in the report are 1-based
 /// positions in this list.
 pub(crate) fn samples() -> Vec<Sample> {
-    let order = |id: &str, owner: &str, customer: &str, total: f64| {
-        json!({ "id": id, "owner": owner, "customer": customer, "total": total })
-    };
+    let order = |id: &str, owner: &str, customer: &str, total: Value| json!({ "id": id, "owner": owner, "customer": customer, "total": total });
     let hire = |email: &str, first: Option<&str>, last: &str, by: &str| {
         let mut data = json!({ "email": email, "last": last, "initialPassword": "Welcome-2026!",
                                "hiredBy": by });
@@ -135,14 +133,14 @@ pub(crate) fn samples() -> Vec<Sample> {
             "evt-4001",
             "order.created",
             ALICE,
-            order("A-1001", ALICE, "Carol's Bakery", 1250.0),
+            order("A-1001", ALICE, "Carol's Bakery", json!(1250)),
             Expect::AppliedOnce,
         ),
         sample(
             "evt-4002",
             "order.created",
             BOB,
-            order("A-1002", BOB, "Fjord Logistics", 480.5),
+            order("A-1002", BOB, "Fjord Logistics", json!(480.5)),
             Expect::Applied,
         ),
         // The shop published A-1001 again under a new event id (a retry of
@@ -151,7 +149,7 @@ pub(crate) fn samples() -> Vec<Sample> {
             "evt-4003",
             "order.created",
             ALICE,
-            order("A-1001", ALICE, "Carol's Bakery", 1250.0),
+            order("A-1001", ALICE, "Carol's Bakery", json!(1250)),
             Expect::AppliedOnce,
         ),
         sample(
