@@ -172,12 +172,10 @@ fn outcome(sample: &Sample, seen: &Seen, observed: &Observed) -> Result<String, 
                 .filter(|e| e["summary"].as_str() == Some(title))
                 .collect();
             match (acked, found.as_slice()) {
-                (true, [e]) => Ok(format!(
-                    "\"{title}\" on {}'s calendar, {}; insert {} of {} (first {} × 403 \
-                     userRateLimitExceeded)",
+                (true, [_]) => Ok(format!(
+                    "\"{title}\" on {}'s calendar: call {} of events.insert, after {} × 403 \
+                     userRateLimitExceeded",
                     local(sample.acting_as),
-                    e["start"]["dateTime"].as_str().unwrap_or("?"),
-                    observed.calendar_inserts,
                     observed.calendar_inserts,
                     observed.calendar_inserts.saturating_sub(1)
                 )),
@@ -268,7 +266,10 @@ pub(crate) fn print(samples: &[Sample], observed: &Observed) -> bool {
     let sent: Vec<&OutgoingMessage> = samples.iter().map(|s| &s.message).collect();
     report.print_dead_letters(&sent);
     report.check_summary(samples.len());
-    report.print_summary_line(None);
+    report.print_summary_line(Some(
+        "  (retried = handed back to Pub/Sub; the rate-limited Calendar inserts were retried in \
+         process, with backoff)",
+    ));
     print_tokens(samples, observed, &mut report);
     print_violations(samples, &observed.violations, &mut report);
     report.finish()
