@@ -27,8 +27,19 @@
 //!                      SAP CAP server (OData V4, BusinessPartners)   dead-letter topic
 //! ```
 //!
-//! Everything runs locally: the order system is an in-process HTTP server,
-//! the emulators, the SAP CAP server and the workers are child processes
+//! Part 4, only with the Pub/Sub emulator (see [`workspace`]):
+//!
+//! ```text
+//! HR and sales events ──▶ Pub/Sub emulator (topic people) ──▶ gluefleet-workspace job
+//!                                                          (a token per event's user)
+//!                                                             │           │
+//!                                                             ▼           ▼
+//!           Workspace double (Sheets, Gmail, Calendar, Directory)   dead-letter topic
+//! ```
+//!
+//! Everything runs locally: the order system and the Workspace double are
+//! in-process HTTP servers, the emulators, the SAP CAP server and the
+//! workers are child processes
 //! that the testkit stops when the demo ends (or is interrupted), and the
 //! temporary files are removed.
 //!
@@ -41,6 +52,7 @@ mod legacy_rest;
 mod part;
 mod report;
 mod sap_odata;
+mod workspace;
 
 use gluefleet_testkit::TempDir;
 use gluefleet_testkit::firestore::FirestoreEmulator;
@@ -52,7 +64,7 @@ use std::process::ExitCode;
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
 /// The worker logs each message's outcome (`Acked.` with its reason) at
-/// debug level; that is how parts 2 and 3 tell a suppressed duplicate from
+/// debug level; that is how parts 2 to 4 tell a suppressed duplicate from
 /// a create that found its entity existing, which look the same in the
 /// target.
 const WORKER_LOG_FILTER: &str = "info,gluefleet_runtime::worker=debug";
@@ -73,12 +85,18 @@ enum Which {
     LegacyRest,
     Firestore,
     SapOdata,
+    Workspace,
 }
 
 impl Which {
-    const ALL: [Which; 3] = [Which::LegacyRest, Which::Firestore, Which::SapOdata];
+    const ALL: [Which; 4] = [
+        Which::LegacyRest,
+        Which::Firestore,
+        Which::SapOdata,
+        Which::Workspace,
+    ];
 
-    /// Why the part cannot run here, if it cannot. Parts 2 and 3 have no
+    /// Why the part cannot run here, if it cannot. Parts 2 to 4 have no
     /// file-source variant: their point is the target, and the worker
     /// settles them through the emulator.
     fn missing(self, no_emulator: bool) -> Option<&'static str> {
@@ -98,7 +116,13 @@ impl Which {
             Which::SapOdata if !SapCap::available() => {
                 Some("it needs Node.js 20 and npm for the SAP CAP server (tests/sandboxes/sap-cap)")
             }
-            Which::Firestore | Which::SapOdata => None,
+            Which::Workspace if no_emulator => {
+                Some("it needs the Pub/Sub emulator (--no-emulator)")
+            }
+            Which::Workspace if !PubsubEmulator::available() => {
+                Some("gcloud is not installed (it needs the pubsub-emulator component)")
+            }
+            Which::Firestore | Which::SapOdata | Which::Workspace => None,
         }
     }
 
@@ -108,6 +132,7 @@ impl Which {
             Which::LegacyRest => "part 1 (orders → legacy REST)",
             Which::Firestore => "part 2 (mobile backend → Firestore)",
             Which::SapOdata => "part 3 (order system → SAP)",
+            Which::Workspace => "part 4 (HR and sales → Google Workspace)",
         }
     }
 
@@ -117,6 +142,7 @@ impl Which {
             Which::LegacyRest => legacy_rest::run(stage).await,
             Which::Firestore => firestore::run(stage).await,
             Which::SapOdata => sap_odata::run(stage).await,
+            Which::Workspace => workspace::run(stage).await,
         }
     }
 }
