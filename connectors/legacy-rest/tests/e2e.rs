@@ -42,6 +42,7 @@ async fn fleet(extra_config: &str, ack_deadline_secs: u32) -> Fleet {
             SubscriptionOptions {
                 ack_deadline_secs,
                 dead_letter: Some(("dead".into(), 10)),
+                push_endpoint: None,
             },
         )
         .await

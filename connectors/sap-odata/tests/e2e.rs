@@ -55,6 +55,7 @@ async fn partners_through_pubsub_in_v2_and_v4() {
                 SubscriptionOptions {
                     ack_deadline_secs: 30,
                     dead_letter: Some(("dead".into(), 10)),
+                    push_endpoint: None,
                 },
             )
             .await
@@ -187,6 +188,7 @@ action = {{ operation = "delete", entity_set = "BusinessPartners", key = {{ ID =
                 SubscriptionOptions {
                     ack_deadline_secs: 30,
                     dead_letter: Some(("dead".into(), 10)),
+                    push_endpoint: None,
                 },
             )
             .await

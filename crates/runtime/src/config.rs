@@ -30,6 +30,9 @@ pub struct Config<T, A> {
     /// `[server]`: the health port.
     #[serde(default)]
     pub server: ServerSettings,
+    /// `[push]`: the `serve` mode's endpoint and its authentication.
+    #[serde(default)]
+    pub push: crate::push::PushSettings,
     /// `[delivery]`: retries, idempotency, unroutable events.
     #[serde(default)]
     pub delivery: DeliverySettings,

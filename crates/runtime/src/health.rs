@@ -43,7 +43,19 @@ async fn credential_check(auth: Option<&dyn TokenProvider>) -> Result<(), String
 
 /// Serves the probes on `port` until the process ends.
 pub async fn serve(port: u16, readiness: Arc<Readiness>) -> Result<(), String> {
-    let app = Router::new()
+    let app = router(readiness);
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+        .await
+        .map_err(|e| format!("binding the health port {port}: {e}"))?;
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| format!("health server: {e}"))
+}
+
+/// `/healthz` and `/readyz`, for a server of their own or beside the push
+/// endpoint on one port.
+pub fn router(readiness: Arc<Readiness>) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -57,13 +69,7 @@ pub async fn serve(port: u16, readiness: Arc<Readiness>) -> Result<(), String> {
                     }
                 }
             }),
-        );
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
-        .await
-        .map_err(|e| format!("binding the health port {port}: {e}"))?;
-    axum::serve(listener, app)
-        .await
-        .map_err(|e| format!("health server: {e}"))
+        )
 }
 
 /// How long the credential check of one readiness round may take. The

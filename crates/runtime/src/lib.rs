@@ -24,6 +24,7 @@ pub mod dead_letter;
 pub mod health;
 pub mod logging;
 pub mod pubsub;
+pub mod push;
 pub mod source;
 pub mod usage;
 pub mod worker;
@@ -131,6 +132,9 @@ pub enum Mode {
     Job,
     /// Validate the config, reach the target, obtain a credential; exit 0 or 1.
     Check,
+    /// Take Pub/Sub push deliveries and CloudEvents over HTTP on $PORT (a
+    /// Cloud Run service that scales to zero); /healthz and /readyz too.
+    Serve,
 }
 
 /// Runs the connector `S` with the process's arguments.
@@ -178,6 +182,7 @@ pub fn main<S: Spec>() -> ExitCode {
 struct Built<S: Spec> {
     pubsub: config::PubsubSettings,
     server: config::ServerSettings,
+    push: push::PushSettings,
     pipeline: Arc<Pipeline<S::Connector>>,
 }
 
@@ -225,6 +230,7 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
     let Config {
         pubsub,
         server,
+        push,
         delivery,
         rate_limits,
         auth,
@@ -254,6 +260,7 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
     Ok(Built {
         pubsub,
         server,
+        push,
         pipeline: Arc::new(pipeline),
     })
 }
@@ -272,6 +279,13 @@ pub async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
     logging::init(S::name(), built.pubsub.project.clone());
     match mode {
         Mode::Check => check::<S>(&built, cli.source.is_some()).await,
+        Mode::Serve => match serve::<S>(built, &cli).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gluefleet-{}: {e}", S::name());
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
         Mode::Run | Mode::Job => match deliver::<S>(built, &cli, mode).await {
             Ok(None) => ExitCode::SUCCESS,
             Ok(Some(reason)) => {
@@ -384,6 +398,7 @@ async fn deliver<S: Spec>(
         pubsub: p,
         server,
         pipeline,
+        ..
     } = built;
     let drain = Duration::from(cli.drain_timeout);
     let readiness = Arc::new(health::Readiness::default());
@@ -496,6 +511,68 @@ async fn deliver<S: Spec>(
         print_summary(&engine, started);
     }
     Ok(broken)
+}
+
+/// Push mode: serves the push endpoint and the probes on `$PORT` until
+/// SIGTERM, then stops taking requests and lets the ones in flight finish
+/// within the drain timeout (what is still running then is answered 503,
+/// so Pub/Sub redelivers it).
+async fn serve<S: Spec>(built: Built<S>, cli: &Cli) -> Result<(), ConfigError> {
+    let Built {
+        pubsub: p,
+        server,
+        push: settings,
+        pipeline,
+    } = built;
+    let auth = push::PushAuth::new(&settings)?;
+    if matches!(auth, push::PushAuth::None) {
+        tracing::warn!(
+            "push.auth = \"none\": every request is taken without a token; only for the Pub/Sub emulator."
+        );
+    }
+    let dl_topic = p.dead_letter_topic_path()?;
+    let conn = pubsub::Connection::new(&p);
+    let publisher = conn.publisher(&dl_topic).await.map_err(ConfigError::from)?;
+    let origin = Origin {
+        connector: S::name().into(),
+        subscription: p.subscription_path().unwrap_or_else(|_| "push".into()),
+    };
+    let engine = Engine::new(
+        pipeline,
+        DeadLetterSink::Pubsub(publisher),
+        origin,
+        p.concurrency,
+        p.max_nack_hold,
+    );
+    let readiness = Arc::new(health::Readiness::default());
+    readiness.stream_ok.store(true, Ordering::Relaxed);
+    readiness.checked.store(true, Ordering::Relaxed);
+    let state = Arc::new(push::PushState {
+        engine: engine.clone(),
+        auth,
+    });
+    let app = push::router(state, settings.max_body_bytes).merge(health::router(readiness));
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", server.port))
+        .await
+        .map_err(|e| ConfigError::new(format!("binding port {}: {e}", server.port)))?;
+    tracing::info!(port = server.port, dead_letter_topic = %dl_topic, concurrency = p.concurrency, "Serving push deliveries.");
+    let drain = Duration::from(cli.drain_timeout);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    shutdown_signal().await;
+    // No new connections; requests already in take their turn, and those
+    // still running at the drain timeout are answered 503 (redelivered).
+    let _ = stop.send(());
+    let drained = engine.drain(drain).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    tracing::info!(drained, "Stopped.");
+    Ok(())
 }
 
 /// Waits for SIGTERM/SIGINT, or, for a job, idleness or the time limit.

@@ -22,6 +22,9 @@ pub struct Delivery {
 pub enum Acker {
     /// A Pub/Sub lease.
     Pubsub(Handler),
+    /// A push request waiting for its answer (`serve`): the verdict becomes
+    /// its HTTP status.
+    Push(tokio::sync::oneshot::Sender<Verdict>),
     /// A line of a local file; a nack puts the message back after its delay,
     /// as Pub/Sub would redeliver it.
     Local {
@@ -32,7 +35,23 @@ pub enum Acker {
     },
 }
 
+/// How a pushed message was settled: its HTTP answer says it to Pub/Sub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// 2xx: Pub/Sub forgets it.
+    Ack,
+    /// Non-2xx: Pub/Sub redelivers it, after its push backoff.
+    Nack,
+}
+
 impl Acker {
+    /// False when a nack must go out at once rather than after its delay: a
+    /// push request cannot be held (Pub/Sub's push backoff spaces the
+    /// redeliveries instead, and the request has its own deadline).
+    pub fn holds(&self) -> bool {
+        !matches!(self, Acker::Push(_))
+    }
+
     /// The effect is done: Pub/Sub forgets the message. On an exactly-once
     /// subscription the ack is confirmed; a failed confirmation is logged (the
     /// effect stands, and the idempotency store absorbs the redelivery).
@@ -44,6 +63,12 @@ impl Acker {
                 }
             }
             Acker::Pubsub(h) => h.ack(),
+            // The request may have gone (Pub/Sub's deadline passed): then
+            // it counts as a nack there, and the idempotency store takes
+            // the redelivery.
+            Acker::Push(tx) => {
+                let _ = tx.send(Verdict::Ack);
+            }
             Acker::Local { .. } => {}
         }
     }
@@ -52,6 +77,9 @@ impl Acker {
     pub fn nack(self) {
         match self {
             Acker::Pubsub(h) => h.nack(),
+            Acker::Push(tx) => {
+                let _ = tx.send(Verdict::Nack);
+            }
             Acker::Local { requeue, mut raw } => {
                 raw.delivery_attempt = Some(raw.delivery_attempt.unwrap_or(1) + 1);
                 // The receiver is gone only when the worker is stopping.

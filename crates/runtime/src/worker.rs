@@ -284,6 +284,11 @@ impl<C: Connector> Engine<C> {
 
     /// Keeps the lease for `delay` (capped), then nacks. Stopping nacks at once.
     async fn hold_then_nack(&self, acker: Acker, delay: Duration) {
+        if !acker.holds() {
+            Stats::add(&self.stats.nacked);
+            acker.nack();
+            return;
+        }
         tokio::select! {
             _ = tokio::time::sleep(delay.min(self.max_nack_hold)) => {}
             _ = self.stopping.cancelled() => {}

@@ -22,6 +22,7 @@ pub mod file_source;
 pub mod firestore;
 pub mod http_target;
 pub mod net;
+pub mod oidc;
 pub mod pipeline;
 mod process;
 pub mod pubsub;

@@ -55,6 +55,9 @@ pub struct SubscriptionOptions {
     /// max delivery attempts (Pub/Sub accepts 5..=100). Setting a policy is
     /// also what makes the emulator report `delivery_attempt`.
     pub dead_letter: Option<(String, u32)>,
+    /// Push instead of pull: the endpoint the emulator posts each message
+    /// to (wrapped body, no token: the emulator signs nothing).
+    pub push_endpoint: Option<String>,
 }
 
 /// A message to publish.
@@ -248,6 +251,9 @@ impl PubsubEmulator {
                 "maxDeliveryAttempts": max_attempts,
             });
         }
+        if let Some(endpoint) = &opts.push_endpoint {
+            body["pushConfig"] = json!({ "pushEndpoint": endpoint });
+        }
         let what = format!("creating subscription {sub} on topic {topic}");
         self.call(
             reqwest::Method::PUT,
@@ -277,6 +283,7 @@ impl PubsubEmulator {
         let opts = SubscriptionOptions {
             ack_deadline_secs,
             dead_letter: Some((dead_letter_topic.to_owned(), 10)),
+            push_endpoint: None,
         };
         self.create_subscription(subscription, topic, opts).await
     }

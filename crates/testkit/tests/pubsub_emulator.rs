@@ -46,6 +46,7 @@ async fn emulator_delivers_acks_and_restarts() {
             SubscriptionOptions {
                 ack_deadline_secs: 0,
                 dead_letter: Some(("orders-dlq".to_owned(), 10)),
+                push_endpoint: None,
             },
         )
         .await

@@ -190,6 +190,7 @@ async fn one_run(
             SubscriptionOptions {
                 ack_deadline_secs: 60,
                 dead_letter: Some((dead.clone(), 10)),
+                push_endpoint: None,
             },
         )
         .await?;

@@ -248,6 +248,7 @@ async fn run_all(subjects: &[Subject], events: usize, rounds: usize) -> Result<(
                     SubscriptionOptions {
                         ack_deadline_secs: 60,
                         dead_letter: None,
+                        push_endpoint: None,
                     },
                 )
                 .await?;
