@@ -44,6 +44,26 @@ fn orders(n: usize) -> Vec<OutgoingMessage> {
         .collect()
 }
 
+/// The emulator with `n` orders published to `orders` (subscription
+/// `orders-sub`, dead letters to `dead`) and the double with the orders
+/// spreadsheet.
+async fn published(n: usize, ack_deadline_secs: u32) -> (PubsubEmulator, WorkspaceDouble) {
+    let pubsub = PubsubEmulator::start()
+        .await
+        .expect("Pub/Sub emulator starts");
+    let double = common::double().await;
+    double.create_spreadsheet("orders-2026", &["Orders"]);
+    pubsub
+        .create_worker_subscription("orders", "orders-sub", "dead", ack_deadline_secs)
+        .await
+        .expect("topic and subscription");
+    pubsub
+        .publish("orders", &orders(n))
+        .await
+        .expect("published");
+    (pubsub, double)
+}
+
 async fn rows_reach(double: &WorkspaceDouble, n: usize, limit: Duration) -> bool {
     let until = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < until {
@@ -57,19 +77,7 @@ async fn rows_reach(double: &WorkspaceDouble, n: usize, limit: Duration) -> bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_appends_survive_a_kill_9_with_no_row_lost_or_doubled() {
-    let pubsub = PubsubEmulator::start()
-        .await
-        .expect("Pub/Sub emulator starts");
-    let double = common::double().await;
-    double.create_spreadsheet("orders-2026", &["Orders"]);
-    pubsub
-        .create_worker_subscription("orders", "orders-sub", "dead", 20)
-        .await
-        .expect("topic and subscription");
-    pubsub
-        .publish("orders", &orders(1000))
-        .await
-        .expect("published");
+    let (pubsub, double) = published(1000, 20).await;
     let dir = TempDir::new("ws-e2e").expect("temp dir");
     // Small batches held 300 ms after they are applied, so the kill lands
     // while appends are in flight and their answers are lost.
@@ -145,19 +153,7 @@ async fn a_thousand_appends_survive_a_kill_9_with_no_row_lost_or_doubled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_delegation_signs_through_iam_and_a_job_appends_everything() {
-    let pubsub = PubsubEmulator::start()
-        .await
-        .expect("Pub/Sub emulator starts");
-    let double = common::double().await;
-    double.create_spreadsheet("orders-2026", &["Orders"]);
-    pubsub
-        .create_worker_subscription("orders", "orders-sub", "dead", 60)
-        .await
-        .expect("topic and subscription");
-    pubsub
-        .publish("orders", &orders(300))
-        .await
-        .expect("published");
+    let (pubsub, double) = published(300, 60).await;
     let dir = TempDir::new("ws-keyless").expect("temp dir");
     let head = format!(
         "[pubsub]\nconcurrency = 500\n\n[target]\napi_root = \"{}\"\nlinger = \"500ms\"\n",

@@ -214,6 +214,16 @@ fn meeting(id: &str, kind: &str, start: &str) -> gluefleet_core::RawMessage {
     )
 }
 
+/// A `meeting.booked` event of meeting `meeting` organised by `who`.
+fn booked(id: &str, meeting: &str, who: &str) -> gluefleet_core::RawMessage {
+    cloudevent(
+        id,
+        "meeting.booked",
+        json!({"meetingId": meeting, "organizer": who, "title": "x",
+               "start": "2026-12-10T10:00:00Z", "end": "2026-12-10T11:00:00Z"}),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meeting_is_inserted_once_moved_and_cancelled_by_its_own_key() {
     let double = common::double().await;
@@ -272,14 +282,7 @@ async fn a_user_rate_limit_storm_delays_every_event_and_dead_letters_none() {
     );
     let p = common::pipeline(&double, "", &routes, common::provider(&double, None));
     let messages = (0..20)
-        .map(|i| {
-            cloudevent(
-                &format!("r-{i}"),
-                "meeting.booked",
-                json!({"meetingId": format!("M-{i}"), "organizer": "bob@example.com", "title": "x",
-                       "start": "2026-12-10T10:00:00Z", "end": "2026-12-10T11:00:00Z"}),
-            )
-        })
+        .map(|i| booked(&format!("r-{i}"), &format!("M-{i}"), "bob@example.com"))
         .collect();
     let outcomes = process_all(&p, messages).await;
     for o in &outcomes {
@@ -327,11 +330,10 @@ async fn a_hundred_users_cost_a_hundred_token_calls_not_one_per_event() {
     let mut messages = Vec::new();
     for round in 0..3 {
         for (i, u) in users.iter().enumerate() {
-            messages.push(cloudevent(
+            messages.push(booked(
                 &format!("u-{round}-{i}"),
-                "meeting.booked",
-                json!({"meetingId": format!("M-{round}-{i}"), "organizer": u, "title": "1:1",
-                       "start": "2026-12-10T10:00:00Z", "end": "2026-12-10T11:00:00Z"}),
+                &format!("M-{round}-{i}"),
+                u,
             ));
         }
     }
@@ -436,23 +438,15 @@ async fn a_revoked_token_is_fetched_again_for_its_user_only() {
     let double = common::double().await;
     let auth = common::provider(&double, None);
     let p = common::pipeline(&double, "", CALENDAR, auth.clone());
-    let booked = |id: &str, who: &str| {
-        cloudevent(
-            id,
-            "meeting.booked",
-            json!({"meetingId": id, "organizer": who, "title": "x",
-                   "start": "2026-12-10T10:00:00Z", "end": "2026-12-10T11:00:00Z"}),
-        )
-    };
     for (id, who) in [("t-1", "alice@example.com"), ("t-2", "bob@example.com")] {
         assert_eq!(
-            p.process(&booked(id, who)).await,
+            p.process(&booked(id, id, who)).await,
             Outcome::Ack(AckReason::Delivered)
         );
     }
     double.expire_tokens();
     assert_eq!(
-        p.process(&booked("t-3", "alice@example.com")).await,
+        p.process(&booked("t-3", "t-3", "alice@example.com")).await,
         Outcome::Ack(AckReason::Delivered),
         "the 401 refreshed alice's token and the retry went through"
     );
