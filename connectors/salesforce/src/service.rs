@@ -9,8 +9,8 @@ use crate::limits::Limits;
 use gluefleet_core::auth::Credential;
 use gluefleet_core::batch::{BatchSettings, Batcher, Fault, FlushResult};
 use gluefleet_core::mapping::fields_of;
+use gluefleet_core::template::segment;
 use gluefleet_core::{ConfigError, Connector, ConnectorError, Delivered, Request};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,20 +31,6 @@ pub struct SalesforceConnector {
     /// Shared by every batcher: set once one of them died.
     fault: Fault,
     used: Mutex<std::collections::BTreeSet<(String, Option<String>)>>,
-}
-
-/// What an external id value may keep as it is in a path segment: RFC 3986's
-/// unreserved characters (letters, digits, `-`, `.`, `_`, `~`). Everything
-/// else is percent-encoded, so an id such as `ERP-0001.a_b~c` reads in logs
-/// as the value it is, and `/`, `?`, `#` or `%` can never change the path.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-fn segment(value: &str) -> String {
-    utf8_percent_encode(value, SEGMENT).to_string()
 }
 
 impl SalesforceConnector {

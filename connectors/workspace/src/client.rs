@@ -17,23 +17,13 @@ use crate::config::Api;
 use gluefleet_core::auth::Credential;
 use gluefleet_core::http::{Answer, Edge, Outgoing, checked_url};
 use gluefleet_core::{ConfigError, ConnectorError};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Everything but RFC 3986 unreserved characters is encoded in a path
-/// segment: a range's `!` and `:` and a calendar id's `@` included.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-/// One value as one path segment.
-pub fn segment(text: &str) -> String {
-    utf8_percent_encode(text, SEGMENT).to_string()
-}
+/// One value as one path segment (a range's `!` and `:` and a calendar
+/// id's `@` included): the core's rule.
+pub use gluefleet_core::template::segment;
 
 /// The Workspace APIs.
 #[derive(Debug)]

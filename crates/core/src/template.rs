@@ -16,6 +16,15 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
+/// `text` as one URL path segment: RFC 3986's unreserved characters
+/// (letters, digits, `-`, `.`, `_`, `~`) stay as they are, everything else
+/// is percent-encoded, so a value can never add a segment, a query or a
+/// fragment. The encoding of every rendered template, and of values a
+/// connector puts in a path itself.
+pub fn segment(text: &str) -> String {
+    utf8_percent_encode(text, SEGMENT).to_string()
+}
+
 #[derive(Clone, Debug, PartialEq)]
 enum Part {
     Literal(String),
@@ -73,9 +82,7 @@ impl Template {
     /// URL path segment. A missing field, or a value that is not a string,
     /// number or boolean, is a permanent error naming the field.
     pub fn render(&self, event: &Event) -> Result<String, ConnectorError> {
-        self.render_with(event, |text, _| {
-            Ok(utf8_percent_encode(text, SEGMENT).to_string())
-        })
+        self.render_with(event, |text, _| Ok(segment(text)))
     }
 
     /// Renders with a vendor's own rule for values: `encode(value, field)`
