@@ -365,6 +365,44 @@ async fn check_reports_each_part_and_bad_config_exits_64() {
     assert!(logs.contains("ok   subscription projects/"), "{logs}");
     assert!(logs.contains("ok   dead-letter topic"), "{logs}");
     assert!(logs.contains("ok   target:"), "{logs}");
+    assert!(!logs.contains("warn "), "policy and config agree: {logs}");
+
+    // A subscription whose dead-letter policy stops at 5 attempts, against
+    // the config's 10: a warning naming both, and still a passing check.
+    f.emulator
+        .create_subscription(
+            "orders-sub5",
+            "orders",
+            SubscriptionOptions {
+                ack_deadline_secs: 30,
+                dead_letter: Some(("dead".into(), 5)),
+                push_endpoint: None,
+            },
+        )
+        .await
+        .expect("subscription");
+    let mut env = f.emulator.worker_env("orders-sub5", "dead");
+    env.push(("RUST_LOG", "info".into()));
+    let config = f.config.display().to_string();
+    let mut w = Worker::spawn(
+        std::path::Path::new(BIN),
+        &["check", "--config", &config],
+        &env,
+    )
+    .await
+    .expect("spawn");
+    let status = w.wait(Duration::from_secs(60)).await.expect("exits");
+    let logs = w.logs().join("\n");
+    assert!(
+        status.success(),
+        "a mismatch warns, it does not fail: {logs}"
+    );
+    assert!(
+        logs.contains("warn subscription")
+            && logs.contains("after 5 attempts")
+            && logs.contains("= 10"),
+        "{logs}"
+    );
 
     let bad = f.config.with_file_name("bad.toml");
     std::fs::write(&bad, "[target]\nbase_url = \"http://x.example\"\n[[routes]]\ntype = \"a\"\naction = { path = \"/x\" }\n").expect("write");

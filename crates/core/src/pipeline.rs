@@ -246,6 +246,11 @@ impl<C: Connector> Pipeline<C> {
         self.auth.as_ref()
     }
 
+    /// The delivery settings (`[delivery]`), for `check`.
+    pub fn settings(&self) -> &DeliverySettings {
+        &self.settings
+    }
+
     /// The routes.
     pub fn routes(&self) -> &RouteTable<C::Action> {
         &self.routes

@@ -2,7 +2,8 @@
 //! secrets, then env overrides for deploy-time settings.
 //!
 //! Precedence: the file, then `GOOGLE_CLOUD_PROJECT`, `GLUEFLEET_SUBSCRIPTION`,
-//! `GLUEFLEET_DEAD_LETTER_TOPIC`, `PORT`, `PUBSUB_EMULATOR_HOST`. Every error
+//! `GLUEFLEET_DEAD_LETTER_TOPIC`, `PORT`, `PUBSUB_EMULATOR_HOST`,
+//! `GLUEFLEET_PUSH_AUDIENCE`, `GLUEFLEET_PUSH_SERVICE_ACCOUNT`. Every error
 //! names the field and says what is wrong; `main` exits 64 on any of them.
 
 use crate::auth::AuthSettings;
@@ -332,6 +333,13 @@ impl<T: DeserializeOwned, A: DeserializeOwned> Config<T, A> {
             ("GLUEFLEET_SUBSCRIPTION", &mut p.subscription),
             ("GLUEFLEET_DEAD_LETTER_TOPIC", &mut p.dead_letter_topic),
             ("PUBSUB_EMULATOR_HOST", &mut p.emulator_host),
+            // Deploy-time facts of push mode: Terraform and the manifests
+            // know the audience and the push account; the config need not.
+            ("GLUEFLEET_PUSH_AUDIENCE", &mut config.push.audience),
+            (
+                "GLUEFLEET_PUSH_SERVICE_ACCOUNT",
+                &mut config.push.service_account,
+            ),
         ] {
             if let Some(v) = env(var).filter(|v| !v.is_empty()) {
                 *slot = Some(v);
@@ -442,8 +450,21 @@ mod tests {
                 ("ERP_TOKEN", "t\"k"),
                 ("GLUEFLEET_SUBSCRIPTION", "projects/p2/subscriptions/s9"),
                 ("PORT", "9090"),
+                ("GLUEFLEET_PUSH_AUDIENCE", "https://push.example/gluefleet"),
+                (
+                    "GLUEFLEET_PUSH_SERVICE_ACCOUNT",
+                    "push@p2.iam.gserviceaccount.com",
+                ),
             ]),
         )?;
+        assert_eq!(
+            c.push.audience.as_deref(),
+            Some("https://push.example/gluefleet")
+        );
+        assert_eq!(
+            c.push.service_account.as_deref(),
+            Some("push@p2.iam.gserviceaccount.com")
+        );
         assert_eq!(c.target.token, "t\"k");
         assert_eq!(c.target.base_url, "https://erp.example");
         assert_eq!(

@@ -95,7 +95,7 @@ pub async fn watch(
         match (sub, cred) {
             (Ok(what), Ok(())) => {
                 if !readiness.checked.swap(true, Ordering::Relaxed) {
-                    tracing::info!(check = %what, "Ready.");
+                    tracing::info!(check = %what.describe(), "Ready.");
                 }
                 readiness.stream_ok.store(true, Ordering::Relaxed);
             }

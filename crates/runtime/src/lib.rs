@@ -310,6 +310,8 @@ async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
         ok &= good;
         println!("{} {what}", if good { "ok  " } else { "FAIL" });
     };
+    // Worth fixing, not a reason to refuse the deploy.
+    let warn = |what: &str| println!("warn {what}");
     line(
         true,
         &format!("config: {} route(s)", built.pipeline.routes().len()),
@@ -367,7 +369,13 @@ async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
         let conn = pubsub::Connection::new(p);
         match p.subscription_path() {
             Ok(s) => match conn.check_subscription(&s).await {
-                Ok(what) => line(true, &what),
+                Ok(facts) => {
+                    line(true, &facts.describe());
+                    let configured = built.pipeline.settings().max_delivery_attempts;
+                    if let Some(w) = facts.attempts_mismatch(configured) {
+                        warn(&w);
+                    }
+                }
                 Err(e) => line(false, &e),
             },
             Err(e) => line(false, e.message()),

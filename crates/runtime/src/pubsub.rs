@@ -73,7 +73,10 @@ impl Connection {
 
     /// Checks that the subscription exists and can be read, within
     /// [`ADMIN_TIMEOUT`].
-    pub async fn check_subscription(&self, subscription: &str) -> Result<String, String> {
+    pub async fn check_subscription(
+        &self,
+        subscription: &str,
+    ) -> Result<SubscriptionFacts, String> {
         bounded(
             &format!("reading subscription {subscription}"),
             self.read_subscription(subscription),
@@ -81,7 +84,7 @@ impl Connection {
         .await
     }
 
-    async fn read_subscription(&self, subscription: &str) -> Result<String, String> {
+    async fn read_subscription(&self, subscription: &str) -> Result<SubscriptionFacts, String> {
         let mut b = SubscriptionAdmin::builder();
         if let Some(e) = &self.emulator {
             b = b.with_endpoint(e).with_credentials(Self::anonymous());
@@ -96,19 +99,14 @@ impl Connection {
             .send()
             .await
             .map_err(|e| format!("reading subscription {subscription}: {e}"))?;
-        let dl = s
-            .dead_letter_policy
-            .as_ref()
-            .map(|p| {
-                format!(
-                    ", dead-letter policy after {} attempts",
-                    p.max_delivery_attempts
-                )
-            })
-            .unwrap_or_else(|| {
-                ", no dead-letter policy (delivery attempts are not counted)".into()
-            });
-        Ok(format!("subscription {subscription} on {}{dl}", s.topic))
+        Ok(SubscriptionFacts {
+            name: subscription.to_owned(),
+            topic: s.topic.clone(),
+            max_delivery_attempts: s
+                .dead_letter_policy
+                .as_ref()
+                .map(|p| u32::try_from(p.max_delivery_attempts).unwrap_or(0)),
+        })
     }
 
     /// Checks that the dead-letter topic exists, within [`ADMIN_TIMEOUT`].
@@ -136,6 +134,53 @@ impl Connection {
             .await
             .map_err(|e| format!("reading dead-letter topic {topic}: {e}"))?;
         Ok(format!("dead-letter topic {topic}"))
+    }
+}
+
+/// What `check` reads of the subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionFacts {
+    /// `projects/P/subscriptions/S`.
+    pub name: String,
+    /// The topic it is attached to.
+    pub topic: String,
+    /// The dead-letter policy's `maxDeliveryAttempts`; `None` without a
+    /// policy (Pub/Sub then does not count delivery attempts at all).
+    pub max_delivery_attempts: Option<u32>,
+}
+
+impl SubscriptionFacts {
+    /// The `check` line.
+    pub fn describe(&self) -> String {
+        let dl = match self.max_delivery_attempts {
+            Some(n) => format!(", dead-letter policy after {n} attempts"),
+            None => ", no dead-letter policy (delivery attempts are not counted)".into(),
+        };
+        format!("subscription {} on {}{dl}", self.name, self.topic)
+    }
+
+    /// A warning when the subscription's dead-letter policy and the worker's
+    /// `delivery.max_delivery_attempts` disagree; `None` when they match.
+    ///
+    /// They are meant to be equal: the worker dead-letters on attempt
+    /// `configured` with the reason of the last failure, and the policy is
+    /// the second line behind it (a crash, a lease that ran out).
+    pub fn attempts_mismatch(&self, configured: u32) -> Option<String> {
+        match self.max_delivery_attempts {
+            None => Some(format!(
+                "subscription {} has no dead-letter policy: Pub/Sub does not count delivery attempts, so delivery.max_delivery_attempts = {configured} never applies and a failing message is retried until its retention ends; give it a dead-letter policy with max delivery attempts {configured}",
+                self.name
+            )),
+            Some(n) if n < configured => Some(format!(
+                "subscription {} dead-letters after {n} attempts, before the worker's delivery.max_delivery_attempts = {configured}: Pub/Sub forwards such messages itself, without the worker's reason; set both to the same number",
+                self.name
+            )),
+            Some(n) if n > configured => Some(format!(
+                "subscription {} dead-letters after {n} attempts, the worker after {configured} (delivery.max_delivery_attempts): the policy is only reached when the worker could not decide; set both to the same number",
+                self.name
+            )),
+            Some(_) => None,
+        }
     }
 }
 
@@ -196,5 +241,37 @@ pub async fn pull_loop<C: Connector>(
             _ = tokio::time::sleep(STREAM_RETRY) => {}
             _ = engine.stopping.cancelled() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SubscriptionFacts;
+
+    fn facts(max: Option<u32>) -> SubscriptionFacts {
+        SubscriptionFacts {
+            name: "projects/p/subscriptions/s".into(),
+            topic: "projects/p/topics/t".into(),
+            max_delivery_attempts: max,
+        }
+    }
+
+    #[test]
+    fn the_dead_letter_policy_is_compared_with_the_config() {
+        assert_eq!(facts(Some(10)).attempts_mismatch(10), None);
+        let fewer = facts(Some(5)).attempts_mismatch(10).expect("5 < 10 warned");
+        assert!(
+            fewer.contains("after 5 attempts") && fewer.contains("= 10"),
+            "{fewer}"
+        );
+        let more = facts(Some(20))
+            .attempts_mismatch(10)
+            .expect("20 > 10 warned");
+        assert!(
+            more.contains("after 20 attempts") && more.contains("after 10"),
+            "{more}"
+        );
+        let none = facts(None).attempts_mismatch(10).expect("no policy warned");
+        assert!(none.contains("no dead-letter policy"), "{none}");
     }
 }
