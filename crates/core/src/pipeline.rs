@@ -264,6 +264,15 @@ impl<C: Connector> Pipeline<C> {
 
     /// Processes one message into one outcome. Never panics on bad input.
     pub async fn process(&self, raw: &RawMessage) -> Outcome {
+        self.process_by(raw, None).await
+    }
+
+    /// [`process`](Self::process), with the outcome due by `answer_by`
+    /// when the caller has a deadline of its own (a push request, which
+    /// Pub/Sub counts as failed once its ack deadline passes). Retries and
+    /// waits stay within the earlier of it and the route's retry budget: a
+    /// `Retry-After` or backoff that would end later becomes a nack now.
+    pub async fn process_by(&self, raw: &RawMessage, answer_by: Option<Instant>) -> Outcome {
         let size = raw.size();
         if size > self.settings.max_event_bytes {
             return Outcome::dead_letter(
@@ -333,7 +342,9 @@ impl<C: Connector> Pipeline<C> {
                 }
             }
         }
-        let result = self.deliver(&event, route, &key, subject.as_deref()).await;
+        let result = self
+            .deliver(&event, route, &key, subject.as_deref(), answer_by)
+            .await;
         if let Some((store, token)) = claim {
             let stored = match &result {
                 Ok(_) => store.complete(&key, &token, idem.ttl).await,
@@ -400,10 +411,12 @@ impl<C: Connector> Pipeline<C> {
         route: &Route<C::Action>,
         key: &str,
         subject: Option<&str>,
+        answer_by: Option<Instant>,
     ) -> Result<Delivered, Failure> {
         let policy = RetryPolicy::new(route.retry.clone());
         let mut state = policy.start();
-        let deadline = Instant::now() + route.retry.budget;
+        let budget_ends = Instant::now() + route.retry.budget;
+        let deadline = answer_by.map_or(budget_ends, |by| by.min(budget_ends));
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if let Some(rl) = &route.rate_limit

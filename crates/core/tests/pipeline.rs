@@ -217,6 +217,46 @@ async fn long_retry_after_becomes_a_delayed_nack() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_wait_past_the_callers_deadline_becomes_a_nack_now() {
+    let quota = || {
+        vec![Err(ConnectorError::from_status(
+            429,
+            "quota",
+            Some(Duration::from_secs(5)),
+        ))]
+    };
+    // Without a deadline of its own, the 5 s wait fits the retry budget.
+    let (p, c) = pipeline(quota(), None);
+    assert_eq!(
+        p.process(&order("1")).await,
+        Outcome::Ack(AckReason::Delivered)
+    );
+    assert_eq!(c.calls().len(), 2);
+
+    // A push request due in 3 s: the same wait would answer too late.
+    let (p, c) = pipeline(quota(), None);
+    let started = Instant::now();
+    let outcome = p
+        .process_by(&order("1"), Some(started + Duration::from_secs(3)))
+        .await;
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Nack {
+                reason: NackReason::RateLimited,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(c.calls().len(), 1, "no call after the deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered before its deadline, not after the wait"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn transient_until_the_budget_ends_is_nacked_then_dead_lettered_on_the_last_attempt() {
     let down = || Err(ConnectorError::from_status(503, "down", None));
     let (p, c) = pipeline((0..20).map(|_| down()).collect(), None);

@@ -558,12 +558,14 @@ async fn serve<S: Spec>(built: Built<S>, cli: &Cli) -> Result<(), ConfigError> {
     let state = Arc::new(push::PushState {
         engine: engine.clone(),
         auth,
+        answer_within: settings.answer_within,
     });
     let app = push::router(state, settings.max_body_bytes).merge(health::router(readiness));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", server.port))
         .await
         .map_err(|e| ConfigError::new(format!("binding port {}: {e}", server.port)))?;
     tracing::info!(port = server.port, dead_letter_topic = %dl_topic, concurrency = p.concurrency, "Serving push deliveries.");
+    let started = tokio::time::Instant::now();
     let drain = Duration::from(cli.drain_timeout);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
@@ -580,6 +582,9 @@ async fn serve<S: Spec>(built: Built<S>, cli: &Cli) -> Result<(), ConfigError> {
     let drained = engine.drain(drain).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     tracing::info!(drained, "Stopped.");
+    // This instance's counts over its life, as a job prints them: on Cloud
+    // Run, one log line per instance when it scales in.
+    print_summary(&engine, started);
     Ok(())
 }
 
@@ -658,7 +663,7 @@ async fn run_file<C: Connector>(
             m = rx.recv() => {
                 let Some(raw) = m else { break };
                 let acker = Acker::Local { requeue: tx.clone(), raw: Box::new(raw.clone()) };
-                engine.dispatch(Delivery { raw, acker }).await;
+                engine.dispatch(Delivery { raw, acker, answer_by: None }).await;
             }
             _ = tokio::time::sleep(Duration::from_millis(20)) => {
                 if rx.is_empty() && engine.in_flight() == 0 {

@@ -216,6 +216,7 @@ pub async fn pull_loop<C: Connector>(
                         .dispatch(Delivery {
                             raw,
                             acker: Acker::Pubsub(h),
+                            answer_by: None,
                         })
                         .await;
                 }

@@ -35,6 +35,7 @@ use google_cloud_auth::credentials::idtoken::verifier::{Builder, Verifier};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Google's issuers of ID tokens.
@@ -67,9 +68,17 @@ pub struct PushSettings {
     /// Where Google's signing keys are read (default Google's JWKS). Tests
     /// only: a worker trusting another key set trusts whoever holds it.
     pub jwks_url: Option<String>,
-    /// Largest request body (default 11 MB: Pub/Sub's 10 MB message,
+    /// Largest request body (default 14 MiB: Pub/Sub's 10 MB message,
     /// base64 and the envelope). Larger ones get 413.
     pub max_body_bytes: usize,
+    /// Every request is answered within this (default 8 s), counted from its
+    /// arrival: retries, backoffs and `Retry-After` waits that would end later
+    /// become a 503 now. Pub/Sub counts a push as failed once the
+    /// subscription's ack deadline (10 s unless set) passes and pushes it
+    /// again, so an answer after that only doubles the work. Keep it below
+    /// the ack deadline and Cloud Run's request timeout.
+    #[serde(with = "humantime_serde")]
+    pub answer_within: Duration,
 }
 
 impl Default for PushSettings {
@@ -80,6 +89,7 @@ impl Default for PushSettings {
             service_account: None,
             jwks_url: None,
             max_body_bytes: 14 * 1024 * 1024,
+            answer_within: Duration::from_secs(8),
         }
     }
 }
@@ -284,6 +294,8 @@ pub struct PushState<C: Connector> {
     pub engine: Arc<Engine<C>>,
     /// The request check.
     pub auth: PushAuth,
+    /// `push.answer_within`.
+    pub answer_within: Duration,
 }
 
 /// One request: check, read, deliver, answer.
@@ -292,6 +304,7 @@ async fn handle<C: Connector>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let arrived = tokio::time::Instant::now();
     if let Err(refusal) = state.auth.check(&headers).await {
         let (status, why) = match refusal {
             Refusal::Unauthenticated(w) => (StatusCode::UNAUTHORIZED, w),
@@ -313,6 +326,7 @@ async fn handle<C: Connector>(
         .dispatch(Delivery {
             raw,
             acker: Acker::Push(tx),
+            answer_by: Some(arrived + state.answer_within),
         })
         .await;
     match rx.await {

@@ -15,6 +15,9 @@ pub struct Delivery {
     pub raw: RawMessage,
     /// Settles it; dropping it unsettled nacks.
     pub acker: Acker,
+    /// When the outcome is due, if the source has a deadline of its own
+    /// (a push request); a lease-based source has none: it extends leases.
+    pub answer_by: Option<tokio::time::Instant>,
 }
 
 /// Settles one message exactly once (the methods consume it).

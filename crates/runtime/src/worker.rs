@@ -230,9 +230,13 @@ impl<C: Connector> Engine<C> {
     }
 
     async fn run_one(&self, delivery: Delivery, permit: OwnedSemaphorePermit) {
-        let Delivery { raw, acker } = delivery;
+        let Delivery {
+            raw,
+            acker,
+            answer_by,
+        } = delivery;
         let outcome = tokio::select! {
-            o = self.pipeline.process(&raw) => o,
+            o = self.pipeline.process_by(&raw, answer_by) => o,
             _ = self.hard_stop.cancelled() => {
                 Stats::add(&self.stats.released);
                 acker.nack();

@@ -5,6 +5,7 @@
 //! - [`memory`]: peak RSS of one worker for one large event.
 //! - [`batching`]: API calls per 1,000 events through a batching connector.
 //! - [`core`]: the criterion micro-benchmarks of the core path.
+//! - [`push`]: CPU per message in push mode next to pull mode.
 //!
 //! What they share lives here: the async runtime and its exit code, the
 //! release builds, one worker run to its summary, and the report's machine
@@ -13,6 +14,7 @@
 pub(crate) mod batching;
 pub(crate) mod compare;
 pub(crate) mod memory;
+pub(crate) mod push;
 
 use gluefleet_testkit::bin::{Profile, Worker, cargo_build};
 use serde_json::Value;

@@ -37,6 +37,17 @@
 //!           Workspace double (Sheets, Gmail, Calendar, Directory)   dead-letter topic
 //! ```
 //!
+//! Part 5, only with the Pub/Sub emulator (see [`legacy_rest::push`]): part
+//! 1's events through the same binary in push mode, as on a Cloud Run
+//! service that scales to zero:
+//!
+//! ```text
+//! sample events ──▶ Pub/Sub emulator (push subscription) ──HTTP POST──▶ gluefleet-legacy-rest serve
+//!                                                    (2xx = ack, 503 = nack)   │            │
+//!                                                                              ▼            ▼
+//!                                                      pretend order system (HTTP)   dead-letter topic
+//! ```
+//!
 //! Everything runs locally: the order system and the Workspace double are
 //! in-process HTTP servers, the emulators, the SAP CAP server and the
 //! workers are child processes
@@ -67,7 +78,7 @@ type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 /// debug level; that is how parts 2 to 4 tell a suppressed duplicate from
 /// a create that found its entity existing, which look the same in the
 /// target.
-const WORKER_LOG_FILTER: &str = "info,gluefleet_runtime::worker=debug";
+pub(crate) const WORKER_LOG_FILTER: &str = "info,gluefleet_runtime::worker=debug";
 
 /// What the parts share while the demo runs: the temporary directory and
 /// the Pub/Sub emulator, started by the first part that needs it and handed
@@ -86,14 +97,16 @@ enum Which {
     Firestore,
     SapOdata,
     Workspace,
+    Push,
 }
 
 impl Which {
-    const ALL: [Which; 4] = [
+    const ALL: [Which; 5] = [
         Which::LegacyRest,
         Which::Firestore,
         Which::SapOdata,
         Which::Workspace,
+        Which::Push,
     ];
 
     /// Why the part cannot run here, if it cannot. Parts 2 to 4 have no
@@ -122,7 +135,11 @@ impl Which {
             Which::Workspace if !PubsubEmulator::available() => {
                 Some("gcloud is not installed (it needs the pubsub-emulator component)")
             }
-            Which::Firestore | Which::SapOdata | Which::Workspace => None,
+            Which::Push if no_emulator => Some("it needs the Pub/Sub emulator (--no-emulator)"),
+            Which::Push if !PubsubEmulator::available() => {
+                Some("gcloud is not installed (it needs the pubsub-emulator component)")
+            }
+            Which::Firestore | Which::SapOdata | Which::Workspace | Which::Push => None,
         }
     }
 
@@ -133,6 +150,7 @@ impl Which {
             Which::Firestore => "part 2 (mobile backend → Firestore)",
             Which::SapOdata => "part 3 (order system → SAP)",
             Which::Workspace => "part 4 (HR and sales → Google Workspace)",
+            Which::Push => "part 5 (orders → legacy REST, pushed)",
         }
     }
 
@@ -143,6 +161,7 @@ impl Which {
             Which::Firestore => firestore::run(stage).await,
             Which::SapOdata => sap_odata::run(stage).await,
             Which::Workspace => workspace::run(stage).await,
+            Which::Push => legacy_rest::push::run(stage).await,
         }
     }
 }

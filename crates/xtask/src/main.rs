@@ -8,6 +8,7 @@
 //! - `cargo xtask bench memory`: only that peak memory, accepted and refused.
 //! - `cargo xtask bench core`: the criterion micro-benchmarks of the core path.
 //! - `cargo xtask bench firestore|salesforce|sap-odata|workspace`: API calls per 1,000 events and events/s.
+//! - `cargo xtask bench push`: CPU per 10k messages in push mode next to pull mode.
 //! - `cargo xtask new-connector <name>`: a new connector crate from connectors/template.
 
 mod bench;
@@ -135,6 +136,17 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// gluefleet-legacy-rest in push mode (`serve`, the emulator's push
+    /// subscription) next to pull mode (`run`): the worker's CPU seconds
+    /// per 10k messages and events per second.
+    Push {
+        /// Events per run.
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        /// Rounds (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -171,5 +183,9 @@ fn main() -> ExitCode {
             which: Some(Bench::SapOdata { events, rounds }),
             ..
         } => bench::batching::run(bench::batching::Target::SapOdata, events, rounds),
+        Command::Bench {
+            which: Some(Bench::Push { events, rounds }),
+            ..
+        } => bench::push::run(events, rounds),
     }
 }

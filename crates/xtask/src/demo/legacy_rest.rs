@@ -7,6 +7,7 @@
 
 mod events;
 mod order_system;
+pub(crate) mod push;
 mod report;
 
 use super::part::{Part, Run, Topics, run_worker};
