@@ -17,6 +17,7 @@
 mod admin;
 pub mod bin;
 pub mod conformance;
+pub mod discovery;
 mod error;
 pub mod file_source;
 pub mod firestore;

@@ -10,7 +10,8 @@
 //! `fields`), enum values, boolean and integer syntax, and the JSON body
 //! against `request.$ref` (property names through `$ref`, `items` and
 //! `additionalProperties`, JSON types, and the properties whose
-//! `annotations.required` names the method).
+//! `annotations.required` names the method), through the walk shared with
+//! the deploy checks (`crate::discovery`).
 //!
 //! The documents are parsed and indexed once per process: the double serves
 //! benchmarks and must not re-read 900 kB of JSON per request.
@@ -18,8 +19,9 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use base64::Engine as _;
 use serde_json::Value;
+
+use crate::discovery::{Mismatch, Walk, json_type};
 
 /// The documents the double serves, as published (see
 /// `crates/testkit/data/google-discovery/README.md`).
@@ -377,58 +379,8 @@ fn check_body(method: &Method, body: &str) -> Result<Option<Value>, Violation> {
     Ok(Some(value))
 }
 
-fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
-    match schema.get("$ref").and_then(Value::as_str) {
-        Some(name) => doc
-            .get("schemas")
-            .and_then(|s| s.get(name))
-            .unwrap_or(&Value::Null),
-        None => schema,
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-fn required_for(property: &Value, method_id: &str) -> bool {
-    property
-        .get("annotations")
-        .and_then(|a| a.get("required"))
-        .and_then(Value::as_array)
-        .is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(method_id)))
-}
-
-fn type_error(path: &str, expected: &str, v: &Value) -> Violation {
-    let shown: String = v.to_string().chars().take(80).collect();
-    Violation::invalid(format!(
-        "Invalid value at '{path}' (TYPE_{}), {shown}: expected {expected}, got {}.",
-        expected.to_ascii_uppercase(),
-        json_type(v)
-    ))
-}
-
-fn is_base64(s: &str) -> bool {
-    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-    let trimmed = s.trim_end_matches('=');
-    URL_SAFE_NO_PAD.decode(trimmed).is_ok() || STANDARD_NO_PAD.decode(trimmed).is_ok()
-}
-
+/// The body against its schema, through the shared walk, each mismatch
+/// worded as Google's APIs word it.
 fn check_value(
     doc: &Value,
     schema: &Value,
@@ -436,96 +388,48 @@ fn check_value(
     path: &str,
     method_id: &str,
 ) -> Result<(), Violation> {
-    let s = resolve(doc, schema);
-    if v.is_null() {
-        // proto3 JSON: null is the default value, and Directory's update
-        // clears a field with it.
-        return Ok(());
-    }
-    let format = s.get("format").and_then(Value::as_str);
-    match s.get("type").and_then(Value::as_str).unwrap_or("any") {
-        "object" => {
-            let Some(object) = v.as_object() else {
-                return Err(type_error(path, "object", v));
-            };
-            let properties = s.get("properties").and_then(Value::as_object);
-            let additional = s.get("additionalProperties");
-            for (key, child) in object {
-                let child_path = join(path, key);
-                if let Some(p) = properties.and_then(|p| p.get(key)) {
-                    check_value(doc, p, child, &child_path, method_id)?;
-                } else if let Some(a) = additional {
-                    check_value(doc, a, child, &child_path, method_id)?;
-                } else if properties.is_some() {
-                    let at = if path.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" at '{path}'")
-                    };
-                    return Err(Violation::invalid(format!(
-                        "Invalid JSON payload received. Unknown name \"{key}\"{at}: Cannot find field."
-                    )));
-                }
-                // Neither: a free-form object (a Struct), anything goes.
-            }
-            for (key, p) in properties.into_iter().flatten() {
-                if required_for(p, method_id) && object.get(key).is_none_or(Value::is_null) {
-                    let field = join(path, key);
-                    return Err(Violation::required(
-                        format!("Required field '{field}' is missing."),
-                        Some(field),
-                    ));
-                }
-            }
-            Ok(())
-        }
-        "array" => {
-            let Some(items) = v.as_array() else {
-                return Err(type_error(path, "array", v));
-            };
-            if let Some(item_schema) = s.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    check_value(doc, item_schema, item, &format!("{path}[{i}]"), method_id)?;
-                }
-            }
-            Ok(())
-        }
-        "string" => {
-            let Some(text) = v.as_str() else {
-                return Err(type_error(path, "string", v));
-            };
-            if format == Some("byte") && !is_base64(text) {
-                let shown: String = text.chars().take(40).collect();
-                return Err(Violation::invalid(format!(
-                    "Invalid value for ByteString: {shown} (at '{path}')"
-                )));
-            }
-            if let Some(allowed) = s.get("enum").and_then(Value::as_array)
-                && !allowed.iter().any(|a| a.as_str() == Some(text))
-            {
-                return Err(Violation::invalid(format!(
-                    "Invalid value at '{path}' (TYPE_ENUM), \"{text}\""
-                )));
-            }
-            Ok(())
-        }
-        "integer" => {
-            let ok = match v {
-                Value::Number(n) => n.is_i64() || n.is_u64(),
-                Value::String(text) => {
-                    matches!(format, Some("int64" | "uint64")) && text.parse::<i128>().is_ok()
-                }
-                _ => false,
-            };
-            if ok {
-                Ok(())
+    Walk::new([doc])
+        .required_for(method_id)
+        .check(schema, v, path)
+        .map_err(violation)
+}
+
+fn violation(m: Mismatch) -> Violation {
+    match m {
+        Mismatch::UnknownField { parent, key, .. } => {
+            let at = if parent.is_empty() {
+                String::new()
             } else {
-                Err(type_error(path, "integer", v))
-            }
+                format!(" at '{parent}'")
+            };
+            Violation::invalid(format!(
+                "Invalid JSON payload received. Unknown name \"{key}\"{at}: Cannot find field."
+            ))
         }
-        "number" if !v.is_number() => Err(type_error(path, "number", v)),
-        "boolean" if !v.is_boolean() => Err(type_error(path, "boolean", v)),
-        _ => Ok(()),
+        Mismatch::WrongType {
+            path,
+            expected,
+            got,
+        } => {
+            let shown: String = got.to_string().chars().take(80).collect();
+            Violation::invalid(format!(
+                "Invalid value at '{path}' (TYPE_{}), {shown}: expected {expected}, got {}.",
+                expected.to_ascii_uppercase(),
+                json_type(&got)
+            ))
+        }
+        Mismatch::NotBase64 { path, text } => {
+            let shown: String = text.chars().take(40).collect();
+            Violation::invalid(format!(
+                "Invalid value for ByteString: {shown} (at '{path}')"
+            ))
+        }
+        Mismatch::NotInEnum { path, text } => {
+            Violation::invalid(format!("Invalid value at '{path}' (TYPE_ENUM), \"{text}\""))
+        }
+        Mismatch::MissingRequired { path } => {
+            Violation::required(format!("Required field '{path}' is missing."), Some(path))
+        }
     }
 }
 
