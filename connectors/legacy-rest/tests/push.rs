@@ -24,6 +24,11 @@ struct Push {
 /// subscription to it (dead letters after 5 attempts to `dead`, read back
 /// through `dead-sub`).
 async fn push() -> Push {
+    push_with("").await
+}
+
+/// [`push`], with `push_extra` added to the config's `[push]` table.
+async fn push_with(push_extra: &str) -> Push {
     let emulator = PubsubEmulator::start()
         .await
         .expect("Pub/Sub emulator starts");
@@ -36,6 +41,7 @@ async fn push() -> Push {
                 r#"
 [push]
 auth = "none"
+{push_extra}
 
 [pubsub]
 concurrency = 64
@@ -185,4 +191,33 @@ async fn a_503_storm_is_redelivered_and_poison_is_dead_lettered_with_a_2xx() {
         .collect();
     assert_eq!(poison.len(), 1, "{dead:?}");
     assert_eq!(poison[0].data, b"{not json");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_past_answer_within_is_answered_503_at_once_and_redelivered() {
+    // The fixture's retry budget (2 s) would wait out a 1 s Retry-After in
+    // process; a request due within 500 ms cannot, so it is nacked now.
+    let mut p = push_with("answer_within = \"500ms\"").await;
+    p.target
+        .script([Reply::status(429).header("Retry-After", "1")]);
+    p.emulator
+        .publish("orders", &[order("W1")])
+        .await
+        .expect("published");
+    let applied = applied_reach(&p.target, 1, Duration::from_secs(60)).await;
+    assert!(applied, "{}", p.worker.logs().join("\n"));
+    p.worker.signal_term();
+    let status = p.worker.wait(Duration::from_secs(15)).await.expect("stops");
+    assert!(status.success(), "{}", p.worker.logs().join("\n"));
+    let summary = p.worker.summary().expect("a summary at stop");
+    // `retried`: handed back to Pub/Sub (here: answered 503) for redelivery.
+    assert_eq!(
+        (&summary["received"], &summary["retried"]),
+        (&serde_json::json!(2), &serde_json::json!(1)),
+        "one push answered 503 instead of waiting, then pushed again: {summary}"
+    );
+    assert_eq!(summary["acked"], 1, "{summary}");
+    let calls: Vec<u16> = p.target.requests().iter().map(|r| r.status).collect();
+    assert_eq!(calls, [429, 201], "one call per push");
+    assert_eq!(p.target.applied().len(), 1);
 }
