@@ -375,6 +375,9 @@ async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
                     if let Some(w) = facts.attempts_mismatch(configured) {
                         warn(&w);
                     }
+                    if let Some(w) = facts.answer_too_late(built.push.answer_within) {
+                        warn(&w);
+                    }
                 }
                 Err(e) => line(false, &e),
             },

@@ -106,6 +106,12 @@ impl Connection {
                 .dead_letter_policy
                 .as_ref()
                 .map(|p| u32::try_from(p.max_delivery_attempts).unwrap_or(0)),
+            push_endpoint: s
+                .push_config
+                .as_ref()
+                .map(|p| p.push_endpoint.clone())
+                .filter(|e| !e.is_empty()),
+            ack_deadline: Duration::from_secs(u64::try_from(s.ack_deadline_seconds).unwrap_or(0)),
         })
     }
 
@@ -147,6 +153,10 @@ pub struct SubscriptionFacts {
     /// The dead-letter policy's `maxDeliveryAttempts`; `None` without a
     /// policy (Pub/Sub then does not count delivery attempts at all).
     pub max_delivery_attempts: Option<u32>,
+    /// Where Pub/Sub pushes, for a push subscription.
+    pub push_endpoint: Option<String>,
+    /// How long Pub/Sub waits for an ack (for a push: for the answer).
+    pub ack_deadline: Duration,
 }
 
 impl SubscriptionFacts {
@@ -181,6 +191,21 @@ impl SubscriptionFacts {
             )),
             Some(_) => None,
         }
+    }
+
+    /// A warning when a push subscription gives up on a request before the
+    /// worker's `push.answer_within` ends: every answer that late comes
+    /// after Pub/Sub has already pushed the message again.
+    pub fn answer_too_late(&self, answer_within: Duration) -> Option<String> {
+        let endpoint = self.push_endpoint.as_deref()?;
+        (answer_within >= self.ack_deadline).then(|| {
+            format!(
+                "subscription {} pushes to {endpoint} with an ack deadline of {} s, not more than push.answer_within ({}): a slow answer arrives after Pub/Sub has pushed the message again; raise the ack deadline or lower push.answer_within",
+                self.name,
+                self.ack_deadline.as_secs(),
+                humantime::format_duration(answer_within)
+            )
+        })
     }
 }
 
@@ -248,13 +273,38 @@ pub async fn pull_loop<C: Connector>(
 #[cfg(test)]
 mod tests {
     use super::SubscriptionFacts;
+    use std::time::Duration;
 
     fn facts(max: Option<u32>) -> SubscriptionFacts {
         SubscriptionFacts {
             name: "projects/p/subscriptions/s".into(),
             topic: "projects/p/topics/t".into(),
             max_delivery_attempts: max,
+            push_endpoint: None,
+            ack_deadline: Duration::from_secs(10),
         }
+    }
+
+    #[test]
+    fn a_push_deadline_shorter_than_the_answer_is_warned() {
+        let eight = Duration::from_secs(8);
+        assert_eq!(
+            facts(Some(10)).answer_too_late(eight),
+            None,
+            "pull: no push answer"
+        );
+        let push = SubscriptionFacts {
+            push_endpoint: Some("https://w.example/".into()),
+            ..facts(Some(10))
+        };
+        assert_eq!(push.answer_too_late(eight), None, "8 s inside 10 s");
+        let w = push
+            .answer_too_late(Duration::from_secs(10))
+            .expect("10 s is not inside 10 s");
+        assert!(
+            w.contains("ack deadline of 10 s") && w.contains("push.answer_within"),
+            "{w}"
+        );
     }
 
     #[test]
