@@ -105,6 +105,7 @@ fn a_generated_connector_builds_lints_and_passes_its_tests_untouched() {
         "connectors/example/tests/e2e.rs",
         "connectors/example/tests/conformance.rs",
         "deploy/cloudrun/example.service.yaml",
+        "deploy/cloudrun/example.worker-pool.yaml",
         "deploy/cloudrun/example.job.yaml",
     ] {
         assert!(copy.join(file).is_file(), "{file} was not generated");
