@@ -1,11 +1,19 @@
 # Infrastructure for one gluefleet connector: its subscription on an existing
 # source topic, a dead-letter topic with an inspection subscription, a
-# dedicated service account with the least IAM it needs, (optionally) the
-# Cloud Run service, when the connector uses Firestore, its Firestore
-# access and the idempotency ledger's TTL policy, and, for the workspace
-# connector, the grant that lets the worker sign its own domain-wide
-# delegation assertions (keyless). Apply once per connector,
-# each with its own state (a workspace or a backend prefix per connector).
+# dedicated service account with the least IAM it needs, when the connector
+# uses Firestore, its Firestore access and the idempotency ledger's TTL
+# policy, and, for the workspace connector, the grant that lets the worker
+# sign its own domain-wide delegation assertions (keyless). Apply once per
+# connector, each with its own state (a workspace or a backend prefix per
+# connector).
+#
+# var.mode picks how the worker runs (cloudrun.tf): a Cloud Run worker pool
+# (`run`, streaming pull; the default), a Cloud Run service that Pub/Sub
+# pushes to (`serve`; the source subscription becomes a push subscription,
+# with its own push identity), a Cloud Run job (`job`, drains and exits; run
+# it on a schedule), or none of them ("none": deploy with gcloud and the YAML
+# in deploy/cloudrun). Changing mode replaces one Cloud Run resource with
+# another; with deletion_protection on, set it false and apply first.
 #
 # Secrets are not created here, so their values never enter Terraform state:
 # create them with gcloud first (deploy/README.md), then list them in
@@ -51,12 +59,18 @@ locals {
   signs_as_itself = var.connector == "workspace"
 
   # Full resource names: the worker gets these through its environment.
+  # The subscription's id is spelled out rather than taken from the
+  # resource: in push mode the subscription refers to the push service (its
+  # URL), and the service to these variables, so a reference back would be
+  # a dependency cycle.
   worker_env = {
     GOOGLE_CLOUD_PROJECT        = var.project_id
     GLUEFLEET_CONFIG            = "/etc/gluefleet/config.toml"
-    GLUEFLEET_SUBSCRIPTION      = google_pubsub_subscription.source.id
+    GLUEFLEET_SUBSCRIPTION      = "projects/${var.project_id}/subscriptions/${local.name}"
     GLUEFLEET_DEAD_LETTER_TOPIC = google_pubsub_topic.dead_letter.id
   }
+
+  push = var.mode == "push"
 }
 
 data "google_project" "this" {
@@ -106,9 +120,12 @@ resource "google_pubsub_subscription" "source" {
   topic   = data.google_pubsub_topic.source.id
   labels  = local.labels
 
-  # The initial lease. The worker extends it while a message is in work or
-  # held for a delayed nack; a crashed worker's messages come back once their
-  # last lease runs out.
+  # Pull (worker_pool, job, none): the initial lease. The worker extends it
+  # while a message is in work or held for a delayed nack; a crashed
+  # worker's messages come back once their last lease runs out.
+  # Push: how long Pub/Sub waits for the HTTP answer before it counts the
+  # delivery as failed and pushes again. The worker answers within
+  # push.answer_within (8 s), so 60 s also covers a cold start.
   ack_deadline_seconds         = 60
   message_retention_duration   = "604800s" # 7 days
   enable_exactly_once_delivery = var.enable_exactly_once_delivery
@@ -118,7 +135,9 @@ resource "google_pubsub_subscription" "source" {
   }
 
   # Second line of defence behind the worker's own delayed nacks: Pub/Sub
-  # also spaces out redeliveries after a nack or an expired lease.
+  # also spaces out redeliveries after a nack or an expired lease. In push
+  # mode it is the only spacing: a nack (503) is answered at once, never
+  # held, and this backoff decides when the push comes again.
   retry_policy {
     minimum_backoff = "10s"
     maximum_backoff = "600s"
@@ -133,9 +152,34 @@ resource "google_pubsub_subscription" "source" {
     max_delivery_attempts = var.max_delivery_attempts
   }
 
-  # The service agent must be able to publish and ack before the policy works.
+  # Push mode only; without the block the subscription is a pull
+  # subscription. Pub/Sub POSTs each message to the service's run.app URL
+  # (which is what lets internal ingress admit it, see cloudrun.tf) with an
+  # OIDC token signed as the pusher account, for the fixed audience the
+  # service accepts and the worker checks. Whoever applies needs
+  # iam.serviceAccounts.actAs on the pusher account to set this.
+  #
+  # The wrapped format (no no_wrapper block) on purpose: the worker reads
+  # deliveryAttempt (for its dead-letter decision) and the subscription
+  # from the JSON wrapper, which the unwrapped format does not carry.
+  dynamic "push_config" {
+    for_each = local.push ? [1] : []
+    content {
+      push_endpoint = google_cloud_run_v2_service.push[0].uri
+      oidc_token {
+        service_account_email = google_service_account.pusher[0].email
+        audience              = local.push_audience
+      }
+    }
+  }
+
+  # The service agent must be able to publish and ack before the policy
+  # works; in push mode it must also be able to mint the pusher's tokens,
+  # and the pusher to invoke the service, before the first push.
   depends_on = [
     google_pubsub_topic_iam_member.pubsub_agent_dead_letter_publisher,
+    google_service_account_iam_member.pubsub_agent_pusher_token_creator,
+    google_cloud_run_v2_service_iam_member.pusher_invoker,
   ]
 }
 
@@ -147,19 +191,28 @@ resource "google_service_account" "worker" {
   project      = var.project_id
   account_id   = local.name
   display_name = "gluefleet ${var.connector} worker"
-  description  = "Runs gluefleet-${var.connector}: pulls ${local.name}, publishes to ${local.name}-dead-letter."
+  description  = "Runs gluefleet-${var.connector}: consumes ${local.name}, publishes to ${local.name}-dead-letter."
 }
 
-# Pull, ack, nack and extend leases.
+# Pull, ack, nack and extend leases. Not in push mode: there Pub/Sub
+# delivers, and the HTTP answer acks or nacks.
 resource "google_pubsub_subscription_iam_member" "worker_subscriber" {
+  count = local.push ? 0 : 1
+
   project      = var.project_id
   subscription = google_pubsub_subscription.source.name
   role         = "roles/pubsub.subscriber"
   member       = local.worker_member
 }
 
-# /readyz and `check` read the subscription (subscriptions.get), which the
-# subscriber role does not allow.
+# The grant above had no count before mode existed; keep its binding.
+moved {
+  from = google_pubsub_subscription_iam_member.worker_subscriber
+  to   = google_pubsub_subscription_iam_member.worker_subscriber[0]
+}
+
+# /readyz (pull modes) and `check` (every mode) read the subscription
+# (subscriptions.get), which the subscriber role does not allow.
 resource "google_pubsub_subscription_iam_member" "worker_viewer" {
   project      = var.project_id
   subscription = google_pubsub_subscription.source.name
@@ -216,155 +269,6 @@ resource "google_service_account_iam_member" "worker_token_creator_self" {
   service_account_id = google_service_account.worker.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.worker_member
-}
-
-# ---------------------------------------------------------------------------
-# Cloud Run service (`run` mode); same settings as
-# deploy/cloudrun/<connector>.service.yaml
-# ---------------------------------------------------------------------------
-
-resource "google_cloud_run_v2_service" "worker" {
-  count = var.deploy_service ? 1 : 0
-
-  project             = var.project_id
-  location            = var.region
-  name                = local.name
-  labels              = local.labels
-  deletion_protection = var.deletion_protection
-
-  # Nothing calls the service; work arrives by pull. Internal ingress and no
-  # run.invoker binding keep the URL closed. Probes are unaffected.
-  ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
-
-  template {
-    labels          = local.labels
-    service_account = google_service_account.worker.email
-
-    # 256Mi is below the second generation's 512Mi minimum; the first
-    # generation allows it and suits a network-bound worker.
-    execution_environment = "EXECUTION_ENVIRONMENT_GEN1"
-
-    # Caps concurrent HTTP requests, and this service receives none (probes
-    # do not count). Message concurrency is set in the gluefleet config.
-    max_instance_request_concurrency = 80
-
-    # Cloud Run has no termination grace setting: SIGTERM, then SIGKILL 10 s
-    # later. gluefleet drains for at most 8 s (--drain-timeout) and leaves
-    # about 2 s to flush acks, nacks and logs; unfinished messages are not
-    # acked and Pub/Sub redelivers them.
-
-    scaling {
-      # From zero, Cloud Run starts an instance only for an HTTP request, so
-      # with 0 the worker would stop consuming once scaled in.
-      min_instance_count = var.min_instances
-      # Rate limits are per instance: per-instance limit = quota / this.
-      max_instance_count = var.max_instances
-    }
-
-    containers {
-      name  = "gluefleet"
-      image = var.image
-      args  = ["run"]
-
-      # Cloud Run sets PORT from this (PORT itself is reserved).
-      ports {
-        name           = "http1"
-        container_port = 8080
-      }
-
-      resources {
-        limits = {
-          cpu    = "1"
-          memory = "256Mi"
-        }
-        # CPU always allocated. Throttled CPU between requests would stall
-        # streaming pull, lease extension, delayed nacks and token refresh,
-        # which all happen outside any HTTP request.
-        cpu_idle          = false
-        startup_cpu_boost = true
-      }
-
-      dynamic "env" {
-        for_each = local.worker_env
-        content {
-          name  = env.key
-          value = env.value
-        }
-      }
-
-      # Credentials for ${VAR} interpolation in the TOML config.
-      dynamic "env" {
-        for_each = var.secret_env
-        content {
-          name = env.key
-          value_source {
-            secret_key_ref {
-              secret  = env.value.secret
-              version = env.value.version
-            }
-          }
-        }
-      }
-
-      # The directory; the volume item below names the file config.toml.
-      volume_mounts {
-        name       = "config"
-        mount_path = "/etc/gluefleet"
-      }
-
-      # Not started, and no deploy success, until the subscription is
-      # reachable with valid credentials. 24 x 5 s = 120 s (maximum 240 s).
-      startup_probe {
-        initial_delay_seconds = 0
-        period_seconds        = 5
-        timeout_seconds       = 3
-        failure_threshold     = 24
-        http_get {
-          path = "/readyz"
-          port = 8080
-        }
-      }
-
-      # Process health only: an outage of the external system must not
-      # restart instances.
-      liveness_probe {
-        period_seconds    = 15
-        timeout_seconds   = 3
-        failure_threshold = 3
-        http_get {
-          path = "/healthz"
-          port = 8080
-        }
-      }
-    }
-
-    volumes {
-      name = "config"
-      secret {
-        secret = local.config_secret
-        items {
-          version = var.config_secret_version
-          path    = "config.toml"
-          mode    = 292 # 0444: the container runs as uid 65532
-        }
-      }
-    }
-  }
-
-  # Cloud Run checks secret access at deploy time, and the startup probe
-  # needs the Pub/Sub grants. Firestore access is not probed, but without it
-  # the first events would fail (the ledger nacks them; the firestore
-  # connector dead-letters them), so it is granted first too. IAM can still
-  # take a minute or two to propagate: if the very first apply fails on the
-  # startup probe, apply again, and run `check` before publishing.
-  depends_on = [
-    google_secret_manager_secret_iam_member.worker_secret_accessor,
-    google_pubsub_subscription_iam_member.worker_subscriber,
-    google_pubsub_subscription_iam_member.worker_viewer,
-    google_pubsub_topic_iam_member.worker_dead_letter_publisher,
-    google_project_iam_member.worker_datastore_user,
-    google_service_account_iam_member.worker_token_creator_self,
-  ]
 }
 
 # ---------------------------------------------------------------------------

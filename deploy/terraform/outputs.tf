@@ -1,5 +1,5 @@
 output "service_account_email" {
-  description = "Identity of the worker; serviceAccountName in the Cloud Run YAML."
+  description = "Identity of the worker in every mode; serviceAccountName in the Cloud Run YAML."
   value       = google_service_account.worker.email
 }
 
@@ -24,13 +24,46 @@ output "max_delivery_attempts" {
 }
 
 output "worker_env" {
-  description = "Plain environment variables the worker needs, for the job YAML or any other deployment."
+  description = "Plain environment variables every mode's worker gets (push mode adds GLUEFLEET_PUSH_AUDIENCE and GLUEFLEET_PUSH_SERVICE_ACCOUNT), for the YAML in deploy/cloudrun or any other deployment."
   value       = local.worker_env
 }
 
-output "service_name" {
-  description = "Cloud Run service name, or null when deploy_service is false."
-  value       = one(google_cloud_run_v2_service.worker[*].name)
+output "cloud_run" {
+  description = "What mode created on Cloud Run: resource (the Terraform address), gcloud (the `gcloud run` command group: services, worker-pools or jobs), name and id. null when mode is \"none\"."
+  value = var.mode == "none" ? null : {
+    mode = var.mode
+    resource = {
+      push        = "google_cloud_run_v2_service.push[0]"
+      worker_pool = "google_cloud_run_v2_worker_pool.pull[0]"
+      job         = "google_cloud_run_v2_job.drain[0]"
+    }[var.mode]
+    gcloud = {
+      push        = "services"
+      worker_pool = "worker-pools"
+      job         = "jobs"
+    }[var.mode]
+    # Exactly one of the three lists has an element.
+    name = one(concat(
+      google_cloud_run_v2_service.push[*].name,
+      google_cloud_run_v2_worker_pool.pull[*].name,
+      google_cloud_run_v2_job.drain[*].name,
+    ))
+    id = one(concat(
+      google_cloud_run_v2_service.push[*].id,
+      google_cloud_run_v2_worker_pool.pull[*].id,
+      google_cloud_run_v2_job.drain[*].id,
+    ))
+  }
+}
+
+output "push_endpoint" {
+  description = "mode = \"push\": the service's run.app URL, where the subscription pushes. null in the other modes."
+  value       = one(google_cloud_run_v2_service.push[*].uri)
+}
+
+output "pusher_email" {
+  description = "mode = \"push\": the account the push requests' OIDC tokens are signed as (GLUEFLEET_PUSH_SERVICE_ACCOUNT, push.service_account). null in the other modes."
+  value       = one(google_service_account.pusher[*].email)
 }
 
 output "idempotency_collection" {

@@ -9,7 +9,7 @@ variable "region" {
 }
 
 variable "connector" {
-  description = "Connector name: the crate connectors/<connector>, the binary gluefleet-<connector>. Also names the subscription, dead-letter topic, service account and service."
+  description = "Connector name: the crate connectors/<connector>, the binary gluefleet-<connector>. Also names the subscription, dead-letter topic, service accounts and the Cloud Run service, worker pool or job."
   type        = string
 
   validation {
@@ -110,25 +110,42 @@ variable "secret_env" {
   default = {}
 }
 
-variable "deploy_service" {
-  description = "Create the Cloud Run service. Set false when the connector runs as a Cloud Run job (deploy/cloudrun/<connector>.job.yaml) or is deployed with `gcloud run services replace`."
-  type        = bool
-  default     = true
+variable "mode" {
+  description = <<-EOT
+    How the connector runs on Cloud Run; one apply deploys one of them.
+    "worker_pool" (default): a Cloud Run worker pool running `run`
+      (streaming pull), `instances` instances.
+    "push": a Cloud Run service running `serve` that Pub/Sub pushes to (the
+      source subscription becomes a push subscription with an OIDC token);
+      scales to zero, at most `max_instances` instances.
+    "job": a Cloud Run job running `job --idle-exit 10s --max-duration 50m`,
+      which drains the subscription and exits; run it on a schedule
+      (deploy/README.md).
+    "none": only Pub/Sub, IAM and the service account; deploy the worker with
+      gcloud and the YAML in deploy/cloudrun.
+  EOT
+  type        = string
+  default     = "worker_pool"
+
+  validation {
+    condition     = contains(["push", "worker_pool", "job", "none"], var.mode)
+    error_message = "mode must be \"push\", \"worker_pool\", \"job\" or \"none\"."
+  }
 }
 
-variable "min_instances" {
-  description = "Minimum instances. Keep at least 1: Cloud Run starts instances from zero only for HTTP requests, and a pull subscriber gets none. For scale-to-zero use the job mode."
+variable "instances" {
+  description = "mode = \"worker_pool\": the worker pool's instance count (manual scaling; Cloud Run does not scale a worker pool by itself). 0 stops the connector, and the backlog waits on the subscription. Rate limits are per instance: for a vendor quota Q, configure a per-instance limit of Q / instances."
   type        = number
   default     = 1
 
   validation {
-    condition     = var.min_instances >= 0
-    error_message = "min_instances cannot be negative."
+    condition     = var.instances >= 0 && floor(var.instances) == var.instances
+    error_message = "instances must be a whole number, 0 or more."
   }
 }
 
 variable "max_instances" {
-  description = "Maximum instances. Rate limits are per instance: for a vendor quota Q, configure a per-instance limit of Q / max_instances."
+  description = "mode = \"push\": the push service's maximum instance count (it scales from zero as pushes arrive). Rate limits are per instance: for a vendor quota Q, configure a per-instance limit of Q / max_instances."
   type        = number
   default     = 10
 
@@ -138,8 +155,19 @@ variable "max_instances" {
   }
 }
 
+variable "push_concurrency" {
+  description = "mode = \"push\": max_instance_request_concurrency of the push service, how many pushes one instance handles at once. Keep the worker's pubsub.concurrency (default 64) equal to it: more requests would only wait inside the instance, against push.answer_within."
+  type        = number
+  default     = 64
+
+  validation {
+    condition     = var.push_concurrency >= 1 && var.push_concurrency <= 1000 && floor(var.push_concurrency) == var.push_concurrency
+    error_message = "push_concurrency must be a whole number from 1 to 1000 (Cloud Run's limit)."
+  }
+}
+
 variable "deletion_protection" {
-  description = "Refuse to destroy the Cloud Run service from Terraform. Set false before a deliberate destroy."
+  description = "Refuse to destroy the Cloud Run service, worker pool or job from Terraform (also when mode changes). Set false, and apply, before a deliberate destroy or a change of mode."
   type        = bool
   default     = true
 }

@@ -4,8 +4,11 @@ terraform {
 
   required_providers {
     google = {
-      source  = "hashicorp/google"
-      version = "~> 6.0"
+      source = "hashicorp/google"
+      # 7.5.0 (September 30, 2025) is the first release whose
+      # google_cloud_run_v2_worker_pool has startup_probe and liveness_probe
+      # on its containers (CHANGELOG, #24418); ~> 7.5 takes any later 7.x.
+      version = "~> 7.5"
     }
   }
 
