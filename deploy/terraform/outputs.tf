@@ -75,3 +75,18 @@ output "service_account_client_id" {
   description = "The worker's numeric OAuth 2.0 client id (oauth2ClientId): the id a Workspace super admin grants domain-wide delegation to, for connector = \"workspace\"."
   value       = google_service_account.worker.unique_id
 }
+
+output "monitoring_dashboard" {
+  description = "The connector's Cloud Monitoring dashboard (projects/P/dashboards/ID), or null when monitoring is false."
+  value       = one(google_monitoring_dashboard.connector[*].id)
+}
+
+output "alert_policies" {
+  description = "The connector's alert policies by alert (backlog, oldest_unacked, dead_letters, error_ratio): their resource names, projects/P/alertPolicies/ID. null when monitoring is false. What each means: docs/OPERATIONS.md."
+  value = var.monitoring ? {
+    backlog        = google_monitoring_alert_policy.backlog[0].name
+    oldest_unacked = google_monitoring_alert_policy.oldest_unacked[0].name
+    dead_letters   = google_monitoring_alert_policy.dead_letters[0].name
+    error_ratio    = google_monitoring_alert_policy.error_ratio[0].name
+  } : null
+}

@@ -177,3 +177,70 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+# ---------------------------------------------------------------------------
+# Monitoring (monitoring.tf): alert policies and a dashboard per connector.
+# What each alert means and what to do: docs/OPERATIONS.md.
+# ---------------------------------------------------------------------------
+
+variable "monitoring" {
+  description = "Create the connector's Cloud Monitoring alert policies and dashboard (monitoring.tf), and grant the worker roles/monitoring.metricWriter for the Managed Service for Prometheus sidecar. false creates none of them."
+  type        = bool
+  default     = true
+}
+
+variable "alert_notification_channels" {
+  description = "Notification channels (full names, projects/P/notificationChannels/ID) every alert policy notifies. Empty (the default): the policies open incidents in the console and notify nobody."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_backlog_messages" {
+  description = "Backlog alert: fires when the source subscription has more undelivered messages than this for 10 minutes (2 hours with mode = \"job\", whose backlog waits for the next execution by design)."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.alert_backlog_messages >= 0
+    error_message = "alert_backlog_messages must be 0 or more."
+  }
+}
+
+variable "alert_oldest_unacked_age_seconds" {
+  description = "Oldest-message alert: fires when the oldest unacked message on the source subscription is older than this many seconds. Default (null): 600, or 7200 with mode = \"job\" (an hourly job leaves messages waiting up to an hour by design). Retried and rate-limited messages stay unacked between attempts, so this also catches a target failing for that long."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.alert_oldest_unacked_age_seconds == null || try(var.alert_oldest_unacked_age_seconds >= 60, false)
+    error_message = "alert_oldest_unacked_age_seconds must be null or at least 60."
+  }
+}
+
+variable "alert_dead_letters" {
+  description = "Dead-letter alert: fires when more than this many messages reached the dead-letter topic within 5 minutes, whether the worker or Pub/Sub's dead-letter policy put them there. 0 (the default): any dead letter."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.alert_dead_letters >= 0
+    error_message = "alert_dead_letters must be 0 or more."
+  }
+}
+
+variable "alert_error_ratio" {
+  description = "Error-ratio alert: fires when more than this share of the messages the worker settled over 10 minutes were dead-lettered, nacked (except nacks at shutdown) or failed to dead-letter. 0.05 = 5 %. Needs the worker's metrics in Cloud Monitoring (the Managed Service for Prometheus sidecar, docs/OPERATIONS.md)."
+  type        = number
+  default     = 0.05
+
+  validation {
+    condition     = var.alert_error_ratio > 0 && var.alert_error_ratio < 1
+    error_message = "alert_error_ratio must be between 0 and 1 (exclusive)."
+  }
+}
+
+variable "alert_runbook_url" {
+  description = "Where the alerts and the dashboard link to the runbook; each alert appends its section's anchor. Set it to the web address of docs/OPERATIONS.md in your repository host so the links in notifications open."
+  type        = string
+  default     = "docs/OPERATIONS.md"
+}

@@ -209,7 +209,7 @@ max_retry_after = "{}s"
     let nacks = logged(&worker, "Nacked with a delay.");
     let rate_limited_nacks: Vec<&Value> = nacks
         .iter()
-        .filter(|n| n.get("reason").and_then(Value::as_str) == Some("RateLimited"))
+        .filter(|n| n.get("reason").and_then(Value::as_str) == Some("rate-limited"))
         .collect();
     assert!(
         !rate_limited_nacks.is_empty(),

@@ -5,6 +5,7 @@
 use crate::config::{Target, header_map};
 use gluefleet_core::auth::Credential;
 use gluefleet_core::http::{Answer, Edge, Outgoing, checked_url};
+use gluefleet_core::trace::TraceContext;
 use gluefleet_core::{ConfigError, ConnectorError};
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ pub struct Call<'a> {
     pub body: Option<serde_json::Value>,
     /// Timeout of this attempt.
     pub timeout: Duration,
+    /// The message's trace: sent as `traceparent`, so the target's own
+    /// tracing joins the publisher's trace with the worker as the parent.
+    pub trace: Option<&'a TraceContext>,
 }
 
 impl Client {
@@ -113,6 +117,9 @@ impl Client {
             })?;
             request = request.header(name, value);
         }
+        if let Some(trace) = call.trace {
+            request = request.header("traceparent", trace.traceparent());
+        }
         if let Some(body) = &call.body {
             request = request.json(body);
         }
@@ -148,6 +155,7 @@ impl Client {
             credential,
             body: None,
             timeout: Duration::from_secs(10),
+            trace: None,
         };
         let a = self.send(call).await?;
         match a.status {
@@ -225,6 +233,7 @@ mod tests {
                 credential: None,
                 body: None,
                 timeout: Duration::from_secs(1),
+                trace: None,
             })
             .await
             .expect_err("refused");

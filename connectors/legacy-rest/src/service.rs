@@ -61,6 +61,7 @@ impl Connector for RestConnector {
                 credential: r.credential,
                 body,
                 timeout: r.timeout,
+                trace: r.trace,
             })
             .await?;
         match verdict(answer.status, &a.success, &a.already_done) {

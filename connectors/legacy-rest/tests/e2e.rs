@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gluefleet-legacy-rest");
 
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PUBLISHER_SPAN: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 struct Fleet {
     emulator: PubsubEmulator,
     target: HttpTarget,
@@ -140,6 +143,9 @@ async fn delivers_exactly_once_retries_and_dead_letters_with_reasons() {
     let mut msgs: Vec<OutgoingMessage> = (0..1000)
         .map(|i| order(&format!("N-{i:04}"), json!(i)))
         .collect();
+    // One publisher traces: its span is the parent of the worker's, and the
+    // target is called within the same trace.
+    msgs[7] = msgs[7].clone().with_attr("traceparent", PUBLISHER_SPAN);
     msgs.push(order("T-503", json!(1)));
     msgs.push(order("T-429", json!(1)));
     msgs.push(order("T-400", json!(-1)));
@@ -264,6 +270,79 @@ async fn delivers_exactly_once_retries_and_dead_letters_with_reasons() {
         "Retry-After: 2 honoured"
     );
     assert!(reqs.iter().all(|r| r.path.starts_with("/erp/orders/")));
+
+    // The trace joined: publisher → worker → target.
+    let traced: Vec<_> = reqs
+        .iter()
+        .filter_map(|r| r.headers.get("traceparent"))
+        .collect();
+    assert_eq!(
+        traced.len(),
+        1,
+        "only the traced event sends one: {traced:?}"
+    );
+    let sent = gluefleet_core::trace::TraceContext::child_of(traced[0]).expect("valid traceparent");
+    assert_eq!(sent.trace_id(), TRACE_ID, "the publisher's trace");
+    let worker_span = sent.parent_id().to_owned();
+    assert_ne!(worker_span, "00f067aa0ba902b7", "the worker's own span");
+    let logs = worker.logs();
+    let acked = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["logging.googleapis.com/spanId"] == worker_span.as_str())
+        .unwrap_or_else(|| panic!("a line in the worker's span; log:\n{}", logs.join("\n")));
+    assert_eq!(acked["message"], "Acked.");
+    assert_eq!(acked["logging.googleapis.com/trace_sampled"], true);
+    assert!(
+        acked["logging.googleapis.com/trace"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(&format!("/traces/{TRACE_ID}"))),
+        "{acked}"
+    );
+    assert_eq!(acked["route"], "order.*");
+    assert_eq!(acked["reason"], "delivered");
+    assert!(acked["logging.googleapis.com/sourceLocation"]["file"].is_string());
+
+    // The metrics say what the target and the dead-letter topic saw.
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("scraped")
+        .text()
+        .await
+        .expect("text");
+    let series = |s: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(s)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{s} in\n{text}"))
+    };
+    let c = r#"connector="legacy-rest""#;
+    let settled = |route: &str, outcome: &str, reason: &str| {
+        series(&format!(
+            r#"gluefleet_messages_settled_total{{{c},route="{route}",outcome="{outcome}",reason="{reason}"}}"#
+        ))
+    };
+    assert_eq!(settled("order.*", "acked", "delivered"), 1003.0);
+    assert_eq!(settled("order.*", "dead-lettered", "permanent"), 1.0);
+    assert_eq!(settled("", "dead-lettered", "poison"), 1.0);
+    assert_eq!(
+        series(&format!(
+            r#"gluefleet_retries_total{{{c},route="order.*",class="transient"}}"#
+        )),
+        2.0
+    );
+    assert_eq!(
+        series(&format!(
+            r#"gluefleet_target_call_duration_seconds_count{{{c},route="order.*",status_class="5xx",result="transient"}}"#
+        )),
+        2.0
+    );
+    assert_eq!(series(&format!("gluefleet_in_flight_messages{{{c}}}")), 0.0);
+    assert!(series(&format!("gluefleet_messages_received_total{{{c}}}")) >= 1006.0);
+    assert!(
+        series(&format!(
+            r#"gluefleet_connector_stat{{{c},name="target_requests"}}"#
+        )) >= 1007.0
+    );
 
     worker.signal_term();
     let status = worker
@@ -485,4 +564,106 @@ async fn file_source_runs_without_gcp_and_writes_dead_letters_to_a_file() {
         (Some(1), Some(1), Some(1)),
         "{summary}"
     );
+}
+
+/// A real Prometheus scrapes the worker while it delivers, and PromQL
+/// returns exactly what the test published: 1,000 delivered, two
+/// dead-lettered as permanent and one as poison.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_counts_what_was_published() {
+    let f = fleet("", 30).await;
+    f.target
+        .rule(|r| body_has(r, "BAD-").then(|| Reply::status(400).body(r#"{"error":"rejected"}"#)));
+    let mut msgs: Vec<OutgoingMessage> = (0..1000)
+        .map(|i| order(&format!("P-{i:04}"), json!(i)))
+        .collect();
+    msgs.push(order("BAD-1", json!(1)));
+    msgs.push(order("BAD-2", json!(1)));
+    msgs.push(OutgoingMessage {
+        data: b"not json at all".to_vec(),
+        attributes: BTreeMap::new(),
+    });
+    let (worker, port) = f.worker("run").await;
+    let prometheus =
+        gluefleet_testkit::prometheus::Prometheus::start(&[format!("127.0.0.1:{port}")])
+            .await
+            .expect("Prometheus starts");
+    f.emulator
+        .publish("orders", &msgs)
+        .await
+        .expect("published");
+    let c = r#"connector="legacy-rest""#;
+    let delivered = format!(
+        r#"sum(gluefleet_messages_settled_total{{{c},outcome="acked",reason="delivered"}})"#
+    );
+    let counted = prometheus
+        .wait_for(&delivered, 1000.0, Duration::from_secs(120))
+        .await;
+    assert!(
+        counted,
+        "{delivered} = {:?}; worker log:\n{}\nprometheus:\n{}",
+        prometheus.query(&delivered).await,
+        worker.logs().join("\n"),
+        prometheus.logs().join("\n")
+    );
+    let dead = |class: &str| {
+        format!(
+            r#"sum(gluefleet_messages_settled_total{{{c},outcome="dead-lettered",reason="{class}"}})"#
+        )
+    };
+    assert!(
+        prometheus
+            .wait_for(&dead("permanent"), 2.0, Duration::from_secs(30))
+            .await,
+        "two permanent: {:?}",
+        prometheus.query(&dead("permanent")).await
+    );
+    assert!(
+        prometheus
+            .wait_for(&dead("poison"), 1.0, Duration::from_secs(30))
+            .await,
+        "one poison: {:?}",
+        prometheus.query(&dead("poison")).await
+    );
+    let q = |promql: String| {
+        let p = &prometheus;
+        async move { p.query(&promql).await.expect("query") }
+    };
+    assert_eq!(
+        q(format!(
+            r#"sum(gluefleet_target_call_duration_seconds_count{{{c},status_class="2xx",result="ok"}})"#
+        ))
+        .await,
+        Some(1000.0)
+    );
+    assert_eq!(
+        q(format!(
+            r#"sum(gluefleet_target_call_duration_seconds_count{{{c},status_class="4xx",result="permanent"}})"#
+        ))
+        .await,
+        Some(2.0)
+    );
+    assert_eq!(
+        q(format!(r#"sum(gluefleet_messages_received_total{{{c}}})"#)).await,
+        Some(1003.0),
+        "each message received once"
+    );
+    let p99 = q(format!(
+        r#"histogram_quantile(0.99, sum by (le) (gluefleet_target_call_duration_seconds_bucket{{{c}}}))"#
+    ))
+    .await
+    .expect("a latency quantile");
+    assert!(p99 > 0.0 && p99 < 33.0, "p99 {p99}");
+    assert!(
+        q(format!(r#"process_resident_memory_bytes{{{c}}}"#))
+            .await
+            .is_some_and(|b| b > 1e6),
+        "RSS scraped"
+    );
+    assert_eq!(
+        q(r#"up{job="gluefleet"}"#.to_owned()).await,
+        Some(1.0),
+        "the target is up"
+    );
+    assert_eq!(f.target.effects().len(), 1000, "one effect per event");
 }

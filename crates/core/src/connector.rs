@@ -35,6 +35,10 @@ pub struct Request<'a, A> {
     pub deadline: tokio::time::Instant,
     /// 1 for the first attempt of this delivery.
     pub attempt: u32,
+    /// The message's trace, when its publisher sent one: a connector calling
+    /// over HTTP sends [`TraceContext::traceparent`](crate::trace::TraceContext::traceparent)
+    /// so the target's spans join it.
+    pub trace: Option<&'a crate::trace::TraceContext>,
 }
 
 /// A successful call.

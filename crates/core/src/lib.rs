@@ -22,12 +22,14 @@ pub mod event;
 pub mod http;
 pub mod idempotency;
 pub mod mapping;
+pub mod observe;
 pub mod outcome;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod retry;
 pub mod route;
 pub mod template;
+pub mod trace;
 
 pub use config::ConfigError;
 pub use connector::{Connector, Delivered, Request};

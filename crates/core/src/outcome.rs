@@ -25,6 +25,18 @@ pub enum AckReason {
     Dropped,
 }
 
+impl AckReason {
+    /// The name in logs and the `reason` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckReason::Delivered => "delivered",
+            AckReason::AlreadyDone => "already-done",
+            AckReason::Duplicate => "duplicate",
+            AckReason::Dropped => "dropped",
+        }
+    }
+}
+
 /// Why a message is handed back for redelivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -39,6 +51,19 @@ pub enum NackReason {
     StoreUnavailable,
     /// The worker is shutting down.
     Shutdown,
+}
+
+impl NackReason {
+    /// The name in logs and the `reason` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NackReason::Retryable => "retryable",
+            NackReason::RateLimited => "rate-limited",
+            NackReason::InFlight => "in-flight",
+            NackReason::StoreUnavailable => "store-unavailable",
+            NackReason::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// Everything the dead-letter message needs besides the original.

@@ -19,10 +19,12 @@ use crate::connector::{Connector, Delivered, Request};
 use crate::error::ConnectorError;
 use crate::event::{Event, RawMessage, decode};
 use crate::idempotency::{Claim, IdempotencyStore, key};
+use crate::observe::{CallEnd, Observe, StoreOp, Unobserved};
 use crate::outcome::{AckReason, NackReason, Outcome};
 use crate::rate_limit::{MustWait, RateLimits};
 use crate::retry::{Decision, RetryPolicy, RetrySettings};
 use crate::route::{Route, RouteTable};
+use crate::trace::TraceContext;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,6 +164,18 @@ pub struct Pipeline<C: Connector> {
     limits: RateLimits,
     auth: Option<Arc<dyn TokenProvider>>,
     settings: DeliverySettings,
+    observer: Arc<dyn Observe>,
+}
+
+/// One message's outcome with what metrics and logs say of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Processed<'a> {
+    /// What to do with the message.
+    pub outcome: Outcome,
+    /// The route that took it, empty when none did (poison, unroutable).
+    pub route: &'a str,
+    /// Calls made to the target for this delivery.
+    pub attempts: u32,
 }
 
 /// Why a delivery did not succeed, after the retry loop.
@@ -233,7 +247,16 @@ impl<C: Connector> Pipeline<C> {
             limits,
             auth,
             settings,
+            observer: Arc::new(Unobserved),
         })
+    }
+
+    /// Reports calls, retries, rate-limit waits and store operations to
+    /// `observer` (default: [`Unobserved`], nothing recorded).
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn Observe>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The connector.
@@ -273,6 +296,37 @@ impl<C: Connector> Pipeline<C> {
     /// waits stay within the earlier of it and the route's retry budget: a
     /// `Retry-After` or backoff that would end later becomes a nack now.
     pub async fn process_by(&self, raw: &RawMessage, answer_by: Option<Instant>) -> Outcome {
+        self.process_reported(raw, answer_by, None).await.outcome
+    }
+
+    /// [`process_by`](Self::process_by), with the route and the number of
+    /// calls made, for the runtime's metrics and its line per message.
+    /// `trace` is the message's trace context, handed to the connector
+    /// ([`Request::trace`]) so its call continues the publisher's trace.
+    pub async fn process_reported(
+        &self,
+        raw: &RawMessage,
+        answer_by: Option<Instant>,
+        trace: Option<&TraceContext>,
+    ) -> Processed<'_> {
+        let mut processed = Processed {
+            outcome: Outcome::Ack(AckReason::Dropped),
+            route: "",
+            attempts: 0,
+        };
+        processed.outcome = self
+            .process_into(raw, answer_by, trace, &mut processed)
+            .await;
+        processed
+    }
+
+    async fn process_into<'a>(
+        &'a self,
+        raw: &RawMessage,
+        answer_by: Option<Instant>,
+        trace: Option<&TraceContext>,
+        report: &mut Processed<'a>,
+    ) -> Outcome {
         let size = raw.size();
         if size > self.settings.max_event_bytes {
             return Outcome::dead_letter(
@@ -306,6 +360,7 @@ impl<C: Connector> Pipeline<C> {
                 ),
             };
         };
+        report.route = &route.name;
         let subject = match route.subject.as_ref().map(|t| subject_of(t, &event)) {
             None => None,
             Some(Ok(s)) => Some(s),
@@ -323,7 +378,11 @@ impl<C: Connector> Pipeline<C> {
         let idem = &self.settings.idempotency;
         let mut claim = None;
         if let Some(store) = &self.store {
-            match store.claim(&key, idem.lease).await {
+            let started = Instant::now();
+            let claimed = store.claim(&key, idem.lease).await;
+            self.observer
+                .store(StoreOp::Claim, started.elapsed(), claimed.is_ok());
+            match claimed {
                 Ok(Claim::Acquired(token)) => claim = Some((store, token)),
                 Ok(Claim::Done) => return Outcome::Ack(AckReason::Duplicate),
                 Ok(Claim::InFlight { remaining }) => {
@@ -343,21 +402,30 @@ impl<C: Connector> Pipeline<C> {
             }
         }
         let result = self
-            .deliver(&event, route, &key, subject.as_deref(), answer_by)
+            .deliver(&event, route, &key, subject.as_deref(), answer_by, trace)
             .await;
+        report.attempts = match &result {
+            Ok((_, attempts)) => *attempts,
+            Err(f) => f.attempts,
+        };
         if let Some((store, token)) = claim {
-            let stored = match &result {
-                Ok(_) => store.complete(&key, &token, idem.ttl).await,
-                Err(_) => store.release(&key, &token).await,
+            let started = Instant::now();
+            let (op, stored) = match &result {
+                Ok(_) => (
+                    StoreOp::Complete,
+                    store.complete(&key, &token, idem.ttl).await,
+                ),
+                Err(_) => (StoreOp::Release, store.release(&key, &token).await),
             };
+            self.observer.store(op, started.elapsed(), stored.is_ok());
             if let Err(e) = stored {
                 // The effect (or failure) stands; the lease runs out by itself.
                 tracing::warn!(error = %e, key = %key, "Could not record the idempotency state.");
             }
         }
         match result {
-            Ok(Delivered::Applied) => Outcome::Ack(AckReason::Delivered),
-            Ok(Delivered::AlreadyDone) => Outcome::Ack(AckReason::AlreadyDone),
+            Ok((Delivered::Applied, _)) => Outcome::Ack(AckReason::Delivered),
+            Ok((Delivered::AlreadyDone, _)) => Outcome::Ack(AckReason::AlreadyDone),
             Err(f) => self.failure_outcome(f, &event, route),
         }
     }
@@ -404,7 +472,8 @@ impl<C: Connector> Pipeline<C> {
         }
     }
 
-    /// deadline → retry → rate limit → auth → call.
+    /// deadline → retry → rate limit → auth → call. On success, with the
+    /// number of calls it took.
     async fn deliver(
         &self,
         event: &Event,
@@ -412,35 +481,70 @@ impl<C: Connector> Pipeline<C> {
         key: &str,
         subject: Option<&str>,
         answer_by: Option<Instant>,
-    ) -> Result<Delivered, Failure> {
+        trace: Option<&TraceContext>,
+    ) -> Result<(Delivered, u32), Failure> {
         let policy = RetryPolicy::new(route.retry.clone());
         let mut state = policy.start();
         let budget_ends = Instant::now() + route.retry.budget;
         let deadline = answer_by.map_or(budget_ends, |by| by.min(budget_ends));
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            if let Some(rl) = &route.rate_limit
-                && let Err(MustWait(wait)) = self.limits.acquire(rl, event, remaining).await
-            {
-                return Err(Failure {
-                    error: ConnectorError::rate_limited(
-                        format!(
-                            "local rate limit {:?} needs {wait:?}, more than the retry budget left",
-                            rl.bucket
+            if let Some(rl) = &route.rate_limit {
+                let wait = match self.limits.acquire(rl, event, remaining).await {
+                    Ok(waited) => {
+                        if !waited.is_zero() {
+                            self.observer.rate_limit_wait(&rl.bucket, waited);
+                        }
+                        None
+                    }
+                    Err(MustWait(wait)) => Some(wait),
+                };
+                if let Some(wait) = wait {
+                    return Err(Failure {
+                        error: ConnectorError::rate_limited(
+                            format!(
+                                "local rate limit {:?} needs {wait:?}, more than the retry budget left",
+                                rl.bucket
+                            ),
+                            Some(wait),
                         ),
-                        Some(wait),
-                    ),
-                    decision: Decision::Nack(wait),
-                    nack_reason: NackReason::RateLimited,
-                    attempts: state.attempts(),
-                });
+                        decision: Decision::Nack(wait),
+                        nack_reason: NackReason::RateLimited,
+                        attempts: state.attempts(),
+                    });
+                }
             }
             policy.on_attempt(&mut state);
+            let started = Instant::now();
             let result = self
-                .attempt(event, route, key, subject, state.attempts(), deadline)
+                .attempt(
+                    event,
+                    route,
+                    key,
+                    subject,
+                    state.attempts(),
+                    deadline,
+                    trace,
+                )
                 .await;
+            self.observer.call(
+                &route.name,
+                started.elapsed(),
+                match &result {
+                    Ok(_) => CallEnd {
+                        status: None,
+                        class: None,
+                        outcome_unknown: false,
+                    },
+                    Err((e, _)) => CallEnd {
+                        status: e.http_status(),
+                        class: Some(e.class()),
+                        outcome_unknown: e.is_outcome_unknown(),
+                    },
+                },
+            );
             let (error, credential) = match result {
-                Ok(done) => return Ok(done),
+                Ok(done) => return Ok((done, state.attempts())),
                 Err(e) => e,
             };
             if error.is_outcome_unknown() && !self.connector.is_idempotent(&route.action) {
@@ -459,8 +563,12 @@ impl<C: Connector> Pipeline<C> {
             let decision = policy.decide(&mut state, &error, remaining);
             tracing::debug!(route = %route.name, attempt = state.attempts(), class = %error.class(), ?decision, error = %error, "Attempt failed.");
             match decision {
-                Decision::RetryAfter(wait) => tokio::time::sleep(wait).await,
+                Decision::RetryAfter(wait) => {
+                    self.observer.retry(&route.name, error.class());
+                    tokio::time::sleep(wait).await;
+                }
                 Decision::RefreshAndRetry => {
+                    self.observer.retry(&route.name, error.class());
                     if let (Some(auth), Some(c)) = (&self.auth, &credential) {
                         auth.invalidate(c);
                     }
@@ -491,6 +599,10 @@ impl<C: Connector> Pipeline<C> {
     /// auth → call, both within the attempt's timeout: a token endpoint that
     /// never answers costs this attempt (a transient failure), not the
     /// message's lease.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one attempt's whole context, each part borrowed from the delivery loop"
+    )]
     async fn attempt(
         &self,
         event: &Event,
@@ -499,6 +611,7 @@ impl<C: Connector> Pipeline<C> {
         subject: Option<&str>,
         attempt: u32,
         deadline: Instant,
+        trace: Option<&TraceContext>,
     ) -> Result<Delivered, (ConnectorError, Option<crate::auth::Credential>)> {
         let started = Instant::now();
         let remaining = deadline.saturating_duration_since(started);
@@ -535,6 +648,7 @@ impl<C: Connector> Pipeline<C> {
             timeout: until.saturating_duration_since(Instant::now()),
             deadline: until,
             attempt,
+            trace,
         };
         // The connector keeps `deadline` itself (its HTTP timeout, or its
         // batcher cutting off the request) and reports what it knows: never

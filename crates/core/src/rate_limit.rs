@@ -228,18 +228,19 @@ impl RateLimits {
             .sum()
     }
 
-    /// Waits for a cell as long as it takes, up to `max_wait`; beyond that
-    /// returns how long the caller would have had to wait.
+    /// Waits for a cell as long as it takes, up to `max_wait`, and says how
+    /// long it waited; beyond that returns how long the caller would have
+    /// had to wait.
     pub async fn acquire(
         &self,
         r: &RateLimitRef,
         event: &Event,
         max_wait: Duration,
-    ) -> Result<(), MustWait> {
+    ) -> Result<Duration, MustWait> {
         let mut waited = Duration::ZERO;
         loop {
             match self.try_acquire(r, event) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(waited),
                 Err(MustWait(w)) if waited + w > max_wait => return Err(MustWait(w)),
                 Err(MustWait(w)) => {
                     // A little jitter, so that many waiters do not wake as one.
@@ -370,15 +371,22 @@ mod tests {
         };
         let e = event("a");
         let start = std::time::Instant::now();
+        let mut waited = Duration::ZERO;
         for _ in 0..3 {
-            assert_eq!(l.acquire(&r, &e, Duration::from_secs(1)).await, Ok(()));
+            waited += l
+                .acquire(&r, &e, Duration::from_secs(1))
+                .await
+                .expect("within a second");
         }
         assert!(
             start.elapsed() >= Duration::from_millis(90),
             "two waits of ~50 ms"
         );
+        // What it says it waited is what it slept, jitter included.
+        assert!(waited >= Duration::from_millis(90), "{waited:?}");
+        assert!(waited <= start.elapsed(), "{waited:?}");
         let l = limits(1, Duration::from_secs(60));
-        assert_eq!(l.acquire(&r, &e, Duration::ZERO).await, Ok(()));
+        assert_eq!(l.acquire(&r, &e, Duration::ZERO).await, Ok(Duration::ZERO));
         assert!(l.acquire(&r, &e, Duration::from_millis(10)).await.is_err());
     }
 

@@ -34,6 +34,9 @@ pub struct Config<T, A> {
     /// `[push]`: the `serve` mode's endpoint and its authentication.
     #[serde(default)]
     pub push: crate::push::PushSettings,
+    /// `[telemetry]`: `/metrics` and the line logged per settled message.
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
     /// `[delivery]`: retries, idempotency, unroutable events.
     #[serde(default)]
     pub delivery: DeliverySettings,
@@ -107,6 +110,41 @@ const MAX_CONCURRENCY: usize = 10_000;
 pub struct ServerSettings {
     /// Port of `/healthz` and `/readyz` (env `PORT`, default 8080).
     pub port: u16,
+}
+
+/// `[telemetry]`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// Serve `/metrics` on the probes' port and count for it (default true).
+    /// Off, nothing is counted: the bench's baseline.
+    pub metrics: bool,
+    /// The level of the line logged per acked message: `info` (default),
+    /// `debug`, or `off`. Dead letters always log a warning, nacks an info
+    /// line, failed dead-letter publishes an error.
+    pub settled_log: SettledLog,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            metrics: true,
+            settled_log: SettledLog::Info,
+        }
+    }
+}
+
+/// [`TelemetrySettings::settled_log`].
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SettledLog {
+    /// Not logged.
+    Off,
+    /// At debug level.
+    Debug,
+    /// At info level.
+    #[default]
+    Info,
 }
 
 impl Default for ServerSettings {

@@ -1,6 +1,7 @@
 //! `/healthz` (the process is alive) and `/readyz` (the subscription is
 //! reachable and the credential valid), on `$PORT`, for Cloud Run probes.
 
+use crate::metrics::{self, Metrics};
 use crate::pubsub::Connection;
 use axum::Router;
 use axum::http::StatusCode;
@@ -41,9 +42,13 @@ async fn credential_check(auth: Option<&dyn TokenProvider>) -> Result<(), String
     }
 }
 
-/// Serves the probes on `port` until the process ends.
-pub async fn serve(port: u16, readiness: Arc<Readiness>) -> Result<(), String> {
-    let app = router(readiness);
+/// Serves the probes (and `/metrics`, when on) on `port` until the process ends.
+pub async fn serve(
+    port: u16,
+    readiness: Arc<Readiness>,
+    metrics: Option<Arc<Metrics>>,
+) -> Result<(), String> {
+    let app = router(readiness, metrics);
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
         .await
         .map_err(|e| format!("binding the health port {port}: {e}"))?;
@@ -52,24 +57,38 @@ pub async fn serve(port: u16, readiness: Arc<Readiness>) -> Result<(), String> {
         .map_err(|e| format!("health server: {e}"))
 }
 
-/// `/healthz` and `/readyz`, for a server of their own or beside the push
-/// endpoint on one port.
-pub fn router(readiness: Arc<Readiness>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
+/// `/healthz`, `/readyz` and, when metrics are on, `/metrics`, for a server
+/// of their own or beside the push endpoint on one port (Cloud Run's
+/// Prometheus sidecar scrapes the container's port).
+pub fn router(readiness: Arc<Readiness>, metrics: Option<Arc<Metrics>>) -> Router {
+    let router = match metrics {
+        Some(m) => Router::new().route(
+            "/metrics",
             get(move || {
-                let r = readiness.clone();
+                let m = m.clone();
                 async move {
-                    if r.ready() {
-                        (StatusCode::OK, "ready")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-                    }
+                    (
+                        [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                        m.encode(),
+                    )
                 }
             }),
-        )
+        ),
+        None => Router::new(),
+    };
+    router.route("/healthz", get(|| async { "ok" })).route(
+        "/readyz",
+        get(move || {
+            let r = readiness.clone();
+            async move {
+                if r.ready() {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                }
+            }
+        }),
+    )
 }
 
 /// How long the credential check of one readiness round may take. The

@@ -23,6 +23,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod health;
 pub mod logging;
+pub mod metrics;
 pub mod pubsub;
 pub mod push;
 pub mod source;
@@ -184,6 +185,7 @@ struct Built<S: Spec> {
     server: config::ServerSettings,
     push: push::PushSettings,
     pipeline: Arc<Pipeline<S::Connector>>,
+    telemetry: worker::Telemetry,
 }
 
 /// The idempotency store the config asks for.
@@ -231,6 +233,7 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
         pubsub,
         server,
         push,
+        telemetry,
         delivery,
         rate_limits,
         auth,
@@ -256,12 +259,26 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
         None => None,
     };
     let store = idempotency_store(S::name(), &delivery.idempotency, &pubsub, http.clone())?;
-    let pipeline = Pipeline::new(connector, routes, Some(store), limits, auth, delivery)?;
+    let mut pipeline = Pipeline::new(connector, routes, Some(store), limits, auth, delivery)?;
+    let metrics = telemetry
+        .metrics
+        .then(|| Arc::new(metrics::Metrics::new(S::name())));
+    if let Some(m) = &metrics {
+        pipeline = pipeline.with_observer(m.clone());
+    }
+    let pipeline = Arc::new(pipeline);
+    if let Some(m) = &metrics {
+        m.watch(pipeline.clone());
+    }
     Ok(Built {
         pubsub,
         server,
         push,
-        pipeline: Arc::new(pipeline),
+        pipeline,
+        telemetry: worker::Telemetry {
+            metrics,
+            settled_log: telemetry.settled_log,
+        },
     })
 }
 
@@ -409,6 +426,7 @@ async fn deliver<S: Spec>(
         pubsub: p,
         server,
         pipeline,
+        telemetry,
         ..
     } = built;
     let drain = Duration::from(cli.drain_timeout);
@@ -417,8 +435,9 @@ async fn deliver<S: Spec>(
     if mode == Mode::Run {
         let r = readiness.clone();
         let port = server.port;
+        let metrics = telemetry.metrics.clone();
         tokio::spawn(async move {
-            if let Err(e) = health::serve(port, r).await {
+            if let Err(e) = health::serve(port, r, metrics).await {
                 tracing::error!(error = %e, "Health server stopped.");
             }
         });
@@ -442,7 +461,14 @@ async fn deliver<S: Spec>(
             connector: S::name().into(),
             subscription: format!("file:{path}"),
         };
-        let engine = Engine::new(pipeline, sink, origin, p.concurrency, p.max_nack_hold);
+        let engine = Engine::new(
+            pipeline,
+            sink,
+            origin,
+            p.concurrency,
+            p.max_nack_hold,
+            telemetry,
+        );
         readiness.checked.store(true, Ordering::Relaxed);
         let text = if path == "-" {
             let mut s = String::new();
@@ -474,6 +500,7 @@ async fn deliver<S: Spec>(
         origin,
         p.concurrency,
         p.max_nack_hold,
+        telemetry,
     );
     tracing::info!(subscription = %subscription, dead_letter_topic = %dl_topic, streams = p.streams, concurrency = p.concurrency, emulator = p.emulator_host.is_some(), "Starting.");
 
@@ -534,6 +561,7 @@ async fn serve<S: Spec>(built: Built<S>, cli: &Cli) -> Result<(), ConfigError> {
         server,
         push: settings,
         pipeline,
+        telemetry,
     } = built;
     let auth = push::PushAuth::new(&settings)?;
     if matches!(auth, push::PushAuth::None) {
@@ -554,6 +582,7 @@ async fn serve<S: Spec>(built: Built<S>, cli: &Cli) -> Result<(), ConfigError> {
         origin,
         p.concurrency,
         p.max_nack_hold,
+        telemetry.clone(),
     );
     let readiness = Arc::new(health::Readiness::default());
     readiness.stream_ok.store(true, Ordering::Relaxed);
@@ -563,7 +592,8 @@ async fn serve<S: Spec>(built: Built<S>, cli: &Cli) -> Result<(), ConfigError> {
         auth,
         answer_within: settings.answer_within,
     });
-    let app = push::router(state, settings.max_body_bytes).merge(health::router(readiness));
+    let app = push::router(state, settings.max_body_bytes)
+        .merge(health::router(readiness, telemetry.metrics));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", server.port))
         .await
         .map_err(|e| ConfigError::new(format!("binding port {}: {e}", server.port)))?;

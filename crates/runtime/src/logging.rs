@@ -1,18 +1,23 @@
 //! Logs: one JSON object a line in Cloud Logging's shape when stderr is not a
 //! terminal (Cloud Run), readable text when it is.
 //!
-//! JSON lines carry `severity`, `message`, `time`, the event's fields, and
-//! `logging.googleapis.com/trace` when a message brought a W3C `traceparent`
-//! and the project is known; `logging.googleapis.com/labels` names the
-//! connector.
+//! JSON lines carry `severity`, `message`, `time`, the event's fields,
+//! `logging.googleapis.com/sourceLocation` (file, line, module), and
+//! `logging.googleapis.com/labels` naming the connector. Every line logged
+//! while a message that brought a trace (`traceparent` or
+//! `googclient_traceparent`) is handled also carries
+//! `logging.googleapis.com/trace` (when the project is known),
+//! `logging.googleapis.com/spanId` (the worker's span) and
+//! `logging.googleapis.com/trace_sampled`: the engine opens a span with
+//! those fields around the message, and this format reads the spans in scope.
 
 use std::fmt;
 use std::io::IsTerminal as _;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default `info`.
@@ -25,6 +30,7 @@ pub fn init(connector: &'static str, project: Option<String>) {
         builder.with_target(false).try_init()
     } else {
         builder
+            .fmt_fields(JsonFields::new())
             .event_format(CloudLogging { connector, project })
             .try_init()
     };
@@ -81,18 +87,30 @@ impl Visit for Fields {
     }
 }
 
-impl<S, N> FormatEvent<S, N> for CloudLogging
+impl<S> FormatEvent<S, JsonFields> for CloudLogging
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
 {
     fn format_event(
         &self,
-        _ctx: &FmtContext<'_, S, N>,
+        ctx: &FmtContext<'_, S, JsonFields>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
         let mut fields = Fields::default();
+        // The spans' fields first (the message's trace), outermost first,
+        // so the event's own fields win a clash.
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let ext = span.extensions();
+                if let Some(f) = ext.get::<FormattedFields<JsonFields>>()
+                    && let Ok(serde_json::Value::Object(map)) =
+                        serde_json::from_str::<serde_json::Value>(f)
+                {
+                    fields.map.extend(map);
+                }
+            }
+        }
         event.record(&mut fields);
         let mut obj = serde_json::Map::new();
         obj.insert("severity".into(), severity(event.metadata().level()).into());
@@ -103,15 +121,38 @@ where
                 .to_string()
                 .into(),
         );
-        if let Some(serde_json::Value::String(trace)) = fields.map.remove("trace")
+        // Cloud Logging wants the trace as a resource name; without a
+        // project the bare id stays an ordinary field.
+        if let Some(project) = &self.project
+            && let Some(serde_json::Value::String(trace)) = fields.map.remove("trace")
             && !trace.is_empty()
-            && let Some(project) = &self.project
         {
             obj.insert(
                 "logging.googleapis.com/trace".into(),
                 format!("projects/{project}/traces/{trace}").into(),
             );
         }
+        if let Some(span) = fields.map.remove("span_id") {
+            obj.insert("logging.googleapis.com/spanId".into(), span);
+        }
+        if let Some(sampled) = fields.map.remove("trace_sampled") {
+            obj.insert("logging.googleapis.com/trace_sampled".into(), sampled);
+        }
+        let meta = event.metadata();
+        let mut location = serde_json::Map::new();
+        if let Some(file) = meta.file() {
+            location.insert("file".into(), file.into());
+        }
+        if let Some(line) = meta.line() {
+            location.insert("line".into(), line.to_string().into());
+        }
+        if let Some(module) = meta.module_path() {
+            location.insert("function".into(), module.into());
+        }
+        obj.insert(
+            "logging.googleapis.com/sourceLocation".into(),
+            location.into(),
+        );
         obj.insert(
             "logging.googleapis.com/labels".into(),
             serde_json::json!({ "connector": self.connector }),

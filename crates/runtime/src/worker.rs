@@ -11,10 +11,13 @@
 //! - Shutdown: held messages are nacked at once; in-flight work finishes
 //!   within the drain timeout or is nacked.
 
+use crate::config::SettledLog;
 use crate::dead_letter::{DeadLetterSink, Origin};
+use crate::metrics::Metrics;
 use crate::source::{Acker, Delivery};
 use crate::usage::Usage;
 use gluefleet_core::outcome::{AckReason, Outcome};
+use gluefleet_core::trace::TraceContext;
 use gluefleet_core::{Connector, Pipeline};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -22,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 /// Counters for the job summary and logs.
 #[derive(Debug, Default)]
@@ -102,6 +106,47 @@ impl Stats {
     }
 }
 
+/// What the engine reports besides its [`Stats`].
+#[derive(Clone, Debug, Default)]
+pub struct Telemetry {
+    /// Counted for `/metrics`; `None` when `[telemetry] metrics = false`.
+    pub metrics: Option<Arc<Metrics>>,
+    /// The level of the line per acked message.
+    pub settled_log: SettledLog,
+}
+
+/// One settled message, as [`Engine::report`] counts and logs it.
+struct Settled<'a> {
+    message_id: &'a str,
+    route: &'a str,
+    /// `acked`, `dead-lettered`, `dead-letter-failed`, `nacked`, `released`.
+    outcome: &'static str,
+    /// The ack reason, dead-letter class or nack reason.
+    reason: &'a str,
+    attempts: u32,
+    received: tokio::time::Instant,
+    http_status: Option<u16>,
+    error: &'a str,
+    delay_ms: u64,
+}
+
+impl<'a> Settled<'a> {
+    /// Handed back unprocessed (or cut off) because the worker is stopping.
+    fn released(message_id: &'a str, received: tokio::time::Instant) -> Self {
+        Settled {
+            message_id,
+            route: "",
+            outcome: "released",
+            reason: "shutdown",
+            attempts: 0,
+            received,
+            http_status: None,
+            error: "",
+            delay_ms: 0,
+        }
+    }
+}
+
 /// The message engine shared by every source task.
 #[derive(Debug)]
 pub struct Engine<C: Connector> {
@@ -120,6 +165,7 @@ pub struct Engine<C: Connector> {
     last_received: std::sync::Mutex<tokio::time::Instant>,
     /// The engine's start, the zero of [`Stats`]' timestamps.
     epoch: std::time::Instant,
+    telemetry: Telemetry,
 }
 
 impl<C: Connector> Engine<C> {
@@ -130,6 +176,7 @@ impl<C: Connector> Engine<C> {
         origin: Origin,
         concurrency: usize,
         max_nack_hold: Duration,
+        telemetry: Telemetry,
     ) -> Arc<Self> {
         Arc::new(Self {
             pipeline,
@@ -143,7 +190,88 @@ impl<C: Connector> Engine<C> {
             stats: Stats::default(),
             last_received: std::sync::Mutex::new(tokio::time::Instant::now()),
             epoch: std::time::Instant::now(),
+            telemetry,
         })
+    }
+
+    /// The metrics, when they are on.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.telemetry.metrics.as_ref()
+    }
+
+    /// Counts and logs a settled message: one line per message, with the
+    /// route, outcome, reason, time since receipt and calls made.
+    fn report(&self, s: &Settled<'_>) {
+        let elapsed = s.received.elapsed();
+        if let Some(m) = &self.telemetry.metrics {
+            m.settled(s.route, s.outcome, s.reason, elapsed);
+        }
+        let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let (route, outcome, reason, attempts, id) =
+            (s.route, s.outcome, s.reason, s.attempts, s.message_id);
+        match s.outcome {
+            "acked" => match self.telemetry.settled_log {
+                SettledLog::Info => tracing::info!(
+                    message_id = id,
+                    route,
+                    outcome,
+                    reason,
+                    latency_ms,
+                    attempts,
+                    "Acked."
+                ),
+                SettledLog::Debug => tracing::debug!(
+                    message_id = id,
+                    route,
+                    outcome,
+                    reason,
+                    latency_ms,
+                    attempts,
+                    "Acked."
+                ),
+                SettledLog::Off => {}
+            },
+            "dead-lettered" => tracing::warn!(
+                message_id = id,
+                route,
+                outcome,
+                class = reason,
+                latency_ms,
+                attempts,
+                http_status = s.http_status,
+                error = s.error,
+                "Dead-lettered."
+            ),
+            "dead-letter-failed" => tracing::error!(
+                message_id = id,
+                route,
+                outcome,
+                class = reason,
+                latency_ms,
+                attempts,
+                error = s.error,
+                "Could not dead-letter; message nacked so it is not lost."
+            ),
+            "nacked" => tracing::info!(
+                message_id = id,
+                route,
+                outcome,
+                reason,
+                latency_ms,
+                attempts,
+                delay_ms = s.delay_ms,
+                "Nacked with a delay."
+            ),
+            _ => tracing::info!(
+                message_id = id,
+                route,
+                outcome,
+                reason,
+                latency_ms,
+                attempts,
+                "Released."
+            ),
+        }
     }
 
     /// What the process has spent so far, split at the first message.
@@ -203,7 +331,11 @@ impl<C: Connector> Engine<C> {
     /// Takes one message: waits for a permit (or nacks it at once if the
     /// worker is stopping), then processes it on its own task.
     pub async fn dispatch(self: &Arc<Self>, delivery: Delivery) {
+        let received = tokio::time::Instant::now();
         Stats::add(&self.stats.received);
+        if let Some(m) = &self.telemetry.metrics {
+            m.received();
+        }
         // One getrusage call, on the first message only.
         self.stats
             .first
@@ -218,70 +350,124 @@ impl<C: Connector> Engine<C> {
             // Not started: release it for another worker right away.
             Stats::add(&self.stats.released);
             delivery.acker.nack();
+            self.report(&Settled::released(&delivery.raw.message_id, received));
             return;
         };
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.telemetry.metrics {
+            m.in_flight().inc();
+        }
         let engine = self.clone();
         self.tasks.spawn(async move {
-            engine.run_one(delivery, permit).await;
+            // The publisher's trace, continued: every line logged while this
+            // message is handled carries it (logging.rs reads the span), and
+            // the connector sends it on to the target.
+            let trace = TraceContext::from_attributes(&delivery.raw.attributes);
+            match &trace {
+                Some(t) => {
+                    let span = tracing::info_span!(
+                        "message",
+                        trace = t.trace_id(),
+                        span_id = t.span_id(),
+                        trace_sampled = t.sampled()
+                    );
+                    engine
+                        .run_one(delivery, permit, received, trace.as_ref())
+                        .instrument(span)
+                        .await;
+                }
+                None => engine.run_one(delivery, permit, received, None).await,
+            }
             engine.settled();
             engine.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if let Some(m) = &engine.telemetry.metrics {
+                m.in_flight().dec();
+            }
         });
     }
 
-    async fn run_one(&self, delivery: Delivery, permit: OwnedSemaphorePermit) {
+    async fn run_one(
+        &self,
+        delivery: Delivery,
+        permit: OwnedSemaphorePermit,
+        received: tokio::time::Instant,
+        trace: Option<&TraceContext>,
+    ) {
         let Delivery {
             raw,
             acker,
             answer_by,
         } = delivery;
-        let outcome = tokio::select! {
-            o = self.pipeline.process_by(&raw, answer_by) => o,
+        let processed = tokio::select! {
+            p = self.pipeline.process_reported(&raw, answer_by, trace) => p,
             _ = self.hard_stop.cancelled() => {
                 Stats::add(&self.stats.released);
                 acker.nack();
+                self.report(&Settled::released(&raw.message_id, received));
                 return;
             }
         };
         drop(permit);
-        let trace = raw
-            .attributes
-            .get("traceparent")
-            .and_then(|t| t.split('-').nth(1))
-            .unwrap_or_default();
-        match outcome {
+        let mut settled = Settled {
+            message_id: &raw.message_id,
+            route: processed.route,
+            outcome: "acked",
+            reason: "",
+            attempts: processed.attempts,
+            received,
+            http_status: None,
+            error: "",
+            delay_ms: 0,
+        };
+        match &processed.outcome {
             Outcome::Ack(reason) => {
                 acker.ack().await;
-                if reason == AckReason::Duplicate {
+                if *reason == AckReason::Duplicate {
                     Stats::add(&self.stats.duplicates);
                 } else {
                     Stats::add(&self.stats.acked);
                 }
-                tracing::debug!(message_id = %raw.message_id, ?reason, trace, "Acked.");
+                settled.reason = reason.as_str();
+                self.report(&settled);
             }
             Outcome::DeadLetter(dl) => {
-                match self.dead_letters.publish(&raw, &dl, &self.origin).await {
+                settled.reason = &dl.class;
+                settled.http_status = dl.http_status;
+                match self.dead_letters.publish(&raw, dl, &self.origin).await {
                     Ok(()) => {
                         acker.ack().await;
                         Stats::add(&self.stats.dead_lettered);
-                        tracing::warn!(message_id = %raw.message_id, class = %dl.class, route = %dl.route, http_status = dl.http_status, error = %dl.error, trace, "Dead-lettered.");
+                        settled.outcome = "dead-lettered";
+                        settled.error = &dl.error;
+                        self.report(&settled);
                     }
                     Err(e) => {
                         Stats::add(&self.stats.dead_letter_failed);
-                        tracing::error!(message_id = %raw.message_id, error = %e, trace, "Could not dead-letter; message nacked so it is not lost.");
+                        settled.outcome = "dead-letter-failed";
+                        let error = e.to_string();
+                        settled.error = &error;
+                        self.report(&settled);
                         self.hold_then_nack(acker, Duration::from_secs(10)).await;
                     }
                 }
             }
             Outcome::Nack { delay, reason } => {
-                tracing::info!(message_id = %raw.message_id, ?reason, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), trace, "Nacked with a delay.");
-                self.hold_then_nack(acker, delay).await;
+                settled.outcome = "nacked";
+                settled.reason = reason.as_str();
+                settled.delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                self.report(&settled);
+                self.hold_then_nack(acker, *delay).await;
             }
             other => {
                 // An outcome added later: hand it back rather than guess.
                 tracing::error!(message_id = %raw.message_id, outcome = ?other, "Unknown outcome; nacked.");
                 acker.nack();
                 Stats::add(&self.stats.nacked);
+                settled.outcome = "nacked";
+                settled.reason = "unknown-outcome";
+                if let Some(m) = &self.telemetry.metrics {
+                    m.settled(settled.route, "nacked", settled.reason, received.elapsed());
+                }
             }
         }
     }
@@ -293,9 +479,16 @@ impl<C: Connector> Engine<C> {
             acker.nack();
             return;
         }
+        let held = self.telemetry.metrics.as_ref().map(|m| m.held());
+        if let Some(g) = held {
+            g.inc();
+        }
         tokio::select! {
             _ = tokio::time::sleep(delay.min(self.max_nack_hold)) => {}
             _ = self.stopping.cancelled() => {}
+        }
+        if let Some(g) = held {
+            g.dec();
         }
         Stats::add(&self.stats.nacked);
         acker.nack();

@@ -26,6 +26,7 @@ pub mod net;
 pub mod oidc;
 pub mod pipeline;
 mod process;
+pub mod prometheus;
 pub mod pubsub;
 pub mod salesforce;
 pub mod sap;

@@ -8,7 +8,7 @@
 //! - `cargo xtask bench memory`: only that peak memory, accepted and refused.
 //! - `cargo xtask bench core`: the criterion micro-benchmarks of the core path.
 //! - `cargo xtask bench firestore|salesforce|sap-odata|workspace`: API calls per 1,000 events and events/s.
-//! - `cargo xtask bench push`: CPU per 10k messages in push mode next to pull mode.
+//! - `cargo xtask bench push`: CPU per 10k messages in push mode next to pull mode, and pull with metrics off.
 //! - `cargo xtask new-connector <name>`: a new connector crate from connectors/template.
 
 mod bench;

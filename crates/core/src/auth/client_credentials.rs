@@ -280,6 +280,11 @@ impl TokenProvider for ClientCredentials {
             *cache = None;
         }
     }
+
+    fn fetches(&self) -> Option<u64> {
+        // One generation per token fetched.
+        Some(self.generation.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 impl ClientCredentials {
@@ -372,6 +377,11 @@ mod tests {
         let third = p.credential().await?;
         assert_eq!(second.generation(), third.generation());
         assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            TokenProvider::fetches(&p),
+            Some(2),
+            "the metric counts what the endpoint saw"
+        );
         let header = third
             .header_value()
             .map_err(|e| AuthError::permanent(e.to_string()))?;

@@ -229,6 +229,11 @@ impl TokenProvider for JwtBearer {
             *cache = None;
         }
     }
+
+    fn fetches(&self) -> Option<u64> {
+        // One generation per token fetched.
+        Some(self.generation.load(Ordering::Relaxed))
+    }
 }
 
 #[cfg(test)]

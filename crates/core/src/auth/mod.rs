@@ -196,6 +196,15 @@ pub trait TokenProvider: Send + Sync + fmt::Debug {
     /// must not return it. A newer credential is left alone, so N callers
     /// refused at once cause one refresh, not N.
     fn invalidate(&self, stale: &Credential);
+
+    /// Credentials fetched from the token endpoint so far, for the
+    /// `gluefleet_token_fetches_total` metric: a steady rise means tokens
+    /// expire sooner than expected, a burst that the target refused them.
+    /// `None` (the default) when the provider cannot tell: a fixed key
+    /// fetches nothing, and Google's ADC keeps its cache to itself.
+    fn fetches(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// True for `https://` URLs, and for plain `http://` only when the host is

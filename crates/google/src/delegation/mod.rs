@@ -409,6 +409,10 @@ impl TokenProvider for Delegated {
             self.cache.invalidate(subject, stale.generation());
         }
     }
+
+    fn fetches(&self) -> Option<u64> {
+        Some(Delegated::fetches(self))
+    }
 }
 
 #[cfg(test)]

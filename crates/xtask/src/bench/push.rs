@@ -1,7 +1,9 @@
 //! `cargo xtask bench push`: the same release `gluefleet-legacy-rest`, the
-//! same events and the same local sink, once pulling (`run`: streaming pull)
-//! and once pushed to (`serve`: the Pub/Sub emulator's push subscription, one
-//! HTTP request per message). A benchmark, not a test: it prints a table and
+//! same events and the same local sink, pulling (`run`: streaming pull) with
+//! metrics on and with `[telemetry] metrics = false`, and pushed to (`serve`:
+//! the Pub/Sub emulator's push subscription, one HTTP request per message).
+//! The two pull rows are the cost of `/metrics` counting (goal: at most 5%
+//! more CPU per message). A benchmark, not a test: it prints a table and
 //! writes it to docs/BENCHMARKS.md.
 //!
 //! Both modes are measured the same way: the worker is started and ready
@@ -42,13 +44,17 @@ const TITLE: &str = "Push mode next to pull mode (`cargo xtask bench push`)";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Pull,
+    PullNoMetrics,
     Push,
 }
+
+const MODES: [Mode; 3] = [Mode::Pull, Mode::PullNoMetrics, Mode::Push];
 
 impl Mode {
     fn slug(self) -> &'static str {
         match self {
             Self::Pull => "pull",
+            Self::PullNoMetrics => "pull-nometrics",
             Self::Push => "push",
         }
     }
@@ -56,6 +62,7 @@ impl Mode {
     fn label(self) -> &'static str {
         match self {
             Self::Pull => "pull (`run`, 1 streaming pull)",
+            Self::PullNoMetrics => "pull, `[telemetry] metrics = false`",
             Self::Push => "push (`serve`, one request per message)",
         }
     }
@@ -82,12 +89,11 @@ async fn bench(events: usize, rounds: usize) -> Result<()> {
     pubsub.create_topic("bench-dead").await?;
     let mut loads: Vec<(Mode, Load)> = Vec::new();
     for round in 1..=rounds {
-        // Alternate which mode goes first.
-        let order = if round % 2 == 1 {
-            [Mode::Pull, Mode::Push]
-        } else {
-            [Mode::Push, Mode::Pull]
-        };
+        // Alternate the order, so no mode always runs on a warmer machine.
+        let mut order = MODES;
+        if round % 2 == 0 {
+            order.reverse();
+        }
         for mode in order {
             let load = one_load(&binary, &pubsub, &sink, &dir, round, mode, events).await?;
             eprintln!(
@@ -122,6 +128,9 @@ async fn one_load(
         // The emulator signs nothing.
         config.push_str("[push]\nauth = \"none\"\n\n");
     }
+    if mode == Mode::PullNoMetrics {
+        config.push_str("[telemetry]\nmetrics = false\n\n");
+    }
     let _ = write!(
         config,
         r#"[target]
@@ -141,7 +150,9 @@ action = {{ path = "/accounts/{{data.id}}", body = ".data" }}
     env.push(("RUST_LOG", "warn".to_owned()));
     let (args, options) = match mode {
         // The pull subscription first: the worker checks it before /readyz.
-        Mode::Pull => (["run", "--config", &path], SubscriptionOptions::default()),
+        Mode::Pull | Mode::PullNoMetrics => {
+            (["run", "--config", &path], SubscriptionOptions::default())
+        }
         Mode::Push => (
             ["serve", "--config", &path],
             SubscriptionOptions {
@@ -150,7 +161,7 @@ action = {{ path = "/accounts/{{data.id}}", body = ".data" }}
             },
         ),
     };
-    if mode == Mode::Pull {
+    if mode != Mode::Push {
         pubsub
             .create_subscription(&name, &name, options.clone())
             .await?;
@@ -256,7 +267,8 @@ fn report(loads: &[(Mode, Load)], events: usize, rounds: usize) -> String {
     );
     let _ = writeln!(t, "| mode | CPU s per 10k messages | events/s |");
     let _ = writeln!(t, "|---|---|---|");
-    for mode in [Mode::Pull, Mode::Push] {
+    let mut cpu_of = Vec::new();
+    for mode in MODES {
         let mine: Vec<&Load> = loads
             .iter()
             .filter(|(m, _)| *m == mode)
@@ -273,6 +285,21 @@ fn report(loads: &[(Mode, Load)], events: usize, rounds: usize) -> String {
                 .collect(),
         );
         let _ = writeln!(t, "| {} | {cpu:.2} | {rate:.0} |", mode.label());
+        cpu_of.push((mode, cpu));
+    }
+    let cpu = |m: Mode| {
+        cpu_of
+            .iter()
+            .find(|(k, _)| *k == m)
+            .map_or(0.0, |(_, c)| *c)
+    };
+    let (on, off) = (cpu(Mode::Pull), cpu(Mode::PullNoMetrics));
+    if off > 0.0 {
+        let _ = writeln!(
+            t,
+            "\nMetrics on cost {:+.1}% CPU per message next to metrics off (goal: at most +5%).",
+            (on / off - 1.0) * 100.0
+        );
     }
     t
 }

@@ -51,8 +51,8 @@ impl DeadLetter {
 /// What the worker's log says about one message.
 #[derive(Debug, Default)]
 pub(crate) struct Logged {
-    /// The `reason` of its `Acked.` line: `Delivered`, `AlreadyDone` or
-    /// `Duplicate`.
+    /// The `reason` of its `Acked.` line: `delivered`, `already-done` or
+    /// `duplicate`.
     pub(crate) acked: Option<String>,
     /// How often it was handed back for redelivery first (a copy that
     /// arrived while the same event was in flight).
@@ -391,17 +391,17 @@ mod tests {
     #[test]
     fn the_log_gives_each_message_its_reason_and_handbacks() {
         let log = [
-            r#"{"message":"Nacked with a delay.","message_id":"7","reason":"InFlight"}"#,
-            r#"{"message":"Acked.","message_id":"7","reason":"Duplicate"}"#,
-            r#"{"message":"Acked.","message_id":"8","reason":"Delivered"}"#,
+            r#"{"message":"Nacked with a delay.","message_id":"7","reason":"in-flight"}"#,
+            r#"{"message":"Acked.","message_id":"7","reason":"duplicate"}"#,
+            r#"{"message":"Acked.","message_id":"8","reason":"delivered"}"#,
             r#"{"summary":{"acked":1}}"#,
             "not json",
         ]
         .map(str::to_owned);
         let by_id = logged(&log);
-        assert_eq!(by_id["7"].acked.as_deref(), Some("Duplicate"));
+        assert_eq!(by_id["7"].acked.as_deref(), Some("duplicate"));
         assert_eq!(by_id["7"].handed_back, 1);
-        assert_eq!(by_id["8"].acked.as_deref(), Some("Delivered"));
+        assert_eq!(by_id["8"].acked.as_deref(), Some("delivered"));
         assert_eq!(by_id.len(), 2);
     }
 

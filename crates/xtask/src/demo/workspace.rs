@@ -161,7 +161,7 @@ async fn book_before(
         .into_iter()
         .find(|e| e["summary"].as_str() == booked.data["title"].as_str());
     match (reason.as_deref(), event) {
-        (Some("Delivered"), Some(event)) => {
+        (Some("delivered"), Some(event)) => {
             let id = event["id"].as_str().unwrap_or_default().to_owned();
             println!("  on the calendar as event {id}");
             Ok(id)

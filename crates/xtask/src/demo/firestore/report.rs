@@ -99,10 +99,10 @@ fn seen_per_sample(samples: &[Sample], report: &Report<'_>) -> Vec<Seen> {
                 };
             }
             match (report.acked(i), event_type(sample)) {
-                (Some("Delivered"), "account.deleted") => Seen::Deleted,
-                (Some("Delivered"), _) => Seen::Written,
-                (Some("AlreadyDone"), "account.created") => Seen::AlreadyExisted,
-                (Some("Duplicate"), _) => Seen::DuplicateSuppressed(copies_of(samples, i).next()),
+                (Some("delivered"), "account.deleted") => Seen::Deleted,
+                (Some("delivered"), _) => Seen::Written,
+                (Some("already-done"), "account.created") => Seen::AlreadyExisted,
+                (Some("duplicate"), _) => Seen::DuplicateSuppressed(copies_of(samples, i).next()),
                 (Some(other), _) => Seen::Acked(other.to_owned()),
                 (None, _) => Seen::Vanished,
             }

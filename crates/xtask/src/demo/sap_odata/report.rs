@@ -101,10 +101,10 @@ fn seen(sample: &Sample, reason: Option<&str>, dead: Option<&DeadLetter>) -> See
         };
     }
     match (reason, sample.event_type()) {
-        (Some("Delivered"), "partner.created" | "partner.upserted") => Seen::Created,
-        (Some("Delivered"), t) if t.starts_with("partner.renamed") => Seen::Renamed,
-        (Some("Delivered"), "partner.deleted") => Seen::Deleted,
-        (Some("AlreadyDone"), "partner.created") => Seen::AlreadyExisted,
+        (Some("delivered"), "partner.created" | "partner.upserted") => Seen::Created,
+        (Some("delivered"), t) if t.starts_with("partner.renamed") => Seen::Renamed,
+        (Some("delivered"), "partner.deleted") => Seen::Deleted,
+        (Some("already-done"), "partner.created") => Seen::AlreadyExisted,
         (Some(other), _) => Seen::Acked(other.to_owned()),
         (None, _) => Seen::Vanished,
     }

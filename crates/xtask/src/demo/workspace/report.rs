@@ -68,8 +68,8 @@ impl Seen {
 
     fn matches(&self, expect: Expect) -> bool {
         match (self, expect) {
-            (Seen::Acked(r), Expect::Applied) => r == "Delivered",
-            (Seen::Acked(r), Expect::AppliedOnce) => r == "Delivered" || r == "AlreadyDone",
+            (Seen::Acked(r), Expect::Applied) => r == "delivered",
+            (Seen::Acked(r), Expect::AppliedOnce) => r == "delivered" || r == "already-done",
             (
                 Seen::DeadLettered {
                     class,
@@ -131,7 +131,7 @@ fn outcome(sample: &Sample, seen: &Seen, observed: &Observed) -> Result<String, 
             match (acked, rows.as_slice()) {
                 (true, [(at, row)]) => {
                     let cells: Vec<String> = row.iter().map(cell).collect();
-                    if *seen == Seen::Acked("AlreadyDone".to_owned()) {
+                    if *seen == Seen::Acked("already-done".to_owned()) {
                         Ok(format!(
                             "{id} already in column A (row {}): no second row",
                             at + 1
@@ -399,7 +399,7 @@ mod tests {
         let twice = &samples()[0];
         assert_eq!(twice.expect, Expect::AppliedOnce);
         let row = vec![json!("A-1001"), json!("Carol's Bakery"), json!(1250.0)];
-        let done = Seen::Acked("AlreadyDone".to_owned());
+        let done = Seen::Acked("already-done".to_owned());
         assert!(done.matches(twice.expect));
         assert!(outcome(twice, &done, &observed_rows(vec![row.clone()])).is_ok());
         let doubled = observed_rows(vec![row.clone(), row]);
@@ -420,7 +420,7 @@ mod tests {
         };
         assert!(dl(Some(400)).matches(nameless.expect));
         assert!(!dl(Some(403)).matches(nameless.expect));
-        assert!(!Seen::Acked("Delivered".to_owned()).matches(nameless.expect));
+        assert!(!Seen::Acked("delivered".to_owned()).matches(nameless.expect));
         let with_user = Observed {
             users: vec![("erik@example.com".to_owned(), Some(json!({})))],
             ..Observed::default()
