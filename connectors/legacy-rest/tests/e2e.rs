@@ -667,3 +667,138 @@ async fn a_real_prometheus_counts_what_was_published() {
     );
     assert_eq!(f.target.effects().len(), 1000, "one effect per event");
 }
+
+/// Spans reach an OpenTelemetry collector (the testkit's OTLP receiver) in
+/// the publisher's trace: one per sampled, traced message, a child of the
+/// publisher's span, with the id the target saw as its parent and the log
+/// lines carry; nothing for unsampled or untraced messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_otlp_collector_in_the_publishers_trace() {
+    let collector = gluefleet_testkit::otlp::OtlpReceiver::start()
+        .await
+        .expect("OTLP receiver");
+    let f = fleet(
+        &format!("\n[telemetry]\notlp_endpoint = \"{}\"\n", collector.url()),
+        30,
+    )
+    .await;
+    f.target
+        .rule(|r| body_has(r, "SBAD-").then(|| Reply::status(400).body(r#"{"error":"no"}"#)));
+    let trace = |i: usize| {
+        format!(
+            "{:032x}",
+            0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_0000_u128 + i as u128
+        )
+    };
+    let parent = |i: usize| format!("{:016x}", 0x00f0_67aa_0ba9_0000_u64 + i as u64);
+    let mut msgs: Vec<OutgoingMessage> = (0..20)
+        .map(|i| {
+            order(&format!("S-{i:02}"), json!(i))
+                .with_attr("traceparent", format!("00-{}-{}-01", trace(i), parent(i)))
+        })
+        .collect();
+    // Google's client libraries put it here instead.
+    msgs.push(order("SBAD-1", json!(1)).with_attr(
+        "googclient_traceparent",
+        format!("00-{}-{}-01", trace(20), parent(20)),
+    ));
+    msgs.push(
+        order("U-1", json!(1))
+            .with_attr("traceparent", format!("00-{}-{}-00", trace(21), parent(21))),
+    );
+    msgs.extend((0..10).map(|i| order(&format!("Q-{i}"), json!(i))));
+    let ids = f
+        .emulator
+        .publish("orders", &msgs)
+        .await
+        .expect("published");
+    let (mut worker, _) = f.worker("run").await;
+    assert!(
+        f.target
+            .wait_for_successes(31, Duration::from_secs(60))
+            .await,
+        "31 effects; worker log:\n{}",
+        worker.logs().join("\n")
+    );
+    assert!(
+        worker
+            .wait_for_log("Dead-lettered.", Duration::from_secs(30))
+            .await,
+        "the 400 is dead-lettered"
+    );
+    // SIGTERM: the spans still batched are sent before the worker exits.
+    worker.signal_term();
+    let status = worker.wait(Duration::from_secs(15)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clean exit: {status:?}"
+    );
+    let spans = collector.spans();
+    assert_eq!(collector.rejected(), 0, "every export decoded");
+    assert_eq!(
+        spans.len(),
+        21,
+        "20 sampled orders and the dead letter, not the unsampled or untraced: {spans:#?}"
+    );
+    let reqs = f.target.requests();
+    let logs = worker.logs();
+    for (i, id) in ids.iter().enumerate().take(21) {
+        let span = spans
+            .iter()
+            .find(|s| s.trace_id == trace(i))
+            .unwrap_or_else(|| panic!("a span in trace {i}: {spans:#?}"));
+        assert_eq!(
+            span.parent_span_id,
+            parent(i),
+            "a child of the publisher's span"
+        );
+        assert_eq!(span.service, "gluefleet-legacy-rest");
+        assert_eq!(span.name, "process orders-sub");
+        assert_eq!(span.kind, 5, "a consumer span");
+        assert_eq!(span.attr("messaging.system"), Some("gcp_pubsub"));
+        assert_eq!(span.attr("messaging.operation.type"), Some("process"));
+        assert_eq!(span.attr("messaging.message.id"), Some(id.as_str()));
+        assert_eq!(span.attr("gluefleet.route"), Some("order.*"));
+        assert_eq!(span.attr("gluefleet.attempts"), Some("1"));
+        // The target saw this span as its parent.
+        let key = if i == 20 {
+            "SBAD-1".to_owned()
+        } else {
+            format!("S-{i:02}")
+        };
+        let sent = reqs
+            .iter()
+            .find(|r| body_has(r, &key))
+            .and_then(|r| r.headers.get("traceparent"))
+            .unwrap_or_else(|| panic!("{key} sent a traceparent"));
+        assert_eq!(sent, &format!("00-{}-{}-01", trace(i), span.span_id));
+        if i == 20 {
+            assert_eq!(span.attr("gluefleet.outcome"), Some("dead-lettered"));
+            assert_eq!(span.attr("error.type"), Some("permanent"));
+            assert_eq!(span.attr("http.response.status_code"), Some("400"));
+            assert_eq!(span.status_code, 2, "an error span");
+        } else {
+            assert_eq!(span.attr("gluefleet.outcome"), Some("acked"));
+            assert_eq!(span.attr("gluefleet.reason"), Some("delivered"));
+            assert_eq!(span.status_code, 0);
+        }
+        // And the log lines name the same span.
+        assert!(
+            logs.iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|l| l["logging.googleapis.com/spanId"] == span.span_id.as_str()),
+            "a log line in span {}",
+            span.span_id
+        );
+    }
+    // The unsampled trace is still carried on to the target, unsampled.
+    let unsampled = reqs
+        .iter()
+        .find(|r| body_has(r, "U-1"))
+        .and_then(|r| r.headers.get("traceparent"))
+        .expect("U-1 sent a traceparent");
+    assert!(
+        unsampled.starts_with(&format!("00-{}-", trace(21))) && unsampled.ends_with("-00"),
+        "{unsampled}"
+    );
+}

@@ -68,6 +68,20 @@ impl TraceContext {
         })
     }
 
+    /// The same trace with `span_id` as the worker's span: the id the span
+    /// exporter picked, so the span it sends, the log lines and the target's
+    /// `traceparent` name one span. Handed back unchanged (`Err`) unless `span_id`
+    /// is 16 lower-case hex digits, not all zeros.
+    pub fn with_span_id(mut self, span_id: &str) -> Result<Self, Self> {
+        match hex_id(span_id) {
+            Some(id) => {
+                self.span_id = id;
+                Ok(self)
+            }
+            None => Err(self),
+        }
+    }
+
     /// The trace id, 32 lower-case hex digits.
     pub fn trace_id(&self) -> &str {
         as_str(&self.trace_id)
@@ -145,6 +159,24 @@ mod tests {
     use super::*;
 
     const PUBLISHED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn an_exporters_span_id_replaces_the_workers_only_when_valid() {
+        let t = TraceContext::child_of(PUBLISHED).expect("valid");
+        let t = t.with_span_id("b7ad6b7169203331").expect("a valid id");
+        assert_eq!(t.span_id(), "b7ad6b7169203331");
+        assert_eq!(t.parent_id(), "00f067aa0ba902b7", "the parent stays");
+        assert!(t.traceparent().contains("-b7ad6b7169203331-"));
+        for bad in [
+            "0000000000000000",
+            "B7AD6B7169203331",
+            "b7ad",
+            "b7ad6b7169203331ff",
+        ] {
+            let back = t.clone().with_span_id(bad).expect_err(bad);
+            assert_eq!(back.span_id(), "b7ad6b7169203331", "{bad} changes nothing");
+        }
+    }
 
     #[test]
     fn the_worker_is_a_child_of_the_publishers_span() {

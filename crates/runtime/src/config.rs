@@ -113,7 +113,7 @@ pub struct ServerSettings {
 }
 
 /// `[telemetry]`.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetrySettings {
     /// Serve `/metrics` on the probes' port and count for it (default true).
@@ -123,6 +123,11 @@ pub struct TelemetrySettings {
     /// `debug`, or `off`. Dead letters always log a warning, nacks an info
     /// line, failed dead-letter publishes an error.
     pub settled_log: SettledLog,
+    /// An OpenTelemetry collector's OTLP/HTTP URL (`http://localhost:4318`,
+    /// the Cloud Run sidecar's): each traced message's span is sent there
+    /// (crate::spans). Unset, the standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+    /// or `OTEL_EXPORTER_OTLP_ENDPOINT` is used; with neither, no spans.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for TelemetrySettings {
@@ -130,6 +135,7 @@ impl Default for TelemetrySettings {
         Self {
             metrics: true,
             settled_log: SettledLog::Info,
+            otlp_endpoint: None,
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod pubsub;
 pub mod push;
 pub mod source;
+pub mod spans;
 pub mod usage;
 pub mod worker;
 
@@ -270,6 +271,10 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
     if let Some(m) = &metrics {
         m.watch(pipeline.clone());
     }
+    let spans = match spans::endpoint(telemetry.otlp_endpoint.as_deref(), &env_var) {
+        Some(url) => Some(Arc::new(spans::Spans::new(S::name(), &url)?)),
+        None => None,
+    };
     Ok(Built {
         pubsub,
         server,
@@ -278,6 +283,7 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
         telemetry: worker::Telemetry {
             metrics,
             settled_log: telemetry.settled_log,
+            spans,
         },
     })
 }
@@ -539,6 +545,7 @@ async fn deliver<S: Spec>(
     let flushed = tokio::time::timeout(left, futures::future::join_all(loops))
         .await
         .is_ok();
+    engine.flush_spans().await;
     tracing::info!(
         drained,
         flushed,
@@ -614,6 +621,7 @@ async fn serve<S: Spec>(built: Built<S>, cli: &Cli) -> Result<(), ConfigError> {
     let _ = stop.send(());
     let drained = engine.drain(drain).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    engine.flush_spans().await;
     tracing::info!(drained, "Stopped.");
     // This instance's counts over its life, as a job prints them: on Cloud
     // Run, one log line per instance when it scales in.
@@ -709,6 +717,7 @@ async fn run_file<C: Connector>(
         }
     }
     engine.drain(drain).await;
+    engine.flush_spans().await;
     why
 }
 

@@ -15,6 +15,7 @@ use crate::config::SettledLog;
 use crate::dead_letter::{DeadLetterSink, Origin};
 use crate::metrics::Metrics;
 use crate::source::{Acker, Delivery};
+use crate::spans::{self, Spans};
 use crate::usage::Usage;
 use gluefleet_core::outcome::{AckReason, Outcome};
 use gluefleet_core::trace::TraceContext;
@@ -113,6 +114,8 @@ pub struct Telemetry {
     pub metrics: Option<Arc<Metrics>>,
     /// The level of the line per acked message.
     pub settled_log: SettledLog,
+    /// Spans by OTLP; `None` unless an endpoint is configured.
+    pub spans: Option<Arc<Spans>>,
 }
 
 /// One settled message, as [`Engine::report`] counts and logs it.
@@ -203,6 +206,7 @@ impl<C: Connector> Engine<C> {
     /// route, outcome, reason, time since receipt and calls made.
     fn report(&self, s: &Settled<'_>) {
         let elapsed = s.received.elapsed();
+        spans::end_current(s.route, s.outcome, s.reason, s.attempts, s.http_status);
         if let Some(m) = &self.telemetry.metrics {
             m.settled(s.route, s.outcome, s.reason, elapsed);
         }
@@ -363,6 +367,15 @@ impl<C: Connector> Engine<C> {
             // message is handled carries it (logging.rs reads the span), and
             // the connector sends it on to the target.
             let trace = TraceContext::from_attributes(&delivery.raw.attributes);
+            // With OTLP on, the exported span's id becomes the worker's.
+            let (exported, trace) = match (trace, &engine.telemetry.spans) {
+                (Some(t), Some(spans)) => {
+                    let (span, t) =
+                        spans.start(t, &engine.origin.subscription, &delivery.raw.message_id);
+                    (Some(span), Some(t))
+                }
+                (trace, _) => (None, trace),
+            };
             match &trace {
                 Some(t) => {
                     let span = tracing::info_span!(
@@ -371,10 +384,8 @@ impl<C: Connector> Engine<C> {
                         span_id = t.span_id(),
                         trace_sampled = t.sampled()
                     );
-                    engine
-                        .run_one(delivery, permit, received, trace.as_ref())
-                        .instrument(span)
-                        .await;
+                    let run = engine.run_one(delivery, permit, received, trace.as_ref());
+                    spans::scope(exported, run).instrument(span).await;
                 }
                 None => engine.run_one(delivery, permit, received, None).await,
             }
@@ -506,5 +517,13 @@ impl<C: Connector> Engine<C> {
         // Nacks are immediate; give the tasks a moment to send them.
         let _ = tokio::time::timeout(Duration::from_millis(500), self.tasks.wait()).await;
         false
+    }
+
+    /// Sends the spans still batched (at most 1 s), after [`Engine::drain`].
+    pub async fn flush_spans(&self) {
+        if let Some(spans) = self.telemetry.spans.clone() {
+            // The SDK's shutdown blocks: off the async threads.
+            let _ = tokio::task::spawn_blocking(move || spans.shutdown()).await;
+        }
     }
 }

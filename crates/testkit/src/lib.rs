@@ -8,7 +8,8 @@
 //! Salesforce org, which has no local server ([`salesforce`]), a Google
 //! Workspace domain checked against Google's Discovery documents
 //! ([`workspace`]), an OAuth 2.0 token endpoint whose tokens expire
-//! ([`token`]), and the connector
+//! ([`token`]), an OTLP trace receiver standing in for an OpenTelemetry
+//! collector ([`otlp`]), and the connector
 //! binaries themselves as child processes ([`bin`]). Everything
 //! listens on a free port of 127.0.0.1 and every child process gets its own
 //! process group, so parallel tests do not collide and nothing outlives the
@@ -24,6 +25,7 @@ pub mod firestore;
 pub mod http_target;
 pub mod net;
 pub mod oidc;
+pub mod otlp;
 pub mod pipeline;
 mod process;
 pub mod prometheus;
