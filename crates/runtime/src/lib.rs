@@ -271,10 +271,9 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
     if let Some(m) = &metrics {
         m.watch(pipeline.clone());
     }
-    let spans = match spans::endpoint(telemetry.otlp_endpoint.as_deref(), &env_var) {
-        Some(url) => Some(Arc::new(spans::Spans::new(S::name(), &url)?)),
-        None => None,
-    };
+    let spans =
+        spans::Spans::from_settings(S::name(), telemetry.otlp_endpoint.as_deref(), &env_var)?
+            .map(Arc::new);
     Ok(Built {
         pubsub,
         server,

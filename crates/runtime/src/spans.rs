@@ -45,21 +45,13 @@ pub struct Spans {
     tracer: Tracer,
 }
 
-/// Where spans go: `[telemetry] otlp_endpoint`, else the standard
-/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`
-/// variables; `None` when none is set (no spans are made).
-pub fn endpoint(configured: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    if let Some(e) = configured.filter(|e| !e.is_empty()) {
-        return Some(traces_url(e));
-    }
-    if let Some(e) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").filter(|e| !e.is_empty()) {
-        // The per-signal variable is the full URL, as the spec says.
-        return Some(e);
-    }
-    env("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .filter(|e| !e.is_empty())
-        .map(|e| traces_url(&e))
-}
+/// The standard variables that name a collector; the exporter reads them
+/// itself (the per-signal one as the full URL, the other with `/v1/traces`
+/// added), so here they only switch spans on.
+const ENDPOINT_VARS: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+];
 
 /// A collector's base URL (`http://localhost:4318`) as its traces URL; a URL
 /// that already names `/v1/traces` is kept.
@@ -72,25 +64,47 @@ fn traces_url(base: &str) -> String {
     }
 }
 
+/// The traces URL of the configured base URL, refused unless http(s).
+fn checked_url(base: &str) -> Result<String, ConfigError> {
+    let url = url::Url::parse(base).map_err(|e| {
+        ConfigError::new(format!(
+            "telemetry.otlp_endpoint: {base:?} is not a URL: {e}"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::new(format!(
+            "telemetry.otlp_endpoint: {base:?} must be http:// or https:// (OTLP/HTTP)"
+        )));
+    }
+    Ok(traces_url(base))
+}
+
 impl Spans {
     /// Spans of connector `connector`'s messages, sent by OTLP/HTTP
-    /// (protobuf) to `endpoint` (the full traces URL).
-    pub fn new(connector: &str, endpoint: &str) -> Result<Self, ConfigError> {
-        let url = url::Url::parse(endpoint).map_err(|e| {
-            ConfigError::new(format!(
-                "telemetry.otlp_endpoint: {endpoint:?} is not a URL: {e}"
-            ))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ConfigError::new(format!(
-                "telemetry.otlp_endpoint: {endpoint:?} must be http:// or https:// (OTLP/HTTP)"
-            )));
-        }
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
+    /// (protobuf) to `configured` (`[telemetry] otlp_endpoint`, a base URL),
+    /// else to where the standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` variables say; `None` (no spans) when
+    /// neither names a collector.
+    pub fn from_settings(
+        connector: &str,
+        configured: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let builder = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(endpoint)
-            .with_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(5));
+        let builder = match configured.filter(|e| !e.is_empty()) {
+            Some(base) => builder.with_endpoint(checked_url(base)?),
+            None if ENDPOINT_VARS
+                .iter()
+                .any(|v| env(v).is_some_and(|e| !e.is_empty())) =>
+            {
+                builder
+            }
+            None => return Ok(None),
+        };
+        let exporter = builder
             .build()
             .map_err(|e| ConfigError::new(format!("telemetry.otlp_endpoint: {e}")))?;
         let resource = Resource::builder()
@@ -102,7 +116,7 @@ impl Spans {
             .with_resource(resource)
             .build();
         let tracer = provider.tracer("gluefleet");
-        Ok(Self { provider, tracer })
+        Ok(Some(Self { provider, tracer }))
     }
 
     /// Starts the span of a message from `subscription` with trace `trace`
@@ -228,39 +242,38 @@ mod tests {
     }
 
     #[test]
-    fn the_endpoint_comes_from_config_then_the_standard_variables() {
-        assert_eq!(endpoint(None, &no_env), None, "no endpoint: no spans");
-        assert_eq!(
-            endpoint(Some("http://localhost:4318/"), &no_env).as_deref(),
-            Some("http://localhost:4318/v1/traces")
-        );
-        assert_eq!(
-            endpoint(Some("http://c:4318/v1/traces"), &no_env).as_deref(),
-            Some("http://c:4318/v1/traces")
-        );
-        let both = |n: &str| match n {
-            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://base:4318".to_owned()),
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some("http://t:9/x".to_owned()),
-            _ => None,
-        };
-        assert_eq!(endpoint(None, &both).as_deref(), Some("http://t:9/x"));
+    fn the_config_or_a_standard_variable_switches_spans_on() {
+        let off = Spans::from_settings("legacy-rest", None, &no_env).expect("valid");
+        assert!(off.is_none(), "no endpoint: no spans");
+        let empty = |_: &str| Some(String::new());
+        let off = Spans::from_settings("legacy-rest", Some(""), &empty).expect("valid");
+        assert!(off.is_none(), "empty values name no collector");
         let base = |n: &str| (n == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://b:4318".into());
+        let on = Spans::from_settings("legacy-rest", None, &base).expect("valid");
+        assert!(on.is_some(), "the standard variable alone");
+        let on = Spans::from_settings("legacy-rest", Some("http://c:4318"), &no_env);
+        assert!(on.expect("valid").is_some(), "the config alone");
+    }
+
+    #[test]
+    fn the_configured_base_url_gets_the_traces_path() {
         assert_eq!(
-            endpoint(None, &base).as_deref(),
-            Some("http://b:4318/v1/traces")
+            checked_url("http://localhost:4318/").expect("valid"),
+            "http://localhost:4318/v1/traces"
         );
         assert_eq!(
-            endpoint(Some("http://cfg:1"), &both).as_deref(),
-            Some("http://cfg:1/v1/traces"),
-            "the config wins"
+            checked_url("http://c:4318/v1/traces").expect("valid"),
+            "http://c:4318/v1/traces"
         );
     }
 
     #[test]
     fn a_bad_endpoint_is_named() {
-        let e = Spans::new("legacy-rest", "localhost:4318").expect_err("no scheme");
+        let e = Spans::from_settings("legacy-rest", Some("localhost:4318"), &no_env)
+            .expect_err("no scheme");
         assert!(e.to_string().contains("localhost:4318"), "{e}");
-        let e = Spans::new("legacy-rest", "grpc://c:4317").expect_err("not http");
+        let e = Spans::from_settings("legacy-rest", Some("grpc://c:4317"), &no_env)
+            .expect_err("not http");
         assert!(e.to_string().contains("http://"), "{e}");
     }
 
@@ -268,7 +281,9 @@ mod tests {
     async fn the_exported_span_is_the_one_the_trace_names() {
         // Nothing listens on port 9: the span is batched and dropped, which
         // is what a collector outage must do (never hold the message).
-        let spans = Spans::new("legacy-rest", "http://127.0.0.1:9/v1/traces").expect("spans");
+        let spans = Spans::from_settings("legacy-rest", Some("http://127.0.0.1:9"), &no_env)
+            .expect("valid")
+            .expect("spans on");
         let t = TraceContext::child_of("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
             .expect("valid");
         let before = t.span_id().to_owned();

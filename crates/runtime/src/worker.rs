@@ -206,7 +206,9 @@ impl<C: Connector> Engine<C> {
     /// route, outcome, reason, time since receipt and calls made.
     fn report(&self, s: &Settled<'_>) {
         let elapsed = s.received.elapsed();
-        spans::end_current(s.route, s.outcome, s.reason, s.attempts, s.http_status);
+        if self.telemetry.spans.is_some() {
+            spans::end_current(s.route, s.outcome, s.reason, s.attempts, s.http_status);
+        }
         if let Some(m) = &self.telemetry.metrics {
             m.settled(s.route, s.outcome, s.reason, elapsed);
         }

@@ -242,30 +242,17 @@ mod tests {
             }],
         };
         let http = reqwest::Client::new();
-        let ok = http
-            .post(format!("{}/v1/traces", r.url()))
-            .header("content-type", "application/x-protobuf")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(ok.status(), 200);
-        let json = http
-            .post(format!("{}/v1/traces", r.url()))
-            .header("content-type", "application/json")
-            .body("{}")
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(json.status(), 415);
-        let junk = http
-            .post(format!("{}/v1/traces", r.url()))
-            .header("content-type", "application/x-protobuf")
-            .body(vec![0xff, 0xff, 0xff])
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(junk.status(), 400);
+        let post = |content_type: &'static str, body: Vec<u8>| {
+            let req = http
+                .post(format!("{}/v1/traces", r.url()))
+                .header("content-type", content_type)
+                .body(body);
+            async move { req.send().await.expect("sent").status() }
+        };
+        let proto = "application/x-protobuf";
+        assert_eq!(post(proto, request.encode_to_vec()).await, 200);
+        assert_eq!(post("application/json", b"{}".to_vec()).await, 415);
+        assert_eq!(post(proto, vec![0xff, 0xff, 0xff]).await, 400);
         let spans = r.spans();
         assert_eq!(spans.len(), 1);
         assert_eq!(spans[0].service, "svc");
