@@ -33,6 +33,8 @@ locals {
     [for name, value in local.worker_env : { name = name, value = value, secret = null, version = null }],
     local.secret_env,
   )
+  # The worker pool's: the collector's address too (collector.tf).
+  pool_env = concat(local.pull_env, local.collector_env)
   # The push service also learns the token's audience and signer. one():
   # null outside push mode, where this list is not used.
   push_env = concat(
@@ -43,6 +45,7 @@ locals {
       }) : { name = name, value = value, secret = null, version = null }
     ],
     local.secret_env,
+    local.collector_env,
   )
 
   # The probes of the service and the worker pool. The worker serves them on
@@ -246,6 +249,45 @@ resource "google_cloud_run_v2_service" "push" {
       }
     }
 
+    # The OpenTelemetry collector (collector.tf). No start order: spans
+    # leave the worker in batches every 5 s, and while no collector listens
+    # they are dropped, never messages.
+    dynamic "containers" {
+      for_each = local.collector ? [1] : []
+      content {
+        name  = "collector"
+        image = var.collector_image
+        args  = ["--config=/etc/otelcol-google/config.yaml"]
+
+        resources {
+          limits = {
+            cpu    = "1"
+            memory = "256Mi"
+          }
+          # Request-based billing, as the gluefleet container's: between
+          # pushes the collector gets little CPU, so some scrapes fail and
+          # the charts show gaps at low traffic; it scrapes again at
+          # shutdown (docs/OPERATIONS.md#sidecar).
+          cpu_idle = true
+        }
+
+        volume_mounts {
+          name       = "collector-config"
+          mount_path = "/etc/otelcol-google"
+        }
+
+        startup_probe {
+          period_seconds    = local.collector_probe.period_seconds
+          timeout_seconds   = local.collector_probe.timeout_seconds
+          failure_threshold = local.collector_probe.failure_threshold
+          http_get {
+            path = local.collector_probe.path
+            port = local.collector_probe.port
+          }
+        }
+      }
+    }
+
     volumes {
       name = "config"
       secret {
@@ -254,6 +296,21 @@ resource "google_cloud_run_v2_service" "push" {
           version = var.config_secret_version
           path    = "config.toml"
           mode    = 292 # 0444: the container runs as uid 65532
+        }
+      }
+    }
+
+    dynamic "volumes" {
+      for_each = local.collector ? [1] : []
+      content {
+        name = "collector-config"
+        secret {
+          secret = local.collector_config_secret
+          items {
+            version = "latest"
+            path    = "config.yaml"
+            mode    = 292
+          }
         }
       }
     }
@@ -269,6 +326,8 @@ resource "google_cloud_run_v2_service" "push" {
     google_pubsub_topic_iam_member.worker_dead_letter_publisher,
     google_project_iam_member.worker_datastore_user,
     google_service_account_iam_member.worker_token_creator_self,
+    google_secret_manager_secret_iam_member.worker_collector_config_accessor,
+    google_secret_manager_secret_version.collector_config,
   ]
 }
 
@@ -331,7 +390,7 @@ resource "google_cloud_run_v2_worker_pool" "pull" {
       }
 
       dynamic "env" {
-        for_each = local.pull_env
+        for_each = local.pool_env
         content {
           name  = env.value.name
           value = env.value.value
@@ -375,6 +434,40 @@ resource "google_cloud_run_v2_worker_pool" "pull" {
       }
     }
 
+    # The OpenTelemetry collector (collector.tf). No start order: spans
+    # leave the worker in batches every 5 s, and while no collector listens
+    # they are dropped, never messages.
+    dynamic "containers" {
+      for_each = local.collector ? [1] : []
+      content {
+        name  = "collector"
+        image = var.collector_image
+        args  = ["--config=/etc/otelcol-google/config.yaml"]
+
+        resources {
+          limits = {
+            cpu    = "1"
+            memory = "256Mi"
+          }
+        }
+
+        volume_mounts {
+          name       = "collector-config"
+          mount_path = "/etc/otelcol-google"
+        }
+
+        startup_probe {
+          period_seconds    = local.collector_probe.period_seconds
+          timeout_seconds   = local.collector_probe.timeout_seconds
+          failure_threshold = local.collector_probe.failure_threshold
+          http_get {
+            path = local.collector_probe.path
+            port = local.collector_probe.port
+          }
+        }
+      }
+    }
+
     volumes {
       name = "config"
       secret {
@@ -383,6 +476,21 @@ resource "google_cloud_run_v2_worker_pool" "pull" {
           version = var.config_secret_version
           path    = "config.toml"
           mode    = 292 # 0444: the container runs as uid 65532
+        }
+      }
+    }
+
+    dynamic "volumes" {
+      for_each = local.collector ? [1] : []
+      content {
+        name = "collector-config"
+        secret {
+          secret = local.collector_config_secret
+          items {
+            version = "latest"
+            path    = "config.yaml"
+            mode    = 292
+          }
         }
       }
     }
@@ -396,6 +504,8 @@ resource "google_cloud_run_v2_worker_pool" "pull" {
     google_pubsub_topic_iam_member.worker_dead_letter_publisher,
     google_project_iam_member.worker_datastore_user,
     google_service_account_iam_member.worker_token_creator_self,
+    google_secret_manager_secret_iam_member.worker_collector_config_accessor,
+    google_secret_manager_secret_version.collector_config,
   ]
 }
 

@@ -11,9 +11,9 @@
 # The first three read Pub/Sub's own metrics and work as soon as the
 # subscription exists. The error ratio and most of the dashboard read the
 # worker's Prometheus metrics (/metrics on port 8080), which reach Cloud
-# Monitoring only through the Managed Service for Prometheus sidecar in the
-# worker's Cloud Run resource; docs/OPERATIONS.md shows how to add it. Without
-# it those charts stay empty and the error-ratio policy never fires.
+# Monitoring only through the collector sidecar (collector.tf, var.collector,
+# on by default in push and worker_pool mode). Without it those charts stay
+# empty and the error-ratio policy never fires.
 
 locals {
   # An hourly job leaves its backlog on the subscription until the next
@@ -31,11 +31,11 @@ locals {
   }
 }
 
-# The sidecar writes the scraped metrics as the worker's service account.
-# Granted on the project: Cloud Monitoring has no narrower resource to grant
-# it on.
+# The collector sidecar (collector.tf) writes the scraped metrics as the
+# worker's service account. Granted on the project: Cloud Monitoring has no
+# narrower resource to grant it on.
 resource "google_project_iam_member" "worker_metric_writer" {
-  count = var.monitoring ? 1 : 0
+  count = var.monitoring || local.collector ? 1 : 0
 
   project = var.project_id
   role    = "roles/monitoring.metricWriter"

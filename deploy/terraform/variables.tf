@@ -189,6 +189,23 @@ variable "monitoring" {
   default     = true
 }
 
+variable "collector" {
+  description = "Run the OpenTelemetry collector (collector.tf, deploy/collector/config.yaml) beside the worker in mode = \"push\" and \"worker_pool\": the worker's spans go to Cloud Trace and its /metrics to Managed Service for Prometheus, which the dashboard and the error-ratio alert need. It adds 1 vCPU and 256Mi per instance. false: no spans are exported and the worker's metrics are not collected; logs and the Pub/Sub alerts are unaffected. A job never runs it."
+  type        = bool
+  default     = true
+}
+
+variable "collector_image" {
+  description = "The collector's image: the Google-built OpenTelemetry collector, pinned to a release (or a digest). It must include the otlp and prometheus receivers, the googlecloud and googlemanagedprometheus exporters and the health_check extension that deploy/collector/config.yaml uses."
+  type        = string
+  default     = "us-docker.pkg.dev/cloud-ops-agents-artifacts/google-cloud-opentelemetry-collector/otelcol-google:0.159.0"
+
+  validation {
+    condition     = can(regex("(@sha256:[0-9a-f]{64}|:[A-Za-z0-9_][A-Za-z0-9_.-]*)$", var.collector_image)) && !endswith(var.collector_image, ":latest")
+    error_message = "collector_image must be pinned to a release tag (not latest) or a digest."
+  }
+}
+
 variable "alert_notification_channels" {
   description = "Notification channels (full names, projects/P/notificationChannels/ID) every alert policy notifies. Empty (the default): the policies open incidents in the console and notify nobody."
   type        = list(string)

@@ -55,6 +55,9 @@ use gluefleet_testkit::discovery::{Spelling, Walk};
 use serde_json::{Value, json};
 use yaml_rust2::{Yaml, YamlLoader};
 
+#[path = "deploy/collector.rs"]
+mod collector;
+
 /// Cloud Run Admin API v2, as published (see that folder's README).
 const RUN_V2: &str = include_str!("../../crates/testkit/data/google-discovery/run.v2.json");
 
@@ -333,7 +336,15 @@ fn memory_bytes(text: &str) -> Option<u64> {
 }
 
 /// Every problem of one manifest, each starting with `file`.
-fn check_manifest(file: &str, connector: &str, kind: Kind, text: &str) -> Vec<String> {
+/// `collector`: the facts of the collector's config, `None` when that
+/// config has problems of its own (reported apart).
+fn check_manifest(
+    file: &str,
+    connector: &str,
+    kind: Kind,
+    text: &str,
+    collector: Option<&collector::Facts>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     let docs = match YamlLoader::load_from_str(text) {
         Ok(docs) => docs,
@@ -406,14 +417,44 @@ fn check_manifest(file: &str, connector: &str, kind: Kind, text: &str) -> Vec<St
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let [container] = containers else {
-        problems.push(format!(
-            "{file}: {pod_path}.containers has {} containers, expected the one gluefleet container",
-            containers.len()
-        ));
-        return problems;
+    let (container, sidecar) = match (kind, containers) {
+        (Kind::Job, [container]) => (container, None),
+        (Kind::Service | Kind::WorkerPool, [container, sidecar]) => (container, Some(sidecar)),
+        (Kind::Job, _) => {
+            problems.push(format!(
+                "{file}: {pod_path}.containers has {} containers, expected the one gluefleet container (a job runs no collector)",
+                containers.len()
+            ));
+            return problems;
+        }
+        _ => {
+            problems.push(format!(
+                "{file}: {pod_path}.containers has {} containers, expected gluefleet and the {} beside it",
+                containers.len(),
+                collector::NAME
+            ));
+            return problems;
+        }
     };
     let c_path = format!("{pod_path}.containers[0]");
+    let name = container.get("name").and_then(Value::as_str);
+    if name != Some("gluefleet") {
+        problems.push(format!(
+            "{file}: {c_path}.name is {}, expected gluefleet",
+            name.unwrap_or("missing")
+        ));
+    }
+    if let (Some(sidecar), Some(facts)) = (sidecar, collector) {
+        collector::check(
+            file,
+            &pod_path,
+            pod,
+            container,
+            sidecar,
+            facts,
+            &mut problems,
+        );
+    }
     check_args(file, &c_path, kind, container, &mut problems);
     check_env(file, &c_path, container, &mut problems);
     check_probes(file, &c_path, container, &mut problems);
@@ -668,11 +709,21 @@ fn deploy_files_pass_their_checks() {
         .collect();
     files.sort();
     let mut problems = check_file_set(&connectors, &files);
+    let collector_file = "deploy/collector/config.yaml";
+    let facts = match std::fs::read_to_string(root.join(collector_file)) {
+        Err(e) => {
+            problems.push(format!("{collector_file}: {e}"));
+            None
+        }
+        Ok(text) => collector::facts(collector_file, &text)
+            .map_err(|p| problems.extend(p))
+            .ok(),
+    };
     for c in &connectors {
         for kind in Kind::ALL {
             let file = format!("{c}{}", kind.suffix());
             if let Ok(text) = std::fs::read_to_string(cloudrun.join(&file)) {
-                problems.extend(check_manifest(&file, c, kind, &text));
+                problems.extend(check_manifest(&file, c, kind, &text, facts.as_ref()));
             }
         }
     }
@@ -691,6 +742,9 @@ fn deploy_files_pass_their_checks() {
         .collect();
     tf.sort();
     problems.extend(check_terraform(&tf, &connectors));
+    if let Some(facts) = &facts {
+        problems.extend(collector::check_terraform(&tf, facts));
+    }
     assert!(
         problems.is_empty(),
         "{} problem(s) in {}:\n{}",
@@ -733,6 +787,8 @@ spec:
                 secretKeyRef:
                   name: demo-secret
                   key: latest
+            - name: OTEL_EXPORTER_OTLP_ENDPOINT
+              value: http://localhost:4318
           resources:
             limits:
               cpu: "1"
@@ -747,6 +803,16 @@ spec:
             periodSeconds: 5
             timeoutSeconds: 3
             failureThreshold: 24
+        - name: collector
+          image: us-docker.pkg.dev/cloud-ops-agents-artifacts/google-cloud-opentelemetry-collector/otelcol-google:0.159.0
+          args: ["--config=/etc/otelcol-google/config.yaml"]
+          volumeMounts:
+            - name: collector-config
+              mountPath: /etc/otelcol-google
+          startupProbe:
+            httpGet:
+              path: /
+              port: 13133
       volumes:
         - name: config
           secret:
@@ -755,6 +821,12 @@ spec:
               - key: latest
                 path: config.toml
                 mode: 292
+        - name: collector-config
+          secret:
+            secretName: demo-collector-config
+            items:
+              - key: latest
+                path: config.yaml
 "#;
 
 const GOOD_JOB: &str = r#"
@@ -795,13 +867,39 @@ spec:
         - name: gluefleet
           image: ${IMAGE}
           args: ["run"]
+          env:
+            - name: OTEL_EXPORTER_OTLP_ENDPOINT
+              value: http://localhost:4318
           resources:
             limits:
               memory: 512Mi
+        - name: collector
+          image: otelcol-google@sha256:0000000000000000000000000000000000000000000000000000000000000000
+          args: ["--config=/etc/otel/config.yaml"]
+          volumeMounts:
+            - name: otel
+              mountPath: /etc/otel/
+          startupProbe:
+            httpGet:
+              port: 13133
+      volumes:
+        - name: otel
+          secret:
+            secretName: demo-collector-config
+            items:
+              - key: "3"
+                path: config.yaml
 "#;
 
+/// The collector config the manifests are checked against: the real one.
+const COLLECTOR_CONFIG: &str = include_str!("../../deploy/collector/config.yaml");
+
+fn collector_facts() -> collector::Facts {
+    collector::facts("config.yaml", COLLECTOR_CONFIG).expect("deploy/collector/config.yaml passes")
+}
+
 fn problems_of(kind: Kind, text: &str) -> Vec<String> {
-    check_manifest("demo.yaml", "demo", kind, text)
+    check_manifest("demo.yaml", "demo", kind, text, Some(&collector_facts()))
 }
 
 /// The one problem of `text`, which must name `needle`.
@@ -1024,5 +1122,122 @@ fn terraform_must_list_every_connector_and_declare_both_resources() {
             &connectors
         )[0]
         .contains("0 lines are marked")
+    );
+}
+
+#[test]
+fn the_collector_config_is_read_for_its_ports() {
+    assert_eq!(
+        collector_facts(),
+        collector::Facts {
+            otlp_http_port: 4318,
+            health_port: 13133,
+            scrape_targets: vec!["localhost:8080".to_owned()],
+            metrics_path: "/metrics".to_owned(),
+        }
+    );
+    let problems = |text: &str| collector::facts("c.yaml", text).expect_err("refused");
+    // A pipeline naming what is not defined; the collector would refuse it.
+    assert_eq!(
+        problems(&COLLECTOR_CONFIG.replace(
+            "exporters: [googlecloud]",
+            "exporters: [googlecloud, debug]"
+        )),
+        ["c.yaml: service.pipelines.traces.exporters names debug, which exporters does not define"]
+    );
+    assert_eq!(
+        problems(&COLLECTOR_CONFIG.replace(
+            "extensions: [health_check]",
+            "extensions: [health_check, pprof]"
+        )),
+        ["c.yaml: service.extensions names pprof, which extensions does not define"]
+    );
+    // Spans come only from the container beside it.
+    assert!(
+        problems(&COLLECTOR_CONFIG.replace("endpoint: localhost:4318", "endpoint: 0.0.0.0:4318"))
+            [0]
+        .contains("listens on 0.0.0.0"),
+    );
+    assert!(
+        problems(&COLLECTOR_CONFIG.replace("receivers: [prometheus]", "receivers: [otlp]"))[0]
+            .contains("service.pipelines.metrics does not receive from prometheus"),
+    );
+}
+
+#[test]
+fn the_collector_and_the_worker_must_agree() {
+    assert_one(
+        Kind::Service,
+        &GOOD_SERVICE.replace(
+            "value: http://localhost:4318",
+            "value: http://localhost:4317",
+        ),
+        "OTEL_EXPORTER_OTLP_ENDPOINT is http://localhost:4317, expected http://localhost:4318",
+    );
+    assert_one(
+        Kind::Service,
+        &GOOD_SERVICE.replace("port: 13133", "port: 4318"),
+        "startupProbe.httpGet.port is 4318, but the collector's health_check listens on 13133",
+    );
+    // The worker moved to another port: the scrape misses it.
+    assert_one(
+        Kind::Service,
+        &GOOD_SERVICE.replace("port: 8080", "port: 9090"),
+        "the collector scrapes [\"localhost:8080\"]/metrics, not the worker's localhost:9090/metrics",
+    );
+    assert_one(
+        Kind::WorkerPool,
+        &GOOD_WORKER_POOL.replace("path: config.yaml", "path: collector.yaml"),
+        "args --config=/etc/otel/config.yaml: no secret volume mounted at /etc/otel holds config.yaml",
+    );
+    assert_one(
+        Kind::Service,
+        &GOOD_SERVICE.replace("otelcol-google:0.159.0", "otelcol-google:latest"),
+        "is not pinned to a release",
+    );
+    // Without the collector the dashboard is empty: it is required.
+    let alone = GOOD_WORKER_POOL
+        .split("        - name: collector")
+        .next()
+        .expect("the worker pool has a collector");
+    assert_one(
+        Kind::WorkerPool,
+        alone,
+        "containers has 1 containers, expected gluefleet and the collector beside it",
+    );
+    assert_one(
+        Kind::WorkerPool,
+        &GOOD_WORKER_POOL.replace("- name: gluefleet", "- name: worker"),
+        "containers[0].name is worker, expected gluefleet",
+    );
+}
+
+#[test]
+fn terraform_runs_the_same_collector() {
+    let tf = |text: &str| vec![("collector.tf".to_owned(), text.to_owned())];
+    let good = "  collector_env = local.collector ? [\n    { name = \"OTEL_EXPORTER_OTLP_ENDPOINT\", value = \"http://localhost:4318\", secret = null },\n  ] : []\n  collector_probe = {\n    path = \"/\"\n    port = 13133\n  }\n  secret_data = file(\"${path.module}/../collector/config.yaml\")\n";
+    let facts = collector_facts();
+    assert_eq!(
+        collector::check_terraform(&tf(good), &facts),
+        Vec::<String>::new()
+    );
+    assert!(
+        collector::check_terraform(&tf(&good.replace("4318", "4317")), &facts)[0].contains(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is not set with value = \"http://localhost:4318\""
+        )
+    );
+    assert_eq!(
+        collector::check_terraform(&tf(&good.replace("port = 13133", "port = 8080")), &facts),
+        [
+            "deploy/terraform: local.collector_probe.port is 8080, but the collector's health_check listens on 13133"
+        ]
+    );
+    assert_eq!(
+        collector::check_terraform(
+            &tf(&good.replace("collector/config.yaml", "otel.yaml")),
+            &facts
+        )
+        .len(),
+        1
     );
 }
