@@ -25,19 +25,19 @@ use super::{at, to_json};
 
 /// What the manifests must agree with, read from the collector's config.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// The OTLP receiver's HTTP port.
-    pub otlp_http_port: i64,
+    pub(crate) otlp_http_port: i64,
     /// The `health_check` extension's port.
-    pub health_port: i64,
+    pub(crate) health_port: i64,
     /// `host:port` of every static scrape target.
-    pub scrape_targets: Vec<String>,
+    pub(crate) scrape_targets: Vec<String>,
     /// The scrape's path (Prometheus' default `/metrics` when unset).
-    pub metrics_path: String,
+    pub(crate) metrics_path: String,
 }
 
 /// The container's name in every service and worker pool manifest.
-pub const NAME: &str = "collector";
+pub(crate) const NAME: &str = "collector";
 
 /// The port of `host:port`, which must be local for the receivers.
 fn port_of(endpoint: &str) -> Option<i64> {
@@ -46,7 +46,7 @@ fn port_of(endpoint: &str) -> Option<i64> {
 
 /// The facts of `text`, or every problem found in it, each starting with
 /// `file`.
-pub fn facts(file: &str, text: &str) -> Result<Facts, Vec<String>> {
+pub(crate) fn facts(file: &str, text: &str) -> Result<Facts, Vec<String>> {
     let docs =
         YamlLoader::load_from_str(text).map_err(|e| vec![format!("{file}: not YAML: {e}")])?;
     let [doc] = docs.as_slice() else {
@@ -185,7 +185,7 @@ fn worker_port(gluefleet: &Value) -> i64 {
 
 /// The collector container (`containers[1]`) against `facts` and the
 /// gluefleet container beside it.
-pub fn check(
+pub(crate) fn check(
     file: &str,
     pod_path: &str,
     pod: &Value,
@@ -306,7 +306,7 @@ pub fn check(
 /// Terraform's copy of the same sidecar (`deploy/terraform/collector.tf`):
 /// the worker's OTLP endpoint, the collector's probe port, and the config
 /// it stores are this config's.
-pub fn check_terraform(files: &[(String, String)], facts: &Facts) -> Vec<String> {
+pub(crate) fn check_terraform(files: &[(String, String)], facts: &Facts) -> Vec<String> {
     let mut problems = Vec::new();
     let text: String = files
         .iter()
