@@ -266,8 +266,8 @@ resource "google_cloud_run_v2_service" "push" {
           }
           # Request-based billing, as the gluefleet container's: between
           # pushes the collector gets little CPU, so some scrapes fail and
-          # the charts show gaps at low traffic; it scrapes again at
-          # shutdown (docs/OPERATIONS.md#sidecar).
+          # the charts show gaps at low traffic
+          # (docs/OPERATIONS.md#sidecar).
           cpu_idle = true
         }
 

@@ -180,7 +180,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
 }
 
 # ---------------------------------------------------------------------------
-# The worker's metrics: need the Managed Service for Prometheus sidecar
+# The worker's metrics: need the collector sidecar (collector.tf)
 # ---------------------------------------------------------------------------
 
 # Nacks at shutdown (reason="shutdown") are left out: every new revision or

@@ -184,7 +184,7 @@ variable "labels" {
 # ---------------------------------------------------------------------------
 
 variable "monitoring" {
-  description = "Create the connector's Cloud Monitoring alert policies and dashboard (monitoring.tf), and grant the worker roles/monitoring.metricWriter for the Managed Service for Prometheus sidecar. false creates none of them."
+  description = "Create the connector's Cloud Monitoring alert policies and dashboard (monitoring.tf), and grant the worker roles/monitoring.metricWriter for the collector sidecar (var.collector). false creates none of them."
   type        = bool
   default     = true
 }
@@ -246,7 +246,7 @@ variable "alert_dead_letters" {
 }
 
 variable "alert_error_ratio" {
-  description = "Error-ratio alert: fires when more than this share of the messages the worker settled over 10 minutes were dead-lettered, nacked (except nacks at shutdown) or failed to dead-letter. 0.05 = 5 %. Needs the worker's metrics in Cloud Monitoring (the Managed Service for Prometheus sidecar, docs/OPERATIONS.md)."
+  description = "Error-ratio alert: fires when more than this share of the messages the worker settled over 10 minutes were dead-lettered, nacked (except nacks at shutdown) or failed to dead-letter. 0.05 = 5 %. Needs the worker's metrics in Cloud Monitoring (the collector sidecar, var.collector)."
   type        = number
   default     = 0.05
 
