@@ -24,6 +24,7 @@ pub mod dead_letter;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod publish;
 pub mod pubsub;
 pub mod push;
 pub mod source;

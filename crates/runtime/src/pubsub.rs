@@ -43,6 +43,26 @@ impl Connection {
         }
     }
 
+    /// The emulator at `host` (`localhost:8085`), or Google Cloud with
+    /// Application Default Credentials when `None`.
+    pub fn with_emulator(host: Option<&str>) -> Self {
+        Self {
+            emulator: host.map(|h| format!("http://{h}")),
+        }
+    }
+
+    /// A publisher for `topic` with the client's own batching (up to 100
+    /// messages, 1 MB or 10 ms per request), for publishing many events.
+    pub async fn batching_publisher(&self, topic: &str) -> Result<Publisher, String> {
+        let mut b = Publisher::builder(topic);
+        if let Some(e) = &self.emulator {
+            b = b.with_endpoint(e).with_credentials(Self::anonymous());
+        }
+        b.build()
+            .await
+            .map_err(|e| format!("Pub/Sub publisher for {topic}: {e}"))
+    }
+
     fn anonymous() -> google_cloud_auth::credentials::Credentials {
         google_cloud_auth::credentials::anonymous::Builder::new().build()
     }
