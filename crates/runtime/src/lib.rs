@@ -22,6 +22,7 @@ pub mod auth;
 pub mod config;
 pub mod dead_letter;
 pub mod health;
+pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod publish;
@@ -657,7 +658,7 @@ async fn wait_for_stop<C: Connector>(engine: &Arc<Engine<C>>, cli: &Cli, mode: M
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -1,0 +1,266 @@
+//! `gluefleet-ingest` against the real Pub/Sub emulator: every 202 is a
+//! message on the topic, every refusal is a non-2xx naming what is wrong,
+//! and nothing refused is published.
+
+use base64::Engine as _;
+use gluefleet_runtime::ingest::auth::sha256_hex;
+use gluefleet_runtime::ingest::config::IngestConfig;
+use gluefleet_runtime::ingest::{Ingest, router};
+use gluefleet_runtime::pubsub::Connection;
+use gluefleet_testkit::pubsub::{PubsubEmulator, SubscriptionOptions};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn config(project: &str) -> IngestConfig {
+    IngestConfig::parse(&format!(
+        r#"
+[ingest]
+max_body_bytes = 4096
+publish_timeout = "3s"
+
+[topics.orders]
+topic = "projects/{project}/topics/orders"
+event_type = "order.created"
+
+[topics.partners]
+topic = "projects/{project}/topics/partners"
+
+[[credentials]]
+name = "sap"
+kind = "api_key"
+key_sha256 = "{sap}"
+topics = ["orders", "partners"]
+
+[[credentials]]
+name = "legacy"
+kind = "basic"
+username = "legacy"
+password_sha256 = "{legacy}"
+topics = ["orders"]
+"#,
+        sap = sha256_hex("sap-key"),
+        legacy = sha256_hex("s3cret"),
+    ))
+    .expect("the test config is valid")
+}
+
+async fn serve(emulator: &PubsubEmulator) -> String {
+    let connection = Connection::with_emulator(Some(&emulator.host()));
+    let state = Arc::new(
+        Ingest::new(config(emulator.project()), &connection)
+            .await
+            .expect("publishers"),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let url = format!("http://{}", listener.local_addr().expect("bound"));
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    url
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_202_is_published_and_every_refusal_is_named() {
+    let mut emulator = PubsubEmulator::start()
+        .await
+        .expect("the Pub/Sub emulator starts");
+    for t in ["orders", "partners"] {
+        emulator.create_topic(t).await.expect("topic");
+        emulator
+            .create_subscription(&format!("{t}-check"), t, SubscriptionOptions::default())
+            .await
+            .expect("subscription");
+    }
+    let url = serve(&emulator).await;
+    let http = reqwest::Client::new();
+    let post = |path: &str| http.post(format!("{url}/v1/events/{path}"));
+
+    // 1,000 concurrent posts: 1,000 confirmed message ids, 1,000 messages.
+    let sends = (0..1000).map(|i| {
+        post("orders")
+            .header("x-api-key", "sap-key")
+            .header("idempotency-key", format!("order-{i}"))
+            .json(&json!({"order": i}))
+            .send()
+    });
+    let answers = futures::future::join_all(sends).await;
+    let mut confirmed = BTreeSet::new();
+    for a in answers {
+        let a = a.expect("answered");
+        assert_eq!(a.status(), 202);
+        let body: Value = a.json().await.expect("JSON");
+        confirmed.insert(body["message_id"].as_str().expect("message id").to_owned());
+    }
+    assert_eq!(confirmed.len(), 1000);
+    let pulled = emulator
+        .drain("orders-check", Duration::from_secs(1))
+        .await
+        .expect("pulled");
+    let on_topic: BTreeSet<String> = pulled.iter().map(|m| m.message_id.clone()).collect();
+    assert_eq!(on_topic, confirmed, "every 202 is exactly one message");
+    let m = &pulled[0];
+    assert_eq!(
+        m.attributes.get("ce-type").map(String::as_str),
+        Some("order.created")
+    );
+    assert_eq!(
+        m.attributes.get("ce-source").map(String::as_str),
+        Some("//gluefleet/ingest/sap")
+    );
+    assert!(
+        m.attributes
+            .get("ce-id")
+            .is_some_and(|id| id.starts_with("order-"))
+    );
+
+    // A repeat of an event id: the first message id, nothing published.
+    let first = post("orders")
+        .header("x-api-key", "sap-key")
+        .header("idempotency-key", "order-7")
+        .json(&json!({"order": 7}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(first.status(), 202);
+    assert_eq!(
+        first
+            .headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+
+    // CloudEvents binary and structured, Basic auth.
+    let binary = post("orders")
+        .header("authorization", basic("legacy", "s3cret"))
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "ce-1")
+        .header("ce-source", "//legacy/shop")
+        .header("ce-type", "order.paid")
+        .header("content-type", "application/json")
+        .body(r#"{"order": "A1"}"#)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(binary.status(), 202);
+    let structured = post("partners").header("authorization", "Bearer sap-key")
+        .header("content-type", "application/cloudevents+json")
+        .body(json!({"specversion": "1.0", "id": "bp-1", "source": "//sap/prd", "type": "partner.created", "data": {"bp": 1}}).to_string())
+        .send().await.expect("answered");
+    assert_eq!(structured.status(), 202);
+
+    // Refusals: each a non-2xx naming what is wrong.
+    let refusals: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (post("orders").json(&json!({})), 401, "no credential"),
+        (
+            post("orders").header("x-api-key", "wrong").json(&json!({})),
+            401,
+            "not known",
+        ),
+        (
+            post("orders")
+                .header("authorization", basic("legacy", "nope"))
+                .json(&json!({})),
+            401,
+            "not known",
+        ),
+        (
+            post("partners")
+                .header("authorization", basic("legacy", "s3cret"))
+                .json(&json!({})),
+            403,
+            "may not publish to topic",
+        ),
+        (
+            post("invoices")
+                .header("x-api-key", "sap-key")
+                .json(&json!({})),
+            404,
+            "unknown topic",
+        ),
+        (
+            post("orders")
+                .header("x-api-key", "sap-key")
+                .body("not json"),
+            400,
+            "the body is not JSON",
+        ),
+        (
+            post("partners")
+                .header("x-api-key", "sap-key")
+                .json(&json!({"a": 1})),
+            400,
+            "no event type",
+        ),
+        (
+            post("orders")
+                .header("x-api-key", "sap-key")
+                .header("ce-specversion", "1.0")
+                .header("ce-id", "x")
+                .header("ce-type", "t")
+                .body("{}"),
+            400,
+            "ce-source",
+        ),
+        (
+            post("orders")
+                .header("x-api-key", "sap-key")
+                .json(&json!({"blob": "x".repeat(5000)})),
+            413,
+            "",
+        ),
+    ];
+    for (request, status, needle) in refusals {
+        let a = request.send().await.expect("answered");
+        assert_eq!(a.status(), status, "{needle}");
+        let text = a.text().await.expect("body");
+        assert!(text.contains(needle), "{needle:?} in {text}");
+    }
+    let after: Vec<_> = emulator
+        .drain("orders-check", Duration::from_millis(500))
+        .await
+        .expect("pulled");
+    assert_eq!(
+        after.len(),
+        1,
+        "only the binary CloudEvent: no refusal, no repeat published"
+    );
+    assert_eq!(
+        after[0].attributes.get("ce-id").map(String::as_str),
+        Some("ce-1")
+    );
+    assert_eq!(
+        emulator
+            .drain("partners-check", Duration::from_millis(500))
+            .await
+            .expect("pulled")
+            .len(),
+        1
+    );
+
+    // Pub/Sub gone: 503 with Retry-After, never a 202.
+    emulator.stop();
+    let down = post("orders")
+        .header("x-api-key", "sap-key")
+        .json(&json!({"order": "late"}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(down.status(), 503);
+    assert_eq!(
+        down.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    assert!(down.text().await.expect("body").contains("retry"));
+}
