@@ -112,15 +112,7 @@ fn message_of(
         .filter(|k| !k.is_empty());
     let mut attributes = BTreeMap::new();
     if header("ce-specversion").is_some() {
-        for (name, value) in headers {
-            let name = name.as_str();
-            if name.starts_with("ce-") || name == "content-type" {
-                let value = value
-                    .to_str()
-                    .map_err(|_| format!("header {name} is not text"))?;
-                attributes.insert(name.to_owned(), value.to_owned());
-            }
-        }
+        attributes = crate::push::cloudevent_attributes(headers)?;
     } else if content_type.starts_with("application/cloudevents+json") {
         attributes.insert("content-type".into(), "application/cloudevents+json".into());
     } else {

@@ -225,23 +225,32 @@ fn publish_time(text: Option<&str>) -> Option<std::time::SystemTime> {
     text.and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
 }
 
+/// CloudEvents HTTP binary mode: the event's context is in the `ce-*`
+/// headers (and `content-type`), which become the message's attributes as
+/// the Pub/Sub binding spells them.
+pub(crate) fn cloudevent_attributes(
+    headers: &HeaderMap,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut attributes = BTreeMap::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        if name.starts_with("ce-") || name == "content-type" {
+            let value = value
+                .to_str()
+                .map_err(|_| format!("header {name} is not text"))?;
+            attributes.insert(name.to_owned(), value.to_owned());
+        }
+    }
+    Ok(attributes)
+}
+
 /// The message a request carries. A body that is not one of the forms is
 /// an error naming what is wrong (answered 400: Pub/Sub would redeliver
 /// it forever, so the subscription's dead-letter policy takes it).
 pub fn message_of(headers: &HeaderMap, body: &[u8]) -> Result<RawMessage, String> {
     let content_type = header(headers, "content-type").unwrap_or_default();
     if header(headers, "ce-specversion").is_some() {
-        // CloudEvents binary mode: the event's attributes are headers.
-        let mut attributes = BTreeMap::new();
-        for (name, value) in headers {
-            let name = name.as_str();
-            if name.starts_with("ce-") || name == "content-type" {
-                let value = value
-                    .to_str()
-                    .map_err(|_| format!("header {name} is not text"))?;
-                attributes.insert(name.to_owned(), value.to_owned());
-            }
-        }
+        let attributes = cloudevent_attributes(headers)?;
         let id = attributes.get("ce-id").cloned().unwrap_or_default();
         return Ok(RawMessage {
             data: body.to_vec(),
