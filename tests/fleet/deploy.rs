@@ -97,6 +97,10 @@ const V1_SPELLINGS: &[Spelling] = &[
     },
 ];
 
+/// gluefleet-ingest's service: not a connector's, checked by
+/// [`check_ingest_manifest`].
+const INGEST_MANIFEST: &str = "ingest.service.yaml";
+
 /// The three ways a connector runs on Cloud Run, one manifest each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -259,7 +263,11 @@ fn check_file_set(connectors: &[String], files: &[String]) -> Vec<String> {
         .iter()
         .flat_map(|c| Kind::ALL.map(|k| format!("{c}{}", k.suffix())))
         .collect();
-    let present: BTreeSet<String> = files.iter().cloned().collect();
+    let present: BTreeSet<String> = files
+        .iter()
+        .filter(|f| f.as_str() != INGEST_MANIFEST)
+        .cloned()
+        .collect();
     let mut problems: Vec<String> = expected
         .difference(&present)
         .map(|f| format!("deploy/cloudrun/{f} is missing"))
@@ -336,6 +344,111 @@ fn memory_bytes(text: &str) -> Option<u64> {
 }
 
 /// Every problem of one manifest, each starting with `file`.
+/// The manifest as JSON and the schema walk's problem, if any; `Err` when
+/// it is not one YAML document.
+fn parse_and_walk(file: &str, kind: Kind, text: &str) -> Result<(Value, Vec<String>), Vec<String>> {
+    let docs =
+        YamlLoader::load_from_str(text).map_err(|e| vec![format!("{file}: not YAML: {e}")])?;
+    let [doc] = docs.as_slice() else {
+        return Err(vec![format!(
+            "{file}: holds {} YAML documents, expected one",
+            docs.len()
+        )]);
+    };
+    let manifest = to_json(doc, "").map_err(|e| vec![format!("{file}: {e}")])?;
+    let run_v2: Value = serde_json::from_str(RUN_V2).expect("the bundled run.v2.json parses");
+    let envelope = envelope();
+    let walk = Walk::new([&envelope, &run_v2]).spellings(V1_SPELLINGS);
+    let schema = walk
+        .schema(kind.schema())
+        .expect("the envelope has every kind");
+    let mut problems = Vec::new();
+    if let Err(m) = walk.check(schema, &manifest, "") {
+        problems.push(format!("{file}: {m}"));
+    }
+    Ok((manifest, problems))
+}
+
+/// gluefleet-ingest's service: the schema, its name, one container whose
+/// `--config` file a secret volume mounts, the probes and env rules.
+fn check_ingest_manifest(file: &str, text: &str) -> Vec<String> {
+    let (manifest, mut problems) = match parse_and_walk(file, Kind::Service, text) {
+        Ok(parsed) => parsed,
+        Err(problems) => return problems,
+    };
+    let name = at(&manifest, &["metadata", "name"]).and_then(Value::as_str);
+    if name != Some("gluefleet-ingest") {
+        problems.push(format!(
+            "{file}: metadata.name is {}, expected gluefleet-ingest",
+            name.unwrap_or("missing")
+        ));
+    }
+    let pod_path = Kind::Service.pod_spec().join(".");
+    let pod = at(&manifest, Kind::Service.pod_spec())
+        .cloned()
+        .unwrap_or_default();
+    let containers = pod
+        .get("containers")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let [container] = containers else {
+        problems.push(format!(
+            "{file}: {pod_path}.containers has {} containers, expected one",
+            containers.len()
+        ));
+        return problems;
+    };
+    let c_path = format!("{pod_path}.containers[0]");
+    check_env(file, &c_path, container, &mut problems);
+    check_probes(file, &c_path, container, &mut problems);
+    let args: Vec<&str> = container
+        .get("args")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let config = args
+        .iter()
+        .position(|a| *a == "--config")
+        .and_then(|i| args.get(i + 1));
+    match config.and_then(|p| p.rsplit_once('/')) {
+        None => problems.push(format!(
+            "{file}: {c_path}.args {args:?} name no --config FILE"
+        )),
+        Some((dir, config_file)) => {
+            let mounted = container
+                .get("volumeMounts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|m| m.get("mountPath").and_then(Value::as_str) == Some(dir))
+                .and_then(|m| m.get("name"))
+                .and_then(|n| {
+                    pod.get("volumes")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .find(|v| v.get("name") == Some(n))
+                })
+                .and_then(|v| at(v, &["secret", "items"]))
+                .and_then(Value::as_array)
+                .is_some_and(|items| {
+                    items
+                        .iter()
+                        .any(|i| i.get("path").and_then(Value::as_str) == Some(config_file))
+                });
+            if !mounted {
+                problems.push(format!(
+                    "{file}: {c_path}.args --config {dir}/{config_file}: no secret volume mounted at {dir} holds {config_file}"
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// `collector`: the facts of the collector's config, `None` when that
 /// config has problems of its own (reported apart).
 fn check_manifest(
@@ -345,31 +458,10 @@ fn check_manifest(
     text: &str,
     collector: Option<&collector::Facts>,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
-    let docs = match YamlLoader::load_from_str(text) {
-        Ok(docs) => docs,
-        Err(e) => return vec![format!("{file}: not YAML: {e}")],
+    let (manifest, mut problems) = match parse_and_walk(file, kind, text) {
+        Ok(parsed) => parsed,
+        Err(problems) => return problems,
     };
-    let [doc] = docs.as_slice() else {
-        return vec![format!(
-            "{file}: holds {} YAML documents, expected one",
-            docs.len()
-        )];
-    };
-    let manifest = match to_json(doc, "") {
-        Ok(v) => v,
-        Err(e) => return vec![format!("{file}: {e}")],
-    };
-    let run_v2: Value = serde_json::from_str(RUN_V2).expect("the bundled run.v2.json parses");
-    let envelope = envelope();
-    let walk = Walk::new([&envelope, &run_v2]).spellings(V1_SPELLINGS);
-    let schema = walk
-        .schema(kind.schema())
-        .expect("the envelope has every kind");
-    if let Err(m) = walk.check(schema, &manifest, "") {
-        problems.push(format!("{file}: {m}"));
-    }
-
     let (api_version, resource) = kind.api();
     for (key, want) in [("apiVersion", api_version), ("kind", resource)] {
         let got = manifest.get(key).and_then(Value::as_str);
@@ -726,6 +818,10 @@ fn deploy_files_pass_their_checks() {
                 problems.extend(check_manifest(&file, c, kind, &text, facts.as_ref()));
             }
         }
+    }
+    match std::fs::read_to_string(cloudrun.join(INGEST_MANIFEST)) {
+        Ok(text) => problems.extend(check_ingest_manifest(INGEST_MANIFEST, &text)),
+        Err(e) => problems.push(format!("deploy/cloudrun/{INGEST_MANIFEST}: {e}")),
     }
     let dockerfile =
         std::fs::read_to_string(root.join("deploy/Dockerfile")).expect("deploy/Dockerfile");
@@ -1239,5 +1335,29 @@ fn terraform_runs_the_same_collector() {
         )
         .len(),
         1
+    );
+}
+
+#[test]
+fn the_ingest_manifest_is_checked_too() {
+    let text = include_str!("../../deploy/cloudrun/ingest.service.yaml");
+    assert_eq!(check_ingest_manifest("i.yaml", text), Vec::<String>::new());
+    let problems = check_ingest_manifest(
+        "i.yaml",
+        &text.replace("path: ingest.toml", "path: config.toml"),
+    );
+    assert_eq!(
+        problems,
+        [
+            "i.yaml: spec.template.spec.containers[0].args --config /etc/gluefleet/ingest.toml: no secret volume mounted at /etc/gluefleet holds ingest.toml"
+        ]
+    );
+    let problems = check_ingest_manifest(
+        "i.yaml",
+        &text.replace("containerConcurrency", "containerConcurency"),
+    );
+    assert!(
+        problems[0].contains("containerConcurency is not a field of V1RevisionSpec"),
+        "{problems:?}"
     );
 }
