@@ -13,7 +13,7 @@
 //! |---|---|
 //! | 202 `{"message_id","event_id"}` | Pub/Sub confirmed the publish (or, within the idempotency window, had already) |
 //! | 400 | not JSON, not a valid CloudEvent, no event type |
-//! | 401 / 403 | no or unknown credential / credential not allowed on this topic |
+//! | 401 / 403 | no or unknown credential (API key, Basic, or a Google ID token) / credential not allowed on this topic |
 //! | 404 | a topic the config does not define |
 //! | 413 | body over `ingest.max_body_bytes` |
 //! | 503 + `Retry-After` | Pub/Sub did not confirm within `ingest.publish_timeout`: retry |
@@ -49,6 +49,8 @@ pub struct Ingest {
     config: IngestConfig,
     publishers: HashMap<String, Publisher>,
     window: Window,
+    /// The ID-token check of each `google_oidc` credential, by its index.
+    verifiers: Vec<(usize, crate::push::PushAuth)>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -70,10 +72,31 @@ impl Ingest {
             );
         }
         let window = Window::new(config.ingest.idempotency_window);
+        let mut verifiers = Vec::new();
+        for (i, c) in config.credentials.iter().enumerate() {
+            if let config::Check::GoogleOidc {
+                audience,
+                service_account,
+                jwks_url,
+            } = &c.check
+            {
+                let settings = crate::push::PushSettings {
+                    auth: crate::push::PushAuthKind::Oidc,
+                    audience: Some(audience.clone()),
+                    service_account: Some(service_account.clone()),
+                    jwks_url: jwks_url.clone(),
+                    ..crate::push::PushSettings::default()
+                };
+                let auth = crate::push::PushAuth::new(&settings)
+                    .map_err(|e| format!("credential {:?}: {e}", c.name))?;
+                verifiers.push((i, auth));
+            }
+        }
         Ok(Self {
             config,
             publishers,
             window,
+            verifiers,
         })
     }
 }
@@ -148,7 +171,11 @@ async fn handle(
     let Some(topic) = state.config.topics.get(&route) else {
         return answer(StatusCode::NOT_FOUND, format!("unknown topic {route:?}"));
     };
-    let credential = match auth::admit(&state.config.credentials, &headers, &route) {
+    let admitted = match auth::bearer_jwt(&headers) {
+        Some(_) if !state.verifiers.is_empty() => admit_token(&state, &headers, &route).await,
+        _ => auth::admit(&state.config.credentials, &headers, &route),
+    };
+    let credential = match admitted {
         Ok(c) => c,
         Err(auth::Denied::Unknown(why)) => return answer(StatusCode::UNAUTHORIZED, why),
         Err(auth::Denied::NotAllowed(why)) => return answer(StatusCode::FORBIDDEN, why),
@@ -214,6 +241,24 @@ async fn handle(
             r
         }
     }
+}
+
+/// The `google_oidc` credential whose check the request's ID token passes.
+async fn admit_token<'s>(
+    state: &'s Ingest,
+    headers: &HeaderMap,
+    route: &str,
+) -> Result<&'s config::Credential, auth::Denied> {
+    for (i, verifier) in &state.verifiers {
+        if verifier.check(headers).await.is_ok()
+            && let Some(c) = state.config.credentials.get(*i)
+        {
+            return auth::allowed(c, route);
+        }
+    }
+    Err(auth::Denied::Unknown(
+        "the ID token is not valid for any google_oidc credential (signature, issuer, audience, expiry, or account)",
+    ))
 }
 
 /// The binary's `main`: `--config` (or `GLUEFLEET_INGEST_CONFIG`), `PORT`

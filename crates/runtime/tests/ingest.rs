@@ -1,19 +1,24 @@
 //! `gluefleet-ingest` against the real Pub/Sub emulator: every 202 is a
 //! message on the topic, every refusal is a non-2xx naming what is wrong,
-//! and nothing refused is published.
+//! and nothing refused is published. Callers are API keys, Basic
+//! credentials and Google ID tokens signed by a local key set.
 
 use base64::Engine as _;
 use gluefleet_runtime::ingest::auth::sha256_hex;
 use gluefleet_runtime::ingest::config::IngestConfig;
 use gluefleet_runtime::ingest::{Ingest, router};
 use gluefleet_runtime::pubsub::Connection;
+use gluefleet_testkit::oidc::{OidcKeys, push_claims, sign};
 use gluefleet_testkit::pubsub::{PubsubEmulator, SubscriptionOptions};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn config(project: &str) -> IngestConfig {
+const AUDIENCE: &str = "gluefleet-ingest";
+const WORKFLOWS: &str = "workflows@p.iam.gserviceaccount.com";
+
+fn config(project: &str, jwks_url: &str) -> IngestConfig {
     IngestConfig::parse(&format!(
         r#"
 [ingest]
@@ -39,6 +44,14 @@ kind = "basic"
 username = "legacy"
 password_sha256 = "{legacy}"
 topics = ["orders"]
+
+[[credentials]]
+name = "workflows"
+kind = "google_oidc"
+audience = "{AUDIENCE}"
+service_account = "{WORKFLOWS}"
+jwks_url = "{jwks_url}"
+topics = ["orders"]
 "#,
         sap = sha256_hex("sap-key"),
         legacy = sha256_hex("s3cret"),
@@ -46,10 +59,10 @@ topics = ["orders"]
     .expect("the test config is valid")
 }
 
-async fn serve(emulator: &PubsubEmulator) -> String {
+async fn serve(emulator: &PubsubEmulator, jwks_url: &str) -> String {
     let connection = Connection::with_emulator(Some(&emulator.host()));
     let state = Arc::new(
-        Ingest::new(config(emulator.project()), &connection)
+        Ingest::new(config(emulator.project(), jwks_url), &connection)
             .await
             .expect("publishers"),
     );
@@ -80,7 +93,8 @@ async fn every_202_is_published_and_every_refusal_is_named() {
             .await
             .expect("subscription");
     }
-    let url = serve(&emulator).await;
+    let keys = OidcKeys::start().await.expect("JWKS server");
+    let url = serve(&emulator, &keys.jwks_url()).await;
     let http = reqwest::Client::new();
     let post = |path: &str| http.post(format!("{url}/v1/events/{path}"));
 
@@ -157,6 +171,16 @@ async fn every_202_is_published_and_every_refusal_is_named() {
         .body(json!({"specversion": "1.0", "id": "bp-1", "source": "//sap/prd", "type": "partner.created", "data": {"bp": 1}}).to_string())
         .send().await.expect("answered");
     assert_eq!(structured.status(), 202);
+    // A Google ID token of the allowed account (Workflows, say).
+    let token = sign(&push_claims(AUDIENCE, WORKFLOWS));
+    let oidc = post("orders")
+        .bearer_auth(&token)
+        .header("idempotency-key", "wf-1")
+        .json(&json!({"order": "W1"}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(oidc.status(), 202);
 
     // Refusals: each a non-2xx naming what is wrong.
     let refusals: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
@@ -186,6 +210,28 @@ async fn every_202_is_published_and_every_refusal_is_named() {
                 .json(&json!({})),
             404,
             "unknown topic",
+        ),
+        (
+            post("orders")
+                .bearer_auth(sign(&push_claims(
+                    AUDIENCE,
+                    "other@p.iam.gserviceaccount.com",
+                )))
+                .json(&json!({})),
+            401,
+            "not valid for any google_oidc credential",
+        ),
+        (
+            post("orders")
+                .bearer_auth(sign(&push_claims("another-audience", WORKFLOWS)))
+                .json(&json!({})),
+            401,
+            "not valid for any google_oidc credential",
+        ),
+        (
+            post("partners").bearer_auth(&token).json(&json!({})),
+            403,
+            "may not publish to topic",
         ),
         (
             post("orders")
@@ -229,14 +275,15 @@ async fn every_202_is_published_and_every_refusal_is_named() {
         .drain("orders-check", Duration::from_millis(500))
         .await
         .expect("pulled");
+    let mut ids: Vec<&str> = after
+        .iter()
+        .filter_map(|m| m.attributes.get("ce-id").map(String::as_str))
+        .collect();
+    ids.sort_unstable();
     assert_eq!(
-        after.len(),
-        1,
-        "only the binary CloudEvent: no refusal, no repeat published"
-    );
-    assert_eq!(
-        after[0].attributes.get("ce-id").map(String::as_str),
-        Some("ce-1")
+        ids,
+        ["ce-1", "wf-1"],
+        "the binary CloudEvent and the ID-token post: no refusal, no repeat published"
     );
     assert_eq!(
         emulator

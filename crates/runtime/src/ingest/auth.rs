@@ -24,7 +24,29 @@ pub enum Denied {
     NotAllowed(String),
 }
 
-/// The credential of `headers` that may publish to `route`.
+/// A bearer credential that is a JWT (three dot-separated parts): a Google
+/// ID token for a `google_oidc` credential, never an API key.
+pub fn bearer_jwt(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && token.split('.').count() == 3).then_some(token)
+}
+
+/// May `c` publish to `route`?
+pub fn allowed<'c>(c: &'c Credential, route: &str) -> Result<&'c Credential, Denied> {
+    if c.topics.iter().any(|t| t == route) {
+        Ok(c)
+    } else {
+        Err(Denied::NotAllowed(format!(
+            "credential {:?} may not publish to topic {route:?}",
+            c.name
+        )))
+    }
+}
+
+/// The credential of `headers` that may publish to `route`, by key or
+/// password (ID tokens are checked by the caller, asynchronously).
 pub fn admit<'c>(
     credentials: &'c [Credential],
     headers: &HeaderMap,
@@ -68,14 +90,7 @@ pub fn admit<'c>(
         ));
     };
     let c = found.ok_or(Denied::Unknown("the credential is not known"))?;
-    if c.topics.iter().any(|t| t == route) {
-        Ok(c)
-    } else {
-        Err(Denied::NotAllowed(format!(
-            "credential {:?} may not publish to topic {route:?}",
-            c.name
-        )))
-    }
+    allowed(c, route)
 }
 
 #[cfg(test)]

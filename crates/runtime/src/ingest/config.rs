@@ -73,6 +73,21 @@ pub enum Check {
         /// Lowercase hex SHA-256 of the key.
         key_sha256: String,
     },
+    /// `Authorization: Bearer <Google-signed ID token>`, for callers inside
+    /// Google Cloud (a Cloud Run service, a Workflow, Cloud Scheduler):
+    /// signature, issuer, audience and expiry checked as push mode checks
+    /// Pub/Sub's tokens, and the token's verified email must be this
+    /// account's.
+    GoogleOidc {
+        /// The token's `aud` (the caller sets it when it mints the token).
+        audience: String,
+        /// The caller's service account email.
+        service_account: String,
+        /// Where Google's signing keys are read (default Google's JWKS).
+        /// Tests only.
+        #[serde(default)]
+        jwks_url: Option<String>,
+    },
     /// `Authorization: Basic ...`.
     Basic {
         /// The user name.
@@ -134,6 +149,7 @@ impl IngestConfig {
                 Check::Basic {
                     password_sha256, ..
                 } => password_sha256,
+                Check::GoogleOidc { .. } => continue,
             };
             if digest.len() != 64
                 || !digest
