@@ -18,8 +18,18 @@ enum Slot {
 #[derive(Debug)]
 pub struct Window {
     span: Duration,
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<Slots>,
 }
+
+/// The ids, and the size at which expired ones are next swept out.
+#[derive(Debug)]
+struct Slots {
+    map: HashMap<String, Slot>,
+    sweep_at: usize,
+}
+
+/// The smallest map worth sweeping.
+const SWEEP_FLOOR: usize = 10_000;
 
 /// What a request should do.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,11 +45,14 @@ impl Window {
     pub fn new(span: Duration) -> Self {
         Self {
             span,
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots {
+                map: HashMap::new(),
+                sweep_at: SWEEP_FLOOR,
+            }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
         // A panic while holding the lock leaves a usable map.
         self.slots
             .lock()
@@ -50,11 +63,19 @@ impl Window {
     pub async fn claim(&self, key: &str) -> Claim {
         loop {
             let wait = {
-                let mut slots = self.lock();
+                let mut guard = self.lock();
                 let now = Instant::now();
-                if slots.len() > 10_000 {
-                    slots.retain(|_, s| !matches!(s, Slot::Done { at, .. } if now.duration_since(*at) > self.span));
+                // Expired ids are swept when the map has doubled since the
+                // last sweep: amortised O(1) per request, never a scan of a
+                // large live window on every post.
+                if guard.map.len() >= guard.sweep_at {
+                    let span = self.span;
+                    guard.map.retain(|_, s| {
+                        !matches!(s, Slot::Done { at, .. } if now.duration_since(*at) > span)
+                    });
+                    guard.sweep_at = (guard.map.len() * 2).max(SWEEP_FLOOR);
                 }
+                let slots = &mut guard.map;
                 match slots.get(key) {
                     Some(Slot::Done { message_id, at }) if now.duration_since(*at) <= self.span => {
                         return Claim::Replay(message_id.clone());
@@ -68,7 +89,7 @@ impl Window {
             };
             let notified = wait.notified();
             // Re-check: the publisher may have finished before `notified`.
-            if !matches!(self.lock().get(key), Some(Slot::InFlight(_))) {
+            if !matches!(self.lock().map.get(key), Some(Slot::InFlight(_))) {
                 continue;
             }
             notified.await;
@@ -78,7 +99,8 @@ impl Window {
     /// Records the outcome of a [`Claim::Publish`]: the message id, or
     /// `None` when the publish failed (the id is forgotten).
     pub fn finish(&self, key: &str, message_id: Option<String>) {
-        let mut slots = self.lock();
+        let mut guard = self.lock();
+        let slots = &mut guard.map;
         let previous = match message_id {
             Some(message_id) => slots.insert(
                 key.to_owned(),
@@ -130,5 +152,24 @@ mod tests {
         );
         w.finish("e", Some("m".into()));
         assert!(matches!(w.claim("e").await, Claim::Replay(id) if id == "m"));
+    }
+
+    #[tokio::test]
+    async fn expired_ids_are_swept_once_the_map_doubles() {
+        let w = Window::new(Duration::ZERO);
+        for i in 0..SWEEP_FLOOR {
+            let key = format!("e-{i}");
+            assert_eq!(w.claim(&key).await, Claim::Publish);
+            w.finish(&key, Some(format!("m-{i}")));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(w.claim("last").await, Claim::Publish);
+        let slots = w.lock();
+        assert_eq!(
+            slots.map.len(),
+            1,
+            "every expired id swept, the new claim kept"
+        );
+        assert_eq!(slots.sweep_at, SWEEP_FLOOR);
     }
 }
