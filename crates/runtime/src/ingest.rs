@@ -261,18 +261,28 @@ async fn admit_token<'s>(
     ))
 }
 
+/// The command line.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "gluefleet-ingest",
+    version,
+    about = "An HTTP front door onto Pub/Sub: POST /v1/events/{topic}."
+)]
+struct IngestCli {
+    /// The ingest config (TOML: topics, credentials).
+    #[arg(long, env = "GLUEFLEET_INGEST_CONFIG")]
+    config: std::path::PathBuf,
+}
+
 /// The binary's `main`: `--config` (or `GLUEFLEET_INGEST_CONFIG`), `PORT`
 /// (default 8080), `PUBSUB_EMULATOR_HOST` for the emulator.
 pub fn main() -> std::process::ExitCode {
+    use clap::Parser as _;
     use std::process::ExitCode;
     crate::logging::init("ingest", std::env::var("GOOGLE_CLOUD_PROJECT").ok());
-    let path = std::env::args()
-        .skip_while(|a| a != "--config")
-        .nth(1)
-        .or_else(|| std::env::var("GLUEFLEET_INGEST_CONFIG").ok());
-    let Some(path) = path else {
-        eprintln!("gluefleet-ingest: give --config FILE or GLUEFLEET_INGEST_CONFIG");
-        return ExitCode::from(crate::EXIT_CONFIG);
+    let path = match IngestCli::try_parse() {
+        Ok(cli) => cli.config.display().to_string(),
+        Err(e) => return crate::command_line_exit(&e),
     };
     let config = match std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {path}: {e}"))

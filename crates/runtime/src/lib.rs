@@ -141,6 +141,17 @@ pub enum Mode {
     Serve,
 }
 
+/// What a binary does when its command line does not parse: print clap's
+/// message; `--help` and `--version` succeed, bad arguments are usage errors.
+pub(crate) fn command_line_exit(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// Runs the connector `S` with the process's arguments.
 pub fn main<S: Spec>() -> ExitCode {
     let name = format!("gluefleet-{}", S::name());
@@ -151,16 +162,7 @@ pub fn main<S: Spec>() -> ExitCode {
         .and_then(|m| Cli::from_arg_matches(&m));
     let cli = match parsed {
         Ok(cli) => cli,
-        Err(e) => {
-            let usage = e.use_stderr();
-            // --help and --version print and succeed; bad arguments are usage errors.
-            let _ = e.print();
-            return if usage {
-                ExitCode::from(EXIT_CONFIG)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(e) => return command_line_exit(&e),
     };
     let mut builder = if cli.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()

@@ -268,15 +268,7 @@ fn read_input(input: &str) -> Result<String, Refused> {
 pub fn main() -> ExitCode {
     let cli = match PublishCli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let usage = e.use_stderr();
-            let _ = e.print();
-            return if usage {
-                ExitCode::from(EXIT_CONFIG)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(e) => return crate::command_line_exit(&e),
     };
     let refuse = |r: Refused| {
         eprintln!("gluefleet-publish: {}", r.0);
