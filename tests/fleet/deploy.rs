@@ -344,9 +344,8 @@ fn memory_bytes(text: &str) -> Option<u64> {
 }
 
 /// Every problem of one manifest, each starting with `file`.
-/// The manifest as JSON and the schema walk's problem, if any; `Err` when
-/// it is not one YAML document.
-fn parse_and_walk(file: &str, kind: Kind, text: &str) -> Result<(Value, Vec<String>), Vec<String>> {
+/// The one YAML document of `text` as JSON; the problem names `file`.
+fn load_one(file: &str, text: &str) -> Result<Value, Vec<String>> {
     let docs =
         YamlLoader::load_from_str(text).map_err(|e| vec![format!("{file}: not YAML: {e}")])?;
     let [doc] = docs.as_slice() else {
@@ -355,7 +354,43 @@ fn parse_and_walk(file: &str, kind: Kind, text: &str) -> Result<(Value, Vec<Stri
             docs.len()
         )]);
     };
-    let manifest = to_json(doc, "").map_err(|e| vec![format!("{file}: {e}")])?;
+    to_json(doc, "").map_err(|e| vec![format!("{file}: {e}")])
+}
+
+/// Does a secret volume of `pod`, mounted in `container` at `dir`, hold
+/// `file_name`? (A `--config` file the container can read.)
+fn secret_mount_holds(pod: &Value, container: &Value, dir: &str, file_name: &str) -> bool {
+    container
+        .get("volumeMounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|m| {
+            m.get("mountPath")
+                .and_then(Value::as_str)
+                .is_some_and(|p| p.trim_end_matches('/') == dir)
+        })
+        .and_then(|m| m.get("name"))
+        .and_then(|n| {
+            pod.get("volumes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|v| v.get("name") == Some(n))
+        })
+        .and_then(|v| at(v, &["secret", "items"]))
+        .and_then(Value::as_array)
+        .is_some_and(|items| {
+            items
+                .iter()
+                .any(|i| i.get("path").and_then(Value::as_str) == Some(file_name))
+        })
+}
+
+/// The manifest as JSON and the schema walk's problem, if any; `Err` when
+/// it is not one YAML document.
+fn parse_and_walk(file: &str, kind: Kind, text: &str) -> Result<(Value, Vec<String>), Vec<String>> {
+    let manifest = load_one(file, text)?;
     let run_v2: Value = serde_json::from_str(RUN_V2).expect("the bundled run.v2.json parses");
     let envelope = envelope();
     let walk = Walk::new([&envelope, &run_v2]).spellings(V1_SPELLINGS);
@@ -418,28 +453,7 @@ fn check_ingest_manifest(file: &str, text: &str) -> Vec<String> {
             "{file}: {c_path}.args {args:?} name no --config FILE"
         )),
         Some((dir, config_file)) => {
-            let mounted = container
-                .get("volumeMounts")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find(|m| m.get("mountPath").and_then(Value::as_str) == Some(dir))
-                .and_then(|m| m.get("name"))
-                .and_then(|n| {
-                    pod.get("volumes")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .find(|v| v.get("name") == Some(n))
-                })
-                .and_then(|v| at(v, &["secret", "items"]))
-                .and_then(Value::as_array)
-                .is_some_and(|items| {
-                    items
-                        .iter()
-                        .any(|i| i.get("path").and_then(Value::as_str) == Some(config_file))
-                });
-            if !mounted {
+            if !secret_mount_holds(&pod, container, dir, config_file) {
                 problems.push(format!(
                     "{file}: {c_path}.args --config {dir}/{config_file}: no secret volume mounted at {dir} holds {config_file}"
                 ));

@@ -18,10 +18,8 @@
 //! A job runs no collector: a run-to-completion task keeps its totals in
 //! its summary line, and Cloud Run jobs keep no scrape cadence.
 
+use super::{at, load_one, secret_mount_holds};
 use serde_json::Value;
-use yaml_rust2::YamlLoader;
-
-use super::{at, to_json};
 
 /// What the manifests must agree with, read from the collector's config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,15 +45,7 @@ fn port_of(endpoint: &str) -> Option<i64> {
 /// The facts of `text`, or every problem found in it, each starting with
 /// `file`.
 pub(crate) fn facts(file: &str, text: &str) -> Result<Facts, Vec<String>> {
-    let docs =
-        YamlLoader::load_from_str(text).map_err(|e| vec![format!("{file}: not YAML: {e}")])?;
-    let [doc] = docs.as_slice() else {
-        return Err(vec![format!(
-            "{file}: holds {} YAML documents, expected one",
-            docs.len()
-        )]);
-    };
-    let config = to_json(doc, "").map_err(|e| vec![format!("{file}: {e}")])?;
+    let config = load_one(file, text)?;
     let mut problems = Vec::new();
 
     // Every component a pipeline or the service names is defined.
@@ -236,32 +226,7 @@ pub(crate) fn check(
         )),
         Some(path) => {
             let (dir, file_name) = path.rsplit_once('/').unwrap_or(("", path));
-            let mount = collector
-                .get("volumeMounts")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find(|m| {
-                    m.get("mountPath")
-                        .and_then(Value::as_str)
-                        .is_some_and(|p| p.trim_end_matches('/') == dir)
-                });
-            let volume = mount.and_then(|m| m.get("name")).and_then(|n| {
-                pod.get("volumes")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .find(|v| v.get("name") == Some(n))
-            });
-            let holds = volume
-                .and_then(|v| at(v, &["secret", "items"]))
-                .and_then(Value::as_array)
-                .is_some_and(|items| {
-                    items
-                        .iter()
-                        .any(|i| i.get("path").and_then(Value::as_str) == Some(file_name))
-                });
-            if !holds {
+            if !secret_mount_holds(pod, collector, dir, file_name) {
                 problems.push(format!(
                     "{file}: {c_path}.args --config={path}: no secret volume mounted at {dir} holds {file_name}"
                 ));
