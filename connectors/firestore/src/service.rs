@@ -90,7 +90,13 @@ impl Connector for FirestoreConnector {
         let path = action.document.render_with(r.event, document_id)?;
         let write = self.write(action, &path, r.event)?;
         let status = self.client.write(&path, write, r.deadline).await?;
-        outcome(action.operation, &status, &path)
+        let done = outcome(action.operation, &status, &path)?;
+        // The next step names the document by its path in the database.
+        r.answer.record("document", path.as_str());
+        if let Some(t) = &status.update_time {
+            r.answer.record("update_time", t.as_str());
+        }
+        Ok(done)
     }
 
     fn is_idempotent(&self, action: &Action) -> bool {

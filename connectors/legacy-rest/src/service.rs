@@ -65,8 +65,14 @@ impl Connector for RestConnector {
             })
             .await?;
         match verdict(answer.status, &a.success, &a.already_done) {
-            Verdict::Success => Ok(Delivered::Applied),
-            Verdict::AlreadyDone => Ok(Delivered::AlreadyDone),
+            Verdict::Success => {
+                answer.record_into(r.answer);
+                Ok(Delivered::Applied)
+            }
+            Verdict::AlreadyDone => {
+                answer.record_into(r.answer);
+                Ok(Delivered::AlreadyDone)
+            }
             Verdict::Failure => Err(answer.error()),
         }
     }

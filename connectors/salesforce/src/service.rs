@@ -133,6 +133,18 @@ async fn upsert_collection(
     Ok(results.into_iter().map(Ok).collect())
 }
 
+/// Records the record's id (and `created`, when Salesforce says) for the
+/// route's result event: from the answer's body, else the id the route named.
+fn record_id(answer: &gluefleet_core::Answer, body: &Value, named: Option<&str>) {
+    match body["id"].as_str().or(named) {
+        Some(id) => answer.record("id", id),
+        None => return,
+    }
+    if let Some(created) = body["created"].as_bool() {
+        answer.record("created", created);
+    }
+}
+
 impl Connector for SalesforceConnector {
     type Action = Action;
 
@@ -165,6 +177,7 @@ impl Connector for SalesforceConnector {
                         .submit((record, credential), Some(value), size, r.deadline)
                         .await?;
                     return if result["success"].as_bool() == Some(true) {
+                        record_id(r.answer, &result, None);
                         Ok(Delivered::Applied)
                     } else {
                         let err = from_record(&result, &what);
@@ -175,7 +188,8 @@ impl Connector for SalesforceConnector {
                     };
                 }
                 let path = format!("/sobjects/{obj}/{field}/{}", segment(&value));
-                self.client
+                let answer = self
+                    .client
                     .send(
                         r.credential,
                         reqwest::Method::PATCH,
@@ -184,11 +198,15 @@ impl Connector for SalesforceConnector {
                         r.timeout,
                     )
                     .await?;
+                // 201 with the id when it created the record; an update
+                // answers 204 (or 200) and the id may be absent.
+                record_id(r.answer, &answer.json(), None);
                 Ok(Delivered::Applied)
             }
             Operation::Create => {
                 let fields = fields_of(a.fields.as_ref(), r.event, "record")?;
-                self.client
+                let answer = self
+                    .client
                     .send(
                         r.credential,
                         reqwest::Method::POST,
@@ -197,6 +215,7 @@ impl Connector for SalesforceConnector {
                         r.timeout,
                     )
                     .await?;
+                record_id(r.answer, &answer.json(), None);
                 Ok(Delivered::Applied)
             }
             Operation::Update | Operation::Delete => {
@@ -216,6 +235,7 @@ impl Connector for SalesforceConnector {
                             r.timeout,
                         )
                         .await?;
+                    record_id(r.answer, &Value::Null, Some(&id));
                     return Ok(Delivered::Applied);
                 }
                 match self

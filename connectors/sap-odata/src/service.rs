@@ -300,7 +300,7 @@ impl Connector for SapConnector {
             .as_ref()
             .map(|t| t.render_with(r.event, |v, _| Ok(v.to_owned())))
             .transpose()?;
-        match a.operation {
+        let done = match a.operation {
             Operation::Create => self.create(&r, &keys).await,
             Operation::Update => self.update(&r, &path, event_etag).await,
             Operation::Upsert => match self.read(&r, &path).await? {
@@ -329,7 +329,11 @@ impl Connector for SapConnector {
                     _ => Err(from_answer(&ans)),
                 }
             }
-        }
+        }?;
+        // The entity's path (`A_BusinessPartner('1000')`) carries its key
+        // for whoever comes next.
+        r.answer.record("entity", path.as_str());
+        Ok(done)
     }
 
     fn broken(&self) -> impl std::future::Future<Output = String> + Send {

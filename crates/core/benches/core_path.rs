@@ -133,6 +133,7 @@ fn route_configs() -> Vec<RouteConfig<()>> {
         rate_limit: None,
         idempotency_key: None,
         subject: None,
+        results: None,
         action: (),
     };
     let mut routes = Vec::new();

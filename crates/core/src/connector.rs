@@ -39,6 +39,13 @@ pub struct Request<'a, A> {
     /// over HTTP sends [`TraceContext::traceparent`](crate::trace::TraceContext::traceparent)
     /// so the target's spans join it.
     pub trace: Option<&'a crate::trace::TraceContext>,
+    /// Where the connector records what the target answered that others
+    /// need (the record id, the key, the `Location`): a route with
+    /// `results` publishes it in its `gluefleet.delivered` event, and the
+    /// idempotency store keeps it so a redelivery republishes it without a
+    /// second call. Recording costs little; a connector records on every
+    /// success, whether or not the route publishes results.
+    pub answer: &'a crate::answer::Answer,
 }
 
 /// A successful call.

@@ -11,6 +11,7 @@
 //! and turns each message into exactly one [`Outcome`]: ack, nack with a
 //! delay, or dead-letter. The runtime crate carries outcomes out on Pub/Sub.
 
+pub mod answer;
 pub mod auth;
 pub mod batch;
 pub mod bounds;
@@ -26,11 +27,13 @@ pub mod observe;
 pub mod outcome;
 pub mod pipeline;
 pub mod rate_limit;
+pub mod results;
 pub mod retry;
 pub mod route;
 pub mod template;
 pub mod trace;
 
+pub use answer::Answer;
 pub use config::ConfigError;
 pub use connector::{Connector, Delivered, Request};
 pub use error::{ConnectorError, ErrorClass};

@@ -14,6 +14,7 @@
 //! [`Pipeline::process`] turns one message into one [`Outcome`]; the runtime
 //! carries it out.
 
+use crate::answer::Answer;
 use crate::auth::TokenProvider;
 use crate::connector::{Connector, Delivered, Request};
 use crate::error::ConnectorError;
@@ -22,10 +23,12 @@ use crate::idempotency::{Claim, IdempotencyStore, key};
 use crate::observe::{CallEnd, Observe, StoreOp, Unobserved};
 use crate::outcome::{AckReason, NackReason, Outcome};
 use crate::rate_limit::{MustWait, RateLimits};
+use crate::results::ResultFacts;
 use crate::retry::{Decision, RetryPolicy, RetrySettings};
 use crate::route::{Route, RouteTable};
 use crate::trace::TraceContext;
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -168,7 +171,7 @@ pub struct Pipeline<C: Connector> {
 }
 
 /// One message's outcome with what metrics and logs say of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Processed<'a> {
     /// What to do with the message.
     pub outcome: Outcome,
@@ -176,6 +179,10 @@ pub struct Processed<'a> {
     pub route: &'a str,
     /// Calls made to the target for this delivery.
     pub attempts: u32,
+    /// What the route's result event says, when the route has `results`
+    /// and the outcome is an ack or a dead letter (a nack reports nothing:
+    /// the message is not finished).
+    pub result: Option<ResultFacts>,
 }
 
 /// Why a delivery did not succeed, after the retry loop.
@@ -313,6 +320,7 @@ impl<C: Connector> Pipeline<C> {
             outcome: Outcome::Ack(AckReason::Dropped),
             route: "",
             attempts: 0,
+            result: None,
         };
         processed.outcome = self
             .process_into(raw, answer_by, trace, &mut processed)
@@ -365,6 +373,7 @@ impl<C: Connector> Pipeline<C> {
             None => None,
             Some(Ok(s)) => Some(s),
             Some(Err(e)) => {
+                report.result = facts(C::NAME, route, event, String::new(), None, false);
                 return Outcome::dead_letter(
                     e.class().as_str(),
                     e.to_string(),
@@ -384,7 +393,11 @@ impl<C: Connector> Pipeline<C> {
                 .store(StoreOp::Claim, started.elapsed(), claimed.is_ok());
             match claimed {
                 Ok(Claim::Acquired(token)) => claim = Some((store, token)),
-                Ok(Claim::Done) => return Outcome::Ack(AckReason::Duplicate),
+                Ok(Claim::Done { answer }) => {
+                    let answer = answer.and_then(|a| stored_answer(&key, &a));
+                    report.result = facts(C::NAME, route, event, key, answer, true);
+                    return Outcome::Ack(AckReason::Duplicate);
+                }
                 Ok(Claim::InFlight { remaining }) => {
                     // Look again soon: the holder usually finishes well within its lease.
                     return Outcome::Nack {
@@ -405,16 +418,26 @@ impl<C: Connector> Pipeline<C> {
             .deliver(&event, route, &key, subject.as_deref(), answer_by, trace)
             .await;
         report.attempts = match &result {
-            Ok((_, attempts)) => *attempts,
+            Ok((_, _, attempts)) => *attempts,
             Err(f) => f.attempts,
         };
         if let Some((store, token)) = claim {
             let started = Instant::now();
             let (op, stored) = match &result {
-                Ok(_) => (
-                    StoreOp::Complete,
-                    store.complete(&key, &token, idem.ttl).await,
-                ),
+                Ok((_, answer, _)) => {
+                    // Kept only for routes that publish results: the
+                    // redelivery after a failed result publish needs it.
+                    let kept = route
+                        .results
+                        .as_ref()
+                        .map(|_| Value::Object(answer.clone()).to_string());
+                    (
+                        StoreOp::Complete,
+                        store
+                            .complete(&key, &token, idem.ttl, kept.as_deref())
+                            .await,
+                    )
+                }
                 Err(_) => (StoreOp::Release, store.release(&key, &token).await),
             };
             self.observer.store(op, started.elapsed(), stored.is_ok());
@@ -424,9 +447,20 @@ impl<C: Connector> Pipeline<C> {
             }
         }
         match result {
-            Ok((Delivered::Applied, _)) => Outcome::Ack(AckReason::Delivered),
-            Ok((Delivered::AlreadyDone, _)) => Outcome::Ack(AckReason::AlreadyDone),
-            Err(f) => self.failure_outcome(f, &event, route),
+            Ok((delivered, answer, _)) => {
+                report.result = facts(C::NAME, route, event, key, Some(answer), false);
+                Outcome::Ack(match delivered {
+                    Delivered::AlreadyDone => AckReason::AlreadyDone,
+                    _ => AckReason::Delivered,
+                })
+            }
+            Err(f) => {
+                let outcome = self.failure_outcome(f, &event, route);
+                if matches!(outcome, Outcome::DeadLetter(_)) {
+                    report.result = facts(C::NAME, route, event, key, None, false);
+                }
+                outcome
+            }
         }
     }
 
@@ -472,8 +506,8 @@ impl<C: Connector> Pipeline<C> {
         }
     }
 
-    /// deadline → retry → rate limit → auth → call. On success, with the
-    /// number of calls it took.
+    /// deadline → retry → rate limit → auth → call. On success, with what
+    /// the target answered and the number of calls it took.
     async fn deliver(
         &self,
         event: &Event,
@@ -482,7 +516,7 @@ impl<C: Connector> Pipeline<C> {
         subject: Option<&str>,
         answer_by: Option<Instant>,
         trace: Option<&TraceContext>,
-    ) -> Result<(Delivered, u32), Failure> {
+    ) -> Result<(Delivered, Map<String, Value>, u32), Failure> {
         let policy = RetryPolicy::new(route.retry.clone());
         let mut state = policy.start();
         let budget_ends = Instant::now() + route.retry.budget;
@@ -544,7 +578,7 @@ impl<C: Connector> Pipeline<C> {
                 },
             );
             let (error, credential) = match result {
-                Ok(done) => return Ok((done, state.attempts())),
+                Ok((done, answer)) => return Ok((done, answer, state.attempts())),
                 Err(e) => e,
             };
             if error.is_outcome_unknown() && !self.connector.is_idempotent(&route.action) {
@@ -612,7 +646,8 @@ impl<C: Connector> Pipeline<C> {
         attempt: u32,
         deadline: Instant,
         trace: Option<&TraceContext>,
-    ) -> Result<Delivered, (ConnectorError, Option<crate::auth::Credential>)> {
+    ) -> Result<(Delivered, Map<String, Value>), (ConnectorError, Option<crate::auth::Credential>)>
+    {
         let started = Instant::now();
         let remaining = deadline.saturating_duration_since(started);
         let timeout = route.timeout.min(remaining).max(Duration::from_millis(100));
@@ -639,7 +674,9 @@ impl<C: Connector> Pipeline<C> {
             },
             None => None,
         };
+        let answer = Answer::new();
         let request = Request {
+            answer: &answer,
             event,
             route,
             idempotency_key: key,
@@ -655,13 +692,53 @@ impl<C: Connector> Pipeline<C> {
         // sent, or cut off after sending. This is the backstop for one that
         // does not; its call may have reached the target.
         match tokio::time::timeout_at(until + ANSWER_GRACE, self.connector.call(request)).await {
-            Ok(Ok(done)) => Ok(done),
+            Ok(Ok(done)) => Ok((done, answer.take())),
             Ok(Err(e)) => Err((e, credential)),
             Err(_) => Err((
                 ConnectorError::transient(format!("no answer within {timeout:?}"))
                     .with_outcome_unknown(),
                 credential,
             )),
+        }
+    }
+}
+
+/// The facts of `route`'s result event for `event`, when the route has a
+/// results topic. Takes the event: it is the last thing done with it.
+fn facts<A>(
+    connector: &'static str,
+    route: &Route<A>,
+    event: Event,
+    key: String,
+    answer: Option<Map<String, Value>>,
+    replayed: bool,
+) -> Option<ResultFacts> {
+    let topic = route.results.clone()?;
+    Some(ResultFacts {
+        topic,
+        connector,
+        route: route.name.clone(),
+        key,
+        event_id: event.id,
+        event_source: event.source,
+        event_type: event.event_type,
+        event_subject: event.subject,
+        message_id: event.message_id,
+        data: event.data,
+        answer,
+        replayed,
+    })
+}
+
+/// An answer the store kept, read back. One that no longer parses (written
+/// by something else) is reported and left out: the result is still
+/// published, without it.
+fn stored_answer(key: &str, text: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => {
+            tracing::warn!(key = %key, "The idempotency store's answer is not a JSON object; the result goes without it.");
+            None
         }
     }
 }

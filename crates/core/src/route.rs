@@ -94,6 +94,12 @@ pub struct RouteConfig<A> {
     /// subject on its own: vendors that act per user count quota per user.
     #[serde(default)]
     pub subject: Option<Template>,
+    /// The topic this route reports each outcome to: a `gluefleet.delivered`
+    /// event with what the target answered, or `gluefleet.dead-lettered`
+    /// with the reason. The original is acked only once its result is
+    /// published. Default: no result events.
+    #[serde(default)]
+    pub results: Option<String>,
     /// The connector's action.
     pub action: A,
 }
@@ -115,6 +121,8 @@ pub struct Route<A> {
     pub idempotency_key: Option<String>,
     /// The user to act as, if the route names one.
     pub subject: Option<Template>,
+    /// The results topic (as configured), if the route reports outcomes.
+    pub results: Option<String>,
     /// The connector's action, already validated by the connector.
     pub action: A,
 }
@@ -172,6 +180,7 @@ impl<A> RouteTable<A> {
                 rate_limit,
                 idempotency_key: r.idempotency_key,
                 subject: r.subject,
+                results: r.results.filter(|t| !t.trim().is_empty()),
                 action,
             });
         }
@@ -215,6 +224,7 @@ mod tests {
             rate_limit: None,
             idempotency_key: None,
             subject: None,
+            results: None,
             action: t.into(),
         }
     }

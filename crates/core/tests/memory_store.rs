@@ -11,7 +11,7 @@ const LEASE: Duration = Duration::from_secs(120);
 
 async fn deliver(store: &MemoryStore, key: &str) {
     match store.claim(key, LEASE).await {
-        Ok(Claim::Acquired(t)) => store.complete(key, &t, TTL).await.expect("complete"),
+        Ok(Claim::Acquired(t)) => store.complete(key, &t, TTL, None).await.expect("complete"),
         other => panic!("{key}: {other:?}"),
     }
 }

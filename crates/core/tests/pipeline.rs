@@ -345,3 +345,122 @@ async fn poison_and_unroutable_are_dead_lettered_without_a_call() {
     assert!(dl.error.contains("invoice.sent"));
     assert!(c.calls().is_empty());
 }
+
+/// Records an answer on each call, as a connector does with what the
+/// target said (a record id); refuses events whose id starts with `bad`.
+#[derive(Debug)]
+struct Answering(Arc<AtomicU64>);
+
+impl Connector for Answering {
+    type Action = ();
+    const NAME: &'static str = "answering";
+    async fn call(&self, r: Request<'_, ()>) -> Answer {
+        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        if r.event.id.starts_with("bad") {
+            r.answer.record("id", "never seen");
+            return Err(ConnectorError::from_status(400, "no such customer", None));
+        }
+        r.answer.record("id", format!("rec-{n}"));
+        r.answer.record("status", 201);
+        Ok(Delivered::Applied)
+    }
+    async fn check(&self, _: Option<&Credential>) -> Result<String, ConnectorError> {
+        Ok("ok".into())
+    }
+}
+
+fn answering(results: &str) -> (Pipeline<Answering>, Arc<AtomicU64>) {
+    let calls = Arc::new(AtomicU64::new(0));
+    let route: RouteConfig<toml::Value> = toml::from_str(&format!(
+        r#"
+        name = "orders"
+        type = "order.*"
+        results = "{results}"
+        action = {{}}
+        "#
+    ))
+    .expect("route config");
+    let settings = DeliverySettings::default();
+    let routes = RouteTable::build(vec![route], &settings.retry, |_| {
+        Ok::<_, gluefleet_core::ConfigError>(())
+    })
+    .expect("routes");
+    let limits = RateLimits::new(&BTreeMap::new()).expect("limits");
+    let p = Pipeline::new(
+        Answering(calls.clone()),
+        routes,
+        Some(Arc::new(MemoryStore::new())),
+        limits,
+        None,
+        settings,
+    )
+    .expect("pipeline");
+    (p, calls)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_results_route_reports_the_answer_and_a_duplicate_replays_it_without_a_call() {
+    let (p, calls) = answering("order-results");
+    let first = p.process_reported(&order("o1"), None, None).await;
+    assert_eq!(first.outcome, Outcome::Ack(AckReason::Delivered));
+    let facts = first.result.expect("a results route reports the delivery");
+    assert_eq!(facts.topic, "order-results");
+    assert_eq!(facts.route, "orders");
+    assert_eq!(facts.event_id, "o1");
+    assert_eq!(facts.event_type, "order.created");
+    assert!(!facts.replayed);
+    let answer = facts.answer.expect("the call recorded an answer");
+    assert_eq!(answer.get("id"), Some(&serde_json::json!("rec-1")));
+    assert_eq!(answer.get("status"), Some(&serde_json::json!(201)));
+
+    // The redelivery after a failed result publish: the store hands back
+    // the same answer and the target is not called again.
+    let mut again = order("o1");
+    again.message_id = "redelivered".into();
+    let second = p.process_reported(&again, None, None).await;
+    assert_eq!(second.outcome, Outcome::Ack(AckReason::Duplicate));
+    let replay = second.result.expect("a duplicate reports its result again");
+    assert!(replay.replayed);
+    assert_eq!(replay.key, facts.key, "same key, so the same result id");
+    assert_eq!(replay.answer, Some(answer));
+    assert_eq!(replay.message_id, "redelivered");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_route_without_results_reports_nothing() {
+    let (p, _) = pipeline(vec![], None);
+    let done = p.process_reported(&order("n1"), None, None).await;
+    assert_eq!(done.outcome, Outcome::Ack(AckReason::Delivered));
+    assert!(done.result.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_on_a_results_route_is_reported_without_the_failed_calls_answer() {
+    let (p, calls) = answering("order-results");
+    let refused = p.process_reported(&order("bad-1"), None, None).await;
+    let Outcome::DeadLetter(dl) = &refused.outcome else {
+        panic!("a 400 is dead-lettered, got {:?}", refused.outcome)
+    };
+    assert_eq!(dl.class, "permanent");
+    let facts = refused
+        .result
+        .expect("a dead letter on a results route is reported");
+    assert_eq!(facts.event_id, "bad-1");
+    assert!(!facts.replayed);
+    assert!(
+        facts.answer.is_none(),
+        "what a failed call recorded is thrown away: {:?}",
+        facts.answer
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    let poison = p
+        .process_reported(&message("m", "not json"), None, None)
+        .await;
+    assert!(matches!(poison.outcome, Outcome::DeadLetter(_)));
+    assert!(
+        poison.result.is_none(),
+        "no route took it, so no results topic"
+    );
+}

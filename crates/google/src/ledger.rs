@@ -134,7 +134,12 @@ impl IdempotencyStore for FirestoreStore {
                 .unwrap_or_default();
             let now = SystemTime::now();
             if state == "done" && timestamp(&doc, "expireAt").is_some_and(|t| t > now) {
-                return Ok(Claim::Done);
+                let answer = doc
+                    .fields
+                    .get("answer")
+                    .and_then(|v| v["stringValue"].as_str())
+                    .map(str::to_owned);
+                return Ok(Claim::Done { answer });
             }
             if state == "in-flight"
                 && let Some(remaining) =
@@ -164,10 +169,16 @@ impl IdempotencyStore for FirestoreStore {
         key: &str,
         token: &ClaimToken,
         ttl: Duration,
+        answer: Option<&str>,
     ) -> Result<(), StoreError> {
         let now = SystemTime::now();
+        let mut doc = self.doc(key, "done", now, now + ttl);
+        if let Some(answer) = answer {
+            // Read back by a redelivery that republishes the result.
+            doc["fields"]["answer"] = json!({ "stringValue": answer });
+        }
         let write = json!({
-            "update": self.doc(key, "done", now, now + ttl),
+            "update": doc,
             "currentDocument": { "updateTime": token.as_str() },
         });
         let status = self.db.write(write).await.map_err(store_err)?;

@@ -67,7 +67,7 @@ async fn a_late_holder_can_neither_release_nor_complete_the_newer_claim() {
     );
 
     // The late holder succeeds and completes: refused, the newer claim stays.
-    let e = store.complete(key, &late, TTL).await;
+    let e = store.complete(key, &late, TTL, None).await;
     assert!(e.is_err(), "the late complete is refused: {e:?}");
     let after = only(emulator.list("ledger").await.expect("list"));
     assert_eq!(state(&after), "in-flight", "{after}");
@@ -76,14 +76,17 @@ async fn a_late_holder_can_neither_release_nor_complete_the_newer_claim() {
         "not written at all"
     );
 
-    // The newer holder completes its own claim.
+    // The newer holder completes its own claim, with the target's answer,
+    // which a later claim reads back (a redelivery republishing a result).
     store
-        .complete(key, &newer, TTL)
+        .complete(key, &newer, TTL, Some(r#"{"id":"001xx"}"#))
         .await
         .expect("the holder completes its claim");
     assert_eq!(
         store.claim(key, Duration::from_secs(60)).await.ok(),
-        Some(Claim::Done)
+        Some(Claim::Done {
+            answer: Some(r#"{"id":"001xx"}"#.into())
+        })
     );
 
     // And a holder releases its own claim.

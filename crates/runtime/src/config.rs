@@ -160,24 +160,26 @@ impl Default for ServerSettings {
 }
 
 impl PubsubSettings {
+    /// `value` as `projects/P/{kind}/NAME`: a full name is checked, a bare
+    /// id gets `pubsub.project`. `field` names the setting in errors.
     fn full_name(&self, kind: &str, value: &str, field: &str) -> Result<String, ConfigError> {
         if value.starts_with("projects/") {
             let parts: Vec<&str> = value.split('/').collect();
             if parts.len() != 4 || parts[2] != kind || parts.iter().any(|p| p.is_empty()) {
                 return Err(ConfigError::new(format!(
-                    "pubsub.{field}: {value:?} is not projects/PROJECT/{kind}/NAME"
+                    "{field}: {value:?} is not projects/PROJECT/{kind}/NAME"
                 )));
             }
             return Ok(value.to_owned());
         }
         if value.len() < 3 || value.contains('/') {
             return Err(ConfigError::new(format!(
-                "pubsub.{field}: {value:?} is not a valid id (3 or more characters, no slash)"
+                "{field}: {value:?} is not a valid id (3 or more characters, no slash)"
             )));
         }
         let project = self.project.as_deref().ok_or_else(|| {
             ConfigError::new(format!(
-                "pubsub.project is not set (needed for pubsub.{field} {value:?}; set it or GOOGLE_CLOUD_PROJECT)"
+                "pubsub.project is not set (needed for {field} {value:?}; set it or GOOGLE_CLOUD_PROJECT)"
             ))
         })?;
         Ok(format!("projects/{project}/{kind}/{value}"))
@@ -190,7 +192,7 @@ impl PubsubSettings {
                 "pubsub.subscription is not set (set it in the config or GLUEFLEET_SUBSCRIPTION)",
             )
         })?;
-        self.full_name("subscriptions", s, "subscription")
+        self.full_name("subscriptions", s, "pubsub.subscription")
     }
 
     /// `projects/P/topics/T`.
@@ -200,7 +202,13 @@ impl PubsubSettings {
                 "pubsub.dead_letter_topic is not set (set it or GLUEFLEET_DEAD_LETTER_TOPIC); without it a bad message could only be retried forever",
             )
         })?;
-        self.full_name("topics", t, "dead_letter_topic")
+        self.full_name("topics", t, "pubsub.dead_letter_topic")
+    }
+
+    /// A route's results topic as `projects/P/topics/T`; `field` names the
+    /// setting in errors (`routes[create-customer].results`).
+    pub fn topic_path(&self, topic: &str, field: &str) -> Result<String, ConfigError> {
+        self.full_name("topics", topic, field)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

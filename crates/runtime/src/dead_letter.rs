@@ -239,7 +239,7 @@ pub fn attributes(
 }
 
 /// Cuts `v` to the attribute limit on a character boundary, marking the cut.
-fn truncate(v: String) -> String {
+pub(crate) fn truncate(v: String) -> String {
     cut(v, MAX_ATTRIBUTE_BYTES)
 }
 
@@ -295,7 +295,11 @@ impl DeadLetterSink {
 
 /// Pub/Sub's REST shape, so that a local dead letter (or an enveloped
 /// original) can be replayed with `--source file:` as it is.
-fn rest_json(message_id: &str, data: &[u8], attributes: &BTreeMap<String, String>) -> String {
+pub(crate) fn rest_json(
+    message_id: &str,
+    data: &[u8],
+    attributes: &BTreeMap<String, String>,
+) -> String {
     use base64::Engine as _;
     serde_json::json!({
         "messageId": message_id,

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod publish;
 pub mod pubsub;
 pub mod push;
+pub mod results;
 pub mod source;
 pub mod spans;
 pub mod usage;
@@ -109,6 +110,10 @@ pub struct Cli {
     /// With a file source: write dead letters to this JSONL file (default stderr).
     #[arg(long, global = true)]
     pub dead_letters: Option<PathBuf>,
+    /// With a file source: write the result events of routes with
+    /// `results` to this JSONL file (default stderr).
+    #[arg(long, global = true)]
+    pub results: Option<PathBuf>,
     /// `job`: exit once no message arrived for this long.
     #[arg(long, default_value = "10s", global = true)]
     pub idle_exit: humantime::Duration,
@@ -416,6 +421,19 @@ async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
             },
             Err(e) => line(false, e.message()),
         }
+        let mut seen = std::collections::BTreeSet::new();
+        for route in built.pipeline.routes().iter() {
+            let Some(topic) = route.results.as_ref().filter(|t| seen.insert(t.as_str())) else {
+                continue;
+            };
+            match p.topic_path(topic, &format!("routes[{}].results", route.name)) {
+                Ok(t) => match conn.check_topic(&t).await {
+                    Ok(what) => line(true, &format!("results of route {}: {what}", route.name)),
+                    Err(e) => line(false, &format!("results of route {}: {e}", route.name)),
+                },
+                Err(e) => line(false, e.message()),
+            }
+        }
     }
     if ok {
         ExitCode::SUCCESS
@@ -466,6 +484,20 @@ async fn deliver<S: Spec>(
             )),
             None => DeadLetterSink::Stderr,
         };
+        let results = if pipeline.routes().iter().any(|r| r.results.is_some()) {
+            results::ResultSink::Lines(match &cli.results {
+                Some(f) => Some(std::sync::Mutex::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(f)
+                        .map_err(|e| ConfigError::new(format!("--results {}: {e}", f.display())))?,
+                )),
+                None => None,
+            })
+        } else {
+            results::ResultSink::None
+        };
         let origin = Origin {
             connector: S::name().into(),
             subscription: format!("file:{path}"),
@@ -473,6 +505,7 @@ async fn deliver<S: Spec>(
         let engine = Engine::new(
             pipeline,
             sink,
+            results,
             origin,
             p.concurrency,
             p.max_nack_hold,
@@ -499,6 +532,7 @@ async fn deliver<S: Spec>(
     let conn = pubsub::Connection::new(&p);
     let client = conn.subscriber().await.map_err(ConfigError::from)?;
     let publisher = conn.publisher(&dl_topic).await.map_err(ConfigError::from)?;
+    let results = results::ResultSink::pubsub(&pipeline, &p, &conn).await?;
     let origin = Origin {
         connector: S::name().into(),
         subscription: subscription.clone(),
@@ -506,6 +540,7 @@ async fn deliver<S: Spec>(
     let engine = Engine::new(
         pipeline.clone(),
         DeadLetterSink::Pubsub(publisher),
+        results,
         origin,
         p.concurrency,
         p.max_nack_hold,
@@ -582,6 +617,7 @@ async fn serve<S: Spec>(built: Built<S>, cli: &Cli) -> Result<(), ConfigError> {
     let dl_topic = p.dead_letter_topic_path()?;
     let conn = pubsub::Connection::new(&p);
     let publisher = conn.publisher(&dl_topic).await.map_err(ConfigError::from)?;
+    let results = results::ResultSink::pubsub(&pipeline, &p, &conn).await?;
     let origin = Origin {
         connector: S::name().into(),
         subscription: p.subscription_path().unwrap_or_else(|_| "push".into()),
@@ -589,6 +625,7 @@ async fn serve<S: Spec>(built: Built<S>, cli: &Cli) -> Result<(), ConfigError> {
     let engine = Engine::new(
         pipeline,
         DeadLetterSink::Pubsub(publisher),
+        results,
         origin,
         p.concurrency,
         p.max_nack_hold,

@@ -14,6 +14,7 @@
 use crate::config::SettledLog;
 use crate::dead_letter::{DeadLetterSink, Origin};
 use crate::metrics::Metrics;
+use crate::results::ResultSink;
 use crate::source::{Acker, Delivery};
 use crate::spans::{self, Spans};
 use crate::usage::Usage;
@@ -45,6 +46,10 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
     /// Dead-letter publishes that failed (the message was nacked instead).
     pub dead_letter_failed: AtomicU64,
+    /// Result events published (routes with `results`).
+    pub results: AtomicU64,
+    /// Result publishes that failed (the message was nacked instead).
+    pub result_failed: AtomicU64,
     /// Messages being processed or held right now.
     pub in_flight: AtomicU64,
     /// When the first message arrived and what the process had spent by then.
@@ -85,6 +90,20 @@ pub struct Summary {
     pub dead_lettered: u64,
     /// Dead-letter publishes that failed.
     pub dead_letter_failed: u64,
+    /// Result events published (left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub results: u64,
+    /// Result publishes that failed (left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub result_failed: u64,
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Stats {
@@ -103,6 +122,8 @@ impl Stats {
             nacked: g(&self.released),
             dead_lettered: g(&self.dead_lettered),
             dead_letter_failed: g(&self.dead_letter_failed),
+            results: g(&self.results),
+            result_failed: g(&self.result_failed),
         }
     }
 }
@@ -155,6 +176,7 @@ impl<'a> Settled<'a> {
 pub struct Engine<C: Connector> {
     pipeline: Arc<Pipeline<C>>,
     dead_letters: DeadLetterSink,
+    results: ResultSink,
     origin: Origin,
     max_nack_hold: Duration,
     permits: Arc<Semaphore>,
@@ -176,6 +198,7 @@ impl<C: Connector> Engine<C> {
     pub fn new(
         pipeline: Arc<Pipeline<C>>,
         dead_letters: DeadLetterSink,
+        results: ResultSink,
         origin: Origin,
         concurrency: usize,
         max_nack_hold: Duration,
@@ -184,6 +207,7 @@ impl<C: Connector> Engine<C> {
         Arc::new(Self {
             pipeline,
             dead_letters,
+            results,
             origin,
             max_nack_hold,
             permits: Arc::new(Semaphore::new(concurrency)),
@@ -247,6 +271,16 @@ impl<C: Connector> Engine<C> {
                 http_status = s.http_status,
                 error = s.error,
                 "Dead-lettered."
+            ),
+            "result-failed" => tracing::error!(
+                message_id = id,
+                route,
+                outcome,
+                reason,
+                latency_ms,
+                attempts,
+                error = s.error,
+                "Could not publish the result event; message nacked so neither is lost."
             ),
             "dead-letter-failed" => tracing::error!(
                 message_id = id,
@@ -432,21 +466,59 @@ impl<C: Connector> Engine<C> {
             error: "",
             delay_ms: 0,
         };
+        let result = async {
+            match &processed.result {
+                Some(facts) => {
+                    let published = self
+                        .results
+                        .publish(facts, &processed.outcome, processed.attempts)
+                        .await;
+                    Stats::add(if published.is_ok() {
+                        &self.stats.results
+                    } else {
+                        &self.stats.result_failed
+                    });
+                    published
+                }
+                None => Ok(()),
+            }
+        };
         match &processed.outcome {
             Outcome::Ack(reason) => {
+                settled.reason = reason.as_str();
+                // The result first: the ack waits for it, so no result is
+                // lost, and the redelivery of a failed one republishes it
+                // from the idempotency store without calling the target.
+                if let Err(e) = result.await {
+                    settled.outcome = "result-failed";
+                    settled.error = &e;
+                    self.report(&settled);
+                    self.hold_then_nack(acker, Duration::from_secs(10)).await;
+                    return;
+                }
                 acker.ack().await;
                 if *reason == AckReason::Duplicate {
                     Stats::add(&self.stats.duplicates);
                 } else {
                     Stats::add(&self.stats.acked);
                 }
-                settled.reason = reason.as_str();
                 self.report(&settled);
             }
             Outcome::DeadLetter(dl) => {
                 settled.reason = &dl.class;
                 settled.http_status = dl.http_status;
-                match self.dead_letters.publish(&raw, dl, &self.origin).await {
+                let (dead, result) =
+                    tokio::join!(self.dead_letters.publish(&raw, dl, &self.origin), result);
+                if let (Ok(()), Err(e)) = (&dead, &result) {
+                    // Dead-lettered, but nobody would hear of it: nacked, and
+                    // the redelivery dead-letters (and reports) it again.
+                    settled.outcome = "result-failed";
+                    settled.error = e;
+                    self.report(&settled);
+                    self.hold_then_nack(acker, Duration::from_secs(10)).await;
+                    return;
+                }
+                match dead {
                     Ok(()) => {
                         acker.ack().await;
                         Stats::add(&self.stats.dead_lettered);

@@ -45,6 +45,8 @@ static ROUTES: LazyLock<RouteTable<()>> = LazyLock::new(|| {
             retry: None,
             rate_limit: None,
             idempotency_key: None,
+            subject: None,
+            results: None,
             action: (),
         })
         .collect();

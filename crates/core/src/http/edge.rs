@@ -178,6 +178,24 @@ impl Answer {
         }
     }
 
+    /// Records what every HTTP answer can tell the next step, in `answer`:
+    /// `status`, `location` (when sent), and `body` when it is a JSON
+    /// object or array small enough to keep
+    /// ([`MAX_VALUE_BYTES`](crate::answer::MAX_VALUE_BYTES)): a created
+    /// record's id is usually there.
+    pub fn record_into(&self, answer: &crate::answer::Answer) {
+        answer.record("status", self.status);
+        if let Some(l) = self.header(http::header::LOCATION) {
+            answer.record("location", l);
+        }
+        if self.body.len() <= crate::answer::MAX_VALUE_BYTES
+            && let Ok(v @ (Value::Object(_) | Value::Array(_))) =
+                serde_json::from_str::<Value>(&self.body)
+        {
+            answer.record("body", v);
+        }
+    }
+
     /// The start of the body, for error messages.
     pub fn snippet(&self) -> String {
         self.body.trim().chars().take(SNIPPET_CHARS).collect()

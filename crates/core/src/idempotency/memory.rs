@@ -20,7 +20,9 @@
 //! fixed size whatever the key's length: about 95 bytes per key while the
 //! store fills, and 160 once it is full and evicting (the map's table then
 //! settles at twice the size, as deleted slots are reused only after a
-//! rehash), measured by `tests/memory_store.rs`.
+//! rehash), measured by `tests/memory_store.rs`. A done key of a route that
+//! publishes results also keeps the target's answer (a few hundred bytes of
+//! JSON, at most) in a side table, so routes without results pay nothing.
 
 use super::{Claim, ClaimToken, IdempotencyStore, StoreError};
 use async_trait::async_trait;
@@ -88,6 +90,10 @@ struct Inner {
     done: VecDeque<(KeyDigest, u64)>,
     next_seq: u64,
     evictions: u64,
+    /// The answers of done keys that have one.
+    answers: HashMap<KeyDigest, Box<str>>,
+    /// Their bytes, for `approx_bytes`.
+    answer_bytes: usize,
 }
 
 impl Default for MemoryStore {
@@ -139,7 +145,9 @@ impl MemoryStore {
         let map = buckets * (size_of::<(KeyDigest, Entry)>() + 1);
         let queues =
             (inner.in_flight.capacity() + inner.done.capacity()) * size_of::<(KeyDigest, u64)>();
-        size_of::<Self>() + map + queues
+        let answers = inner.answers.capacity() * 8 / 7 * (size_of::<(KeyDigest, Box<str>)>() + 1)
+            + inner.answer_bytes;
+        size_of::<Self>() + map + queues + answers
     }
 
     /// Done keys dropped so far to stay within `max_keys`.
@@ -155,6 +163,26 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// Forgets `d`, its answer included.
+    fn remove(&mut self, d: &KeyDigest) {
+        self.entries.remove(d);
+        self.forget_answer(d);
+    }
+
+    fn forget_answer(&mut self, d: &KeyDigest) {
+        if let Some(a) = self.answers.remove(d) {
+            self.answer_bytes -= a.len();
+        }
+    }
+
+    fn keep_answer(&mut self, d: KeyDigest, answer: Option<&str>) {
+        self.forget_answer(&d);
+        if let Some(a) = answer {
+            self.answer_bytes += a.len();
+            self.answers.insert(d, a.into());
+        }
+    }
+
     /// Removes up to `budget` expired or stale items from the front of each
     /// queue.
     fn sweep(&mut self, now: Instant, budget: usize) {
@@ -173,7 +201,11 @@ impl Inner {
                         if e.until > now {
                             break;
                         }
+                        // Field by field: `queue` borrows one of them.
                         self.entries.remove(&d);
+                        if let Some(a) = self.answers.remove(&d) {
+                            self.answer_bytes -= a.len();
+                        }
                     }
                     // Stale: the entry moved on since this item was queued.
                     _ => {}
@@ -193,7 +225,7 @@ impl Inner {
                 .get(&d)
                 .is_some_and(|e| e.seq == seq && e.state == State::Done)
             {
-                self.entries.remove(&d);
+                self.remove(&d);
                 self.evictions += 1;
                 if self.evictions == 1 {
                     tracing::warn!(
@@ -220,6 +252,8 @@ impl Inner {
     }
 
     fn insert(&mut self, d: KeyDigest, state: State, until: Instant) -> u64 {
+        // A key taken over after it expired starts without the old answer.
+        self.forget_answer(&d);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.entries.insert(d, Entry { until, seq, state });
@@ -267,7 +301,9 @@ impl IdempotencyStore for MemoryStore {
         match inner.entries.get(&d) {
             Some(e) if e.until > now => {
                 return Ok(match e.state {
-                    State::Done => Claim::Done,
+                    State::Done => Claim::Done {
+                        answer: inner.answers.get(&d).map(|a| a.to_string()),
+                    },
                     State::InFlight => Claim::InFlight {
                         remaining: e.until - now,
                     },
@@ -286,6 +322,7 @@ impl IdempotencyStore for MemoryStore {
         key: &str,
         token: &ClaimToken,
         ttl: Duration,
+        answer: Option<&str>,
     ) -> Result<(), StoreError> {
         let now = Instant::now();
         let d = digest(key);
@@ -296,6 +333,7 @@ impl IdempotencyStore for MemoryStore {
                 e.until = now + ttl;
                 let seq = e.seq;
                 inner.done.push_back((d, seq));
+                inner.keep_answer(d, answer);
                 return Ok(());
             }
             Some(e) if e.until > now => {
@@ -313,6 +351,7 @@ impl IdempotencyStore for MemoryStore {
             None => inner.room_for_new(self.max_keys)?,
         }
         inner.insert(d, State::Done, now + ttl);
+        inner.keep_answer(d, answer);
         Ok(())
     }
 
@@ -324,7 +363,7 @@ impl IdempotencyStore for MemoryStore {
             .get(&d)
             .is_some_and(|e| e.state == State::InFlight && Some(e.seq) == seq_of(token))
         {
-            inner.entries.remove(&d);
+            inner.remove(&d);
         }
         Ok(())
     }
@@ -366,8 +405,8 @@ mod tests {
                 remaining: Duration::from_secs(20)
             }
         );
-        s.complete("k", &t, TTL).await?;
-        assert_eq!(s.claim("k", LEASE).await?, Claim::Done);
+        s.complete("k", &t, TTL, None).await?;
+        assert_eq!(s.claim("k", LEASE).await?, Claim::Done { answer: None });
         tokio::time::advance(TTL + Duration::from_secs(1)).await;
         assert!(
             matches!(s.claim("k", LEASE).await?, Claim::Acquired(_)),
@@ -384,11 +423,11 @@ mod tests {
         let t = acquire(&s, "k").await; // a crashed holder's lease runs out
         s.release("k", &t).await?;
         let t = acquire(&s, "k").await;
-        s.complete("k", &t, LEASE).await?;
+        s.complete("k", &t, LEASE, None).await?;
         s.release("k", &t).await?;
         assert_eq!(
             s.claim("k", LEASE).await?,
-            Claim::Done,
+            Claim::Done { answer: None },
             "release never undoes done"
         );
         Ok(())
@@ -409,7 +448,7 @@ mod tests {
             "the late holder's release left the newer claim alone"
         );
         assert!(
-            s.complete("k", &late, TTL).await.is_err(),
+            s.complete("k", &late, TTL, None).await.is_err(),
             "the late holder's complete is refused"
         );
         assert!(
@@ -417,10 +456,10 @@ mod tests {
             "the late holder's complete did not mark the newer claim done"
         );
 
-        s.complete("k", &newer, TTL).await?;
-        assert_eq!(s.claim("k", LEASE).await?, Claim::Done);
+        s.complete("k", &newer, TTL, None).await?;
+        assert_eq!(s.claim("k", LEASE).await?, Claim::Done { answer: None });
         // Done now; the late holder's complete is no error any more.
-        s.complete("k", &late, TTL).await?;
+        s.complete("k", &late, TTL, None).await?;
         Ok(())
     }
 
@@ -431,7 +470,7 @@ mod tests {
         for k in ["a", "b"] {
             let t = acquire(&s, k).await;
             tokio::time::advance(Duration::from_secs(1)).await;
-            s.complete(k, &t, TTL).await?;
+            s.complete(k, &t, TTL, None).await?;
         }
         let _held = acquire(&s, "c").await;
         assert_eq!(s.len(), 3);
@@ -464,7 +503,7 @@ mod tests {
         for i in 0..100 {
             let k = format!("k{i}");
             let t = acquire(&s, &k).await;
-            s.complete(&k, &t, TTL).await?;
+            s.complete(&k, &t, TTL, None).await?;
         }
         tokio::time::advance(TTL + Duration::from_secs(1)).await;
         acquire(&s, "new").await;
@@ -477,6 +516,42 @@ mod tests {
             acquire(&s, &format!("n{i}")).await;
         }
         assert_eq!(s.len(), 21, "the expired keys are gone after a few claims");
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_done_key_hands_back_its_answer_until_it_expires() -> Result<(), StoreError> {
+        let s = MemoryStore::with_max_keys(2);
+        let t = acquire(&s, "a").await;
+        s.complete("a", &t, TTL, Some(r#"{"id":"001"}"#)).await?;
+        assert_eq!(
+            s.claim("a", LEASE).await?,
+            Claim::Done {
+                answer: Some(r#"{"id":"001"}"#.into())
+            }
+        );
+        let before = s.approx_bytes();
+        tokio::time::advance(TTL + Duration::from_secs(1)).await;
+        let t = acquire(&s, "a").await;
+        assert!(
+            s.approx_bytes() < before,
+            "the expired answer is dropped with its key"
+        );
+        s.complete("a", &t, TTL, None).await?;
+        assert_eq!(
+            s.claim("a", LEASE).await?,
+            Claim::Done { answer: None },
+            "a key taken over does not keep the old answer"
+        );
+        // Eviction drops the answer too.
+        let t = acquire(&s, "b").await;
+        s.complete("b", &t, TTL, Some("x")).await?;
+        assert_eq!(s.lock().answers.len(), 1);
+        // Two more keys push out both "a" and "b" (the store holds two).
+        acquire(&s, "c").await;
+        acquire(&s, "d").await;
+        assert_eq!(s.evictions(), 2);
+        assert_eq!(s.lock().answers.len(), 0, "evicted with its key");
         Ok(())
     }
 }

@@ -52,8 +52,12 @@ pub enum Claim {
         /// Time left on the other delivery's lease.
         remaining: Duration,
     },
-    /// The effect already happened.
-    Done,
+    /// The effect already happened; with the target's answer (JSON text)
+    /// when it was recorded with one.
+    Done {
+        /// What [`IdempotencyStore::complete`] was given, if anything.
+        answer: Option<String>,
+    },
 }
 
 /// A store failed; the message is nacked and tried again later.
@@ -68,13 +72,15 @@ pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
     /// Claims `key` for `lease`, unless it is held or done.
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError>;
     /// Marks `key` done for `ttl`, if `token`'s claim still holds it (or
-    /// nobody does). A key claimed by someone else since is left alone and
-    /// reported as an error.
+    /// nobody does), keeping `answer` (the target's answer as JSON text, for
+    /// routes that publish results) to hand back with [`Claim::Done`]. A key
+    /// claimed by someone else since is left alone and reported as an error.
     async fn complete(
         &self,
         key: &str,
         token: &ClaimToken,
         ttl: Duration,
+        answer: Option<&str>,
     ) -> Result<(), StoreError>;
     /// Gives `key` up after a failure, so a redelivery may claim it; only
     /// while `token`'s claim still holds it.
