@@ -415,7 +415,7 @@ async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
             Err(e) => line(false, e.message()),
         }
         match p.dead_letter_topic_path() {
-            Ok(t) => match conn.check_topic(&t).await {
+            Ok(t) => match conn.check_topic("dead-letter topic", &t).await {
                 Ok(what) => line(true, &what),
                 Err(e) => line(false, &e),
             },
@@ -427,7 +427,7 @@ async fn check<S: Spec>(built: &Built<S>, local: bool) -> ExitCode {
                 continue;
             };
             match p.topic_path(topic, &format!("routes[{}].results", route.name)) {
-                Ok(t) => match conn.check_topic(&t).await {
+                Ok(t) => match conn.check_topic("results topic", &t).await {
                     Ok(what) => line(true, &format!("results of route {}: {what}", route.name)),
                     Err(e) => line(false, &format!("results of route {}: {e}", route.name)),
                 },

@@ -135,16 +135,17 @@ impl Connection {
         })
     }
 
-    /// Checks that the dead-letter topic exists, within [`ADMIN_TIMEOUT`].
-    pub async fn check_topic(&self, topic: &str) -> Result<String, String> {
+    /// Checks that `topic` exists, within [`ADMIN_TIMEOUT`]; `what` names
+    /// its use (`dead-letter topic`, `results topic`) in the answer.
+    pub async fn check_topic(&self, what: &str, topic: &str) -> Result<String, String> {
         bounded(
-            &format!("reading dead-letter topic {topic}"),
-            self.read_topic(topic),
+            &format!("reading {what} {topic}"),
+            self.read_topic(what, topic),
         )
         .await
     }
 
-    async fn read_topic(&self, topic: &str) -> Result<String, String> {
+    async fn read_topic(&self, what: &str, topic: &str) -> Result<String, String> {
         let mut b = TopicAdmin::builder();
         if let Some(e) = &self.emulator {
             b = b.with_endpoint(e).with_credentials(Self::anonymous());
@@ -158,8 +159,8 @@ impl Connection {
             .set_topic(topic)
             .send()
             .await
-            .map_err(|e| format!("reading dead-letter topic {topic}: {e}"))?;
-        Ok(format!("dead-letter topic {topic}"))
+            .map_err(|e| format!("reading {what} {topic}: {e}"))?;
+        Ok(format!("{what} {topic}"))
     }
 }
 
