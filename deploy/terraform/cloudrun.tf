@@ -324,6 +324,7 @@ resource "google_cloud_run_v2_service" "push" {
   depends_on = [
     google_secret_manager_secret_iam_member.worker_secret_accessor,
     google_pubsub_topic_iam_member.worker_dead_letter_publisher,
+    google_pubsub_topic_iam_member.worker_results_publisher,
     google_project_iam_member.worker_datastore_user,
     google_service_account_iam_member.worker_token_creator_self,
     google_secret_manager_secret_iam_member.worker_collector_config_accessor,
@@ -502,6 +503,7 @@ resource "google_cloud_run_v2_worker_pool" "pull" {
     google_pubsub_subscription_iam_member.worker_subscriber,
     google_pubsub_subscription_iam_member.worker_viewer,
     google_pubsub_topic_iam_member.worker_dead_letter_publisher,
+    google_pubsub_topic_iam_member.worker_results_publisher,
     google_project_iam_member.worker_datastore_user,
     google_service_account_iam_member.worker_token_creator_self,
     google_secret_manager_secret_iam_member.worker_collector_config_accessor,
@@ -608,6 +610,7 @@ resource "google_cloud_run_v2_job" "drain" {
     google_pubsub_subscription_iam_member.worker_subscriber,
     google_pubsub_subscription_iam_member.worker_viewer,
     google_pubsub_topic_iam_member.worker_dead_letter_publisher,
+    google_pubsub_topic_iam_member.worker_results_publisher,
     google_project_iam_member.worker_datastore_user,
     google_service_account_iam_member.worker_token_creator_self,
   ]

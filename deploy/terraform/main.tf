@@ -228,6 +228,35 @@ resource "google_pubsub_topic_iam_member" "worker_dead_letter_publisher" {
   member  = local.worker_member
 }
 
+# `check` reads the dead-letter topic (topics.get), which the publisher
+# role does not allow.
+resource "google_pubsub_topic_iam_member" "worker_dead_letter_viewer" {
+  project = var.project_id
+  topic   = google_pubsub_topic.dead_letter.name
+  role    = "roles/pubsub.viewer"
+  member  = local.worker_member
+}
+
+# Result events (a route's `results`): the original is acked only after its
+# result is published, so a missing grant holds every finished event.
+resource "google_pubsub_topic_iam_member" "worker_results_publisher" {
+  for_each = toset(var.results_topics)
+
+  project = var.project_id
+  topic   = each.value
+  role    = "roles/pubsub.publisher"
+  member  = local.worker_member
+}
+
+resource "google_pubsub_topic_iam_member" "worker_results_viewer" {
+  for_each = toset(var.results_topics)
+
+  project = var.project_id
+  topic   = each.value
+  role    = "roles/pubsub.viewer"
+  member  = local.worker_member
+}
+
 # The config volume and the env secrets. Cloud Run checks this access when a
 # revision is deployed and refuses the revision without it.
 resource "google_secret_manager_secret_iam_member" "worker_secret_accessor" {

@@ -32,6 +32,12 @@ variable "source_topic" {
   type        = string
 }
 
+variable "results_topics" {
+  description = "Topic ids (in project_id) the config's routes report to (`results = \"TOPIC\"`, docs/PUBLISHING.md#results). Each must already exist; the worker gets roles/pubsub.publisher on each and roles/pubsub.viewer so `check` can read it. Without the grant every finished event is nacked until it is made."
+  type        = list(string)
+  default     = []
+}
+
 variable "image" {
   description = "Container image built from deploy/Dockerfile with CONNECTOR=<connector>. Prefer a digest (…@sha256:…) so each apply deploys exactly what was built."
   type        = string
