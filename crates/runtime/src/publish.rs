@@ -20,7 +20,7 @@ pub mod input;
 use crate::EXIT_CONFIG;
 use crate::pubsub::Connection;
 use clap::Parser;
-use encode::{Encoded, Envelope, Shape};
+use encode::{Encoded, Envelope, Records, Shape};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,12 +46,18 @@ pub struct PublishCli {
     /// The records: a JSON array, one JSON value, or JSON Lines; `-` for stdin.
     #[arg(default_value = "-")]
     pub input: String,
-    /// The CloudEvents type of every event, e.g. `order.created`.
+    /// What a record is: the event's data (type, source and id from the
+    /// options), or a whole CloudEvent in JSON form carrying its own.
+    #[arg(long, value_enum, default_value_t)]
+    pub records: Records,
+    /// The CloudEvents type of every event, e.g. `order.created`; required
+    /// with `--records data`.
     #[arg(long = "type")]
-    pub event_type: String,
-    /// The CloudEvents source of every event.
-    #[arg(long, default_value = "//gluefleet/publish")]
-    pub source: String,
+    pub event_type: Option<String>,
+    /// The CloudEvents source of every event [default: //gluefleet/publish
+    /// with `--records data`].
+    #[arg(long)]
+    pub source: Option<String>,
     /// How events are laid out: CloudEvents binary (attributes + body),
     /// structured (one JSON body), or the plain `{"type","data"}` envelope.
     #[arg(long, value_enum, default_value_t)]
@@ -59,7 +65,8 @@ pub struct PublishCli {
     /// Take each event's id from this record field (else a new UUID each).
     #[arg(long)]
     pub id_field: Option<String>,
-    /// Take each message's ordering key from this record field.
+    /// Take each message's ordering key from this record field (of the
+    /// event's `data` with `--records cloudevents`).
     #[arg(long)]
     pub ordering_key_field: Option<String>,
     /// Take each event's CloudEvents subject from this record field.
@@ -114,10 +121,20 @@ impl PublishCli {
     }
 
     fn shape(&self) -> Result<Shape, Refused> {
-        if self.event_type.trim().is_empty() {
-            return Err(Refused("--type is empty: name the event type".to_owned()));
+        if self.records == Records::Cloudevents {
+            return self.cloudevents_shape();
         }
-        if self.source.trim().is_empty() && self.envelope != Envelope::Plain {
+        let event_type = self.event_type.clone().unwrap_or_default();
+        let source = self
+            .source
+            .clone()
+            .unwrap_or_else(|| "//gluefleet/publish".to_owned());
+        if event_type.trim().is_empty() {
+            return Err(Refused(
+                "--type is empty or missing: name the event type".to_owned(),
+            ));
+        }
+        if source.trim().is_empty() && self.envelope != Envelope::Plain {
             return Err(Refused(
                 "--source is empty: CloudEvents need a source".to_owned(),
             ));
@@ -129,12 +146,46 @@ impl PublishCli {
             ));
         }
         Ok(Shape {
+            records: Records::Data,
             envelope: self.envelope,
-            event_type: self.event_type.clone(),
-            source: self.source.clone(),
+            event_type,
+            source,
             id_field: self.id_field.clone(),
             ordering_key_field: self.ordering_key_field.clone(),
             subject_field: self.subject_field.clone(),
+            attributes: self.attributes.iter().cloned().collect(),
+        })
+    }
+}
+
+impl PublishCli {
+    /// `--records cloudevents`: each event brings its type, source, id and
+    /// subject, so the options that would set them are refused rather than
+    /// silently ignored.
+    fn cloudevents_shape(&self) -> Result<Shape, Refused> {
+        let given: Vec<&str> = [
+            ("--type", self.event_type.is_some()),
+            ("--source", self.source.is_some()),
+            ("--id-field", self.id_field.is_some()),
+            ("--subject-field", self.subject_field.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect();
+        if !given.is_empty() {
+            return Err(Refused(format!(
+                "{} with --records cloudevents: each event carries its own type, source, id and subject",
+                given.join(", ")
+            )));
+        }
+        Ok(Shape {
+            records: Records::Cloudevents,
+            envelope: self.envelope,
+            event_type: String::new(),
+            source: String::new(),
+            id_field: None,
+            ordering_key_field: self.ordering_key_field.clone(),
+            subject_field: None,
             attributes: self.attributes.iter().cloned().collect(),
         })
     }
@@ -412,6 +463,39 @@ mod tests {
                 .expect_err("refused")
                 .0
                 .contains("carries no id")
+        );
+    }
+
+    #[test]
+    fn cloudevent_records_refuse_the_options_they_would_override() {
+        let c = cli(&[
+            "--topic",
+            "t",
+            "--records",
+            "cloudevents",
+            "--type",
+            "x",
+            "--id-field",
+            "id",
+        ]);
+        assert_eq!(
+            c.shape().expect_err("refused").0,
+            "--type, --id-field with --records cloudevents: each event carries its own type, source, id and subject"
+        );
+        let c = cli(&["--topic", "t", "--records", "cloudevents"]);
+        let shape = c.shape().expect("valid");
+        let ok = prepare(
+            "{\"specversion\":\"1.0\",\"id\":\"e-1\",\"source\":\"//s\",\"type\":\"a\"}\n",
+            &shape,
+        )
+        .expect("valid");
+        assert_eq!(ok[0].1.id, "e-1");
+        let data = cli(&["--topic", "t"]);
+        assert!(
+            data.shape()
+                .expect_err("no type")
+                .0
+                .contains("name the event type")
         );
     }
 

@@ -124,6 +124,8 @@ pub struct PulledMessage {
     /// 1 on first delivery; only reported on subscriptions with a
     /// dead-letter policy.
     pub delivery_attempt: Option<i32>,
+    /// The ordering key it was published with, empty when none.
+    pub ordering_key: String,
 }
 
 impl PulledMessage {
@@ -172,6 +174,9 @@ struct WireMessage {
     attributes: BTreeMap<String, String>,
     #[serde(default)]
     message_id: String,
+    /// Absent when the message has none.
+    #[serde(default)]
+    ordering_key: String,
 }
 
 impl PubsubEmulator {
@@ -372,6 +377,7 @@ impl PubsubEmulator {
                     data,
                     attributes: r.message.attributes,
                     delivery_attempt: r.delivery_attempt,
+                    ordering_key: r.message.ordering_key,
                 })
             })
             .collect()

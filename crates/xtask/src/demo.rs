@@ -48,6 +48,19 @@
 //!                                                      pretend order system (HTTP)   dead-letter topic
 //! ```
 //!
+//! Part 6, with the Pub/Sub emulator and Node.js (see [`chain`]): a CRM
+//! customer becomes an SAP partner carrying the CRM's id, by result
+//! events alone:
+//!
+//! ```text
+//! customers.jsonl ─gluefleet-publish─▶ customers ─▶ gluefleet-legacy-rest ─▶ CRM (HTTP)
+//!                                                          │ result event
+//!                                                          ▼
+//!                 SAP CAP server ◀─ gluefleet-sap-odata ◀─ customer-results
+//! ```
+//!
+//! Every part publishes its events with `gluefleet-publish` ([`publish`]).
+//!
 //! Everything runs locally: the order system and the Workspace double are
 //! in-process HTTP servers, the emulators, the SAP CAP server and the
 //! workers are child processes
@@ -58,9 +71,11 @@
 //! runs its worker through [`part::Part`], with a `report` submodule that
 //! judges each event into the one [`report::Report`].
 
+mod chain;
 mod firestore;
 mod legacy_rest;
 mod part;
+mod publish;
 mod report;
 mod sap_odata;
 mod workspace;
@@ -87,6 +102,8 @@ pub(crate) const WORKER_LOG_FILTER: &str = "info,gluefleet_runtime::worker=debug
 pub(crate) struct Stage {
     tmp: TempDir,
     pubsub: Option<PubsubEmulator>,
+    /// `gluefleet-publish`, once built.
+    publisher: Option<std::path::PathBuf>,
     no_emulator: bool,
 }
 
@@ -98,15 +115,17 @@ enum Which {
     SapOdata,
     Workspace,
     Push,
+    Chain,
 }
 
 impl Which {
-    const ALL: [Which; 5] = [
+    const ALL: [Which; 6] = [
         Which::LegacyRest,
         Which::Firestore,
         Which::SapOdata,
         Which::Workspace,
         Which::Push,
+        Which::Chain,
     ];
 
     /// Why the part cannot run here, if it cannot. Parts 2 to 4 have no
@@ -122,11 +141,13 @@ impl Which {
                 "gcloud is not installed (it needs the pubsub-emulator and \
                  cloud-firestore-emulator components)",
             ),
-            Which::SapOdata if no_emulator => Some("it needs the Pub/Sub emulator (--no-emulator)"),
-            Which::SapOdata if !PubsubEmulator::available() => {
+            Which::SapOdata | Which::Chain if no_emulator => {
+                Some("it needs the Pub/Sub emulator (--no-emulator)")
+            }
+            Which::SapOdata | Which::Chain if !PubsubEmulator::available() => {
                 Some("gcloud is not installed (it needs the pubsub-emulator component)")
             }
-            Which::SapOdata if !SapCap::available() => {
+            Which::SapOdata | Which::Chain if !SapCap::available() => {
                 Some("it needs Node.js 20 and npm for the SAP CAP server (tests/sandboxes/sap-cap)")
             }
             Which::Workspace if no_emulator => {
@@ -139,7 +160,9 @@ impl Which {
             Which::Push if !PubsubEmulator::available() => {
                 Some("gcloud is not installed (it needs the pubsub-emulator component)")
             }
-            Which::Firestore | Which::SapOdata | Which::Workspace | Which::Push => None,
+            Which::Firestore | Which::SapOdata | Which::Workspace | Which::Push | Which::Chain => {
+                None
+            }
         }
     }
 
@@ -151,6 +174,7 @@ impl Which {
             Which::SapOdata => "part 3 (order system → SAP)",
             Which::Workspace => "part 4 (HR and sales → Google Workspace)",
             Which::Push => "part 5 (orders → legacy REST, pushed)",
+            Which::Chain => "part 6 (CRM → SAP, chained by result events)",
         }
     }
 
@@ -162,6 +186,7 @@ impl Which {
             Which::SapOdata => sap_odata::run(stage).await,
             Which::Workspace => workspace::run(stage).await,
             Which::Push => legacy_rest::push::run(stage).await,
+            Which::Chain => chain::run(stage).await,
         }
     }
 }
@@ -201,6 +226,7 @@ async fn demo(no_emulator: bool) -> Result<bool> {
     let mut stage = Stage {
         tmp: TempDir::new("demo")?,
         pubsub: None,
+        publisher: None,
         no_emulator,
     };
     let mut ok = true;

@@ -23,9 +23,24 @@ pub enum Envelope {
     Plain,
 }
 
+/// What each input record is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Records {
+    /// The event's data; the type, source and id come from the options.
+    #[default]
+    Data,
+    /// A whole CloudEvent in its JSON format (`specversion`, `id`,
+    /// `source`, `type`, optional `subject`, `time`, extensions and
+    /// `data`): events exported from elsewhere, or a test's fixtures,
+    /// republished as they are, each with its own type and id.
+    Cloudevents,
+}
+
 /// What every message of one run shares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shape {
+    /// What a record is.
+    pub records: Records,
     /// The layout.
     pub envelope: Envelope,
     /// CloudEvents `type`, e.g. `order.created`.
@@ -105,6 +120,43 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
+/// The CloudEvents context attributes a [`Records::Cloudevents`] record
+/// must have (all but `type` only in a CloudEvents envelope).
+const REQUIRED: [&str; 4] = ["specversion", "id", "source", "type"];
+
+/// A context attribute or extension of a CloudEvent record as an attribute
+/// value: CloudEvents' type system maps every attribute to a string.
+fn context_value(name: &str, v: &Value) -> Result<String, EncodeError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(EncodeError(format!(
+            "attribute {name:?} is {}, expected a string, number or boolean",
+            kind(other)
+        ))),
+    }
+}
+
+/// CloudEvents attribute names are lower-case ASCII letters and digits.
+fn valid_attribute_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// `datacontenttype` values whose data the workers can read: JSON.
+fn is_json(content_type: &str) -> bool {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    media == "application/json" || media.ends_with("+json")
+}
+
 impl Shape {
     /// `record` as a message; `new_id` is called when the id is generated.
     pub fn encode(
@@ -112,6 +164,9 @@ impl Shape {
         record: &Value,
         new_id: impl FnOnce() -> String,
     ) -> Result<Encoded, EncodeError> {
+        if self.records == Records::Cloudevents {
+            return self.encode_cloudevent(record);
+        }
         let id = match (&self.id_field, self.envelope) {
             (_, Envelope::Plain) => String::new(),
             (Some(f), _) => field(record, f, "event id")?,
@@ -157,21 +212,112 @@ impl Shape {
             }
         }
         .map_err(|e| EncodeError(format!("cannot serialise the record: {e}")))?;
-        let size = attributes
-            .iter()
-            .fold(data.len(), |n, (k, v)| n + k.len() + v.len());
-        if size > MAX_MESSAGE_BYTES {
-            return Err(EncodeError(format!(
-                "the message would be {size} bytes, over Pub/Sub's {MAX_MESSAGE_BYTES}-byte limit"
-            )));
-        }
-        Ok(Encoded {
+        sized(Encoded {
             id,
             data,
             attributes,
             ordering_key,
         })
     }
+
+    /// A [`Records::Cloudevents`] record in the run's envelope: its own
+    /// context (type, source, id, subject, time, extensions) kept, checked
+    /// as the workers' decoder would read it.
+    fn encode_cloudevent(&self, record: &Value) -> Result<Encoded, EncodeError> {
+        let Some(event) = record.as_object() else {
+            return Err(EncodeError(format!(
+                "the record is {}, expected a CloudEvent (an object with specversion, id, source, type)",
+                kind(record)
+            )));
+        };
+        let needed: &[&str] = if self.envelope == Envelope::Plain {
+            &["type"]
+        } else {
+            &REQUIRED
+        };
+        for name in needed {
+            field(record, name, "CloudEvents attribute")?;
+        }
+        if let Some(v) = event.get("specversion")
+            && v != "1.0"
+        {
+            return Err(EncodeError(format!(
+                "specversion is {v}: only CloudEvents 1.0 is supported"
+            )));
+        }
+        if event.contains_key("data_base64") {
+            return Err(EncodeError(
+                "data_base64 is not supported: workers read JSON data, so give it as \"data\""
+                    .to_owned(),
+            ));
+        }
+        if let Some(ct) = event.get("datacontenttype") {
+            let ct = context_value("datacontenttype", ct)?;
+            if !is_json(&ct) {
+                return Err(EncodeError(format!(
+                    "datacontenttype {ct:?} is not JSON: workers read JSON data"
+                )));
+            }
+        }
+        let data = event.get("data").cloned().unwrap_or(Value::Null);
+        let ordering_key = match &self.ordering_key_field {
+            Some(f) => field(&data, f, "ordering key")?,
+            None => String::new(),
+        };
+        let event_type = context_value("type", &event["type"])?;
+        let id = match event.get("id") {
+            Some(v) if self.envelope != Envelope::Plain => context_value("id", v)?,
+            _ => String::new(),
+        };
+        let mut attributes = self.attributes.clone();
+        let body = match self.envelope {
+            Envelope::Binary => {
+                for (name, v) in event {
+                    if name == "data" || name == "datacontenttype" {
+                        continue;
+                    }
+                    if !valid_attribute_name(name) {
+                        return Err(EncodeError(format!(
+                            "attribute {name:?} is not a CloudEvents attribute name (lower-case letters and digits)"
+                        )));
+                    }
+                    attributes.insert(format!("ce-{name}"), context_value(name, v)?);
+                }
+                let ct = match event.get("datacontenttype") {
+                    Some(v) => context_value("datacontenttype", v)?,
+                    None => "application/json".to_owned(),
+                };
+                attributes.insert("content-type".into(), ct);
+                serde_json::to_vec(&data)
+            }
+            Envelope::Structured => {
+                attributes.insert("content-type".into(), "application/cloudevents+json".into());
+                serde_json::to_vec(record)
+            }
+            Envelope::Plain => serde_json::to_vec(&json!({"type": event_type, "data": data})),
+        }
+        .map_err(|e| EncodeError(format!("cannot serialise the event: {e}")))?;
+        sized(Encoded {
+            id,
+            data: body,
+            attributes,
+            ordering_key,
+        })
+    }
+}
+
+/// `e`, unless it is over Pub/Sub's limit.
+fn sized(e: Encoded) -> Result<Encoded, EncodeError> {
+    let size = e
+        .attributes
+        .iter()
+        .fold(e.data.len(), |n, (k, v)| n + k.len() + v.len());
+    if size > MAX_MESSAGE_BYTES {
+        return Err(EncodeError(format!(
+            "the message would be {size} bytes, over Pub/Sub's {MAX_MESSAGE_BYTES}-byte limit"
+        )));
+    }
+    Ok(e)
 }
 
 #[cfg(test)]
@@ -181,6 +327,7 @@ mod tests {
 
     fn shape(envelope: Envelope) -> Shape {
         Shape {
+            records: Records::Data,
             envelope,
             event_type: "order.created".into(),
             source: "//erp/orders".into(),
@@ -279,5 +426,118 @@ mod tests {
             .expect_err("too big")
             .to_string();
         assert!(err.contains("over Pub/Sub's 10000000-byte limit"), "{err}");
+    }
+
+    fn cloudevents(envelope: Envelope) -> Shape {
+        Shape {
+            records: Records::Cloudevents,
+            envelope,
+            event_type: String::new(),
+            source: String::new(),
+            id_field: None,
+            ordering_key_field: Some("customer".into()),
+            subject_field: None,
+            attributes: BTreeMap::from([("tenant".into(), "eu".into())]),
+        }
+    }
+
+    #[test]
+    fn a_cloudevent_record_keeps_its_own_context_in_every_envelope() {
+        let data = json!({"customer": "C-7", "total": 9.5});
+        let record = json!({
+            "specversion": "1.0", "id": "evt-1", "source": "//erp/orders",
+            "type": "order.created", "subject": "A-1", "time": "2026-12-06T10:00:00Z",
+            "tenantregion": "eu-west", "data": data,
+        });
+        for (envelope, format) in [
+            (Envelope::Binary, Format::CloudEventsBinary),
+            (Envelope::Structured, Format::CloudEventsStructured),
+            (Envelope::Plain, Format::Envelope),
+        ] {
+            let encoded = cloudevents(envelope)
+                .encode(&record, || unreachable!("the event has its id"))
+                .expect("encodes");
+            assert_eq!(encoded.ordering_key, "C-7");
+            let event = decode(&raw(&encoded)).expect("decodes");
+            assert_eq!(event.format, format, "{envelope:?}");
+            assert_eq!(event.event_type, "order.created");
+            assert_eq!(event.data, data);
+            if envelope != Envelope::Plain {
+                assert_eq!(event.id, "evt-1");
+                assert_eq!(event.source, "//erp/orders");
+                assert_eq!(event.subject.as_deref(), Some("A-1"));
+            }
+        }
+        let binary = cloudevents(Envelope::Binary)
+            .encode(&record, String::new)
+            .expect("encodes");
+        for (k, v) in [
+            ("ce-time", "2026-12-06T10:00:00Z"),
+            ("ce-tenantregion", "eu-west"),
+            ("tenant", "eu"),
+            ("content-type", "application/json"),
+        ] {
+            assert_eq!(binary.attributes.get(k).map(String::as_str), Some(v), "{k}");
+        }
+    }
+
+    #[test]
+    fn a_cloudevent_record_the_workers_could_not_read_is_named() {
+        let err = |envelope: Envelope, record: Value| {
+            cloudevents(envelope)
+                .encode(&record, String::new)
+                .expect_err("refused")
+                .to_string()
+        };
+        let ok = json!({"specversion": "1.0", "id": "e", "source": "//s", "type": "t",
+                        "data": {"customer": "C"}});
+        let with = |k: &str, v: Value| {
+            let mut r = ok.clone();
+            r[k] = v;
+            r
+        };
+        let without = |k: &str| {
+            let mut r = ok.clone();
+            r.as_object_mut().map(|o| o.remove(k));
+            r
+        };
+        assert_eq!(
+            err(Envelope::Binary, without("source")),
+            "field \"source\" (the CloudEvents attribute) is missing"
+        );
+        assert_eq!(
+            err(Envelope::Binary, with("specversion", json!("0.3"))),
+            "specversion is \"0.3\": only CloudEvents 1.0 is supported"
+        );
+        assert_eq!(
+            err(Envelope::Binary, with("datacontenttype", json!("text/xml"))),
+            "datacontenttype \"text/xml\" is not JSON: workers read JSON data"
+        );
+        assert_eq!(
+            err(Envelope::Binary, with("Region", json!("eu"))),
+            "attribute \"Region\" is not a CloudEvents attribute name (lower-case letters and digits)"
+        );
+        assert_eq!(
+            err(Envelope::Binary, with("tags", json!(["a"]))),
+            "attribute \"tags\" is an array, expected a string, number or boolean"
+        );
+        assert!(err(Envelope::Binary, with("data_base64", json!("eA=="))).contains("data_base64"));
+        assert_eq!(
+            err(Envelope::Binary, with("data", json!({}))),
+            "field \"customer\" (the ordering key) is missing"
+        );
+        assert_eq!(
+            err(Envelope::Structured, json!("evt")),
+            "the record is a string, expected a CloudEvent (an object with specversion, id, source, type)"
+        );
+        // The plain envelope carries only the type and the data.
+        assert!(
+            cloudevents(Envelope::Plain)
+                .encode(
+                    &json!({"type": "t", "data": {"customer": "C"}}),
+                    String::new
+                )
+                .is_ok()
+        );
     }
 }

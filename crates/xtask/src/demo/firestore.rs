@@ -57,7 +57,7 @@ pub(crate) async fn run(stage: &mut Stage) -> Result<bool> {
         ("RUST_LOG", WORKER_LOG_FILTER.to_owned()),
     ];
     let run = PART
-        .run_job(&pubsub, &binary, &config, &messages, &env)
+        .run_job(stage, &pubsub, &binary, &config, &messages, &env)
         .await?;
     let observed = report::Observed {
         documents: firestore.list(COLLECTION).await?,

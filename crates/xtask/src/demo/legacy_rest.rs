@@ -69,7 +69,7 @@ pub(crate) async fn run(stage: &mut Stage) -> Result<bool> {
             PART.topics.describe()
         );
         let run = PART
-            .run_job(&pubsub, &binary, &config, &messages, &[])
+            .run_job(stage, &pubsub, &binary, &config, &messages, &[])
             .await?;
         stage.pubsub = Some(pubsub);
         run

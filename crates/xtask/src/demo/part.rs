@@ -143,11 +143,13 @@ impl Part {
         Ok(path)
     }
 
-    /// Publishes `messages` to the part's topic, runs the worker as a job
+    /// Publishes `messages` to the part's topic through `gluefleet-publish`
+    /// ([`super::publish`]), runs the worker as a job
     /// (with `env` on top of the subscription's) until the subscription is
     /// idle, and reads the dead letters back.
     pub(crate) async fn run_job(
         &self,
+        stage: &mut Stage,
         pubsub: &PubsubEmulator,
         binary: &Path,
         config: &Path,
@@ -155,12 +157,7 @@ impl Part {
         env: &[(&'static str, String)],
     ) -> Result<Run> {
         let t = self.topics;
-        let message_ids = pubsub.publish(t.topic, messages).await?;
-        println!(
-            "• published {} events to topic {}",
-            message_ids.len(),
-            t.topic
-        );
+        let message_ids = super::publish::publish(stage, pubsub, t.topic, messages).await?;
         let config_arg = config.display().to_string();
         let args = ["job", "--config", &config_arg, "--idle-exit", IDLE_EXIT];
         let mut envs = pubsub.worker_env(t.subscription, t.dead_letter_topic);

@@ -84,7 +84,7 @@ pub(crate) async fn run(stage: &mut Stage) -> Result<bool> {
     let messages: Vec<_> = samples.iter().map(|s| s.message.clone()).collect();
     let env = [("RUST_LOG", WORKER_LOG_FILTER.to_owned())];
     let run = PART
-        .run_job(&pubsub, &binary, &config, &messages, &env)
+        .run_job(stage, &pubsub, &binary, &config, &messages, &env)
         .await?;
     stage.pubsub = Some(pubsub);
 

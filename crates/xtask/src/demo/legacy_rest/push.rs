@@ -105,12 +105,7 @@ pub(crate) async fn run(stage: &mut Stage) -> Result<bool> {
 
     let samples = events::samples();
     let messages: Vec<_> = samples.iter().map(|s| s.message.clone()).collect();
-    let message_ids = pubsub.publish(t.topic, &messages).await?;
-    println!(
-        "• published {} events to topic {}",
-        message_ids.len(),
-        t.topic
-    );
+    let message_ids = crate::demo::publish::publish(stage, &pubsub, t.topic, &messages).await?;
 
     // Every event settles as an effect or a dead letter; duplicates settle
     // as neither, so wait for the others, then a little longer.
