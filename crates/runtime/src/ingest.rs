@@ -12,7 +12,7 @@
 //! | answer | when |
 //! |---|---|
 //! | 202 `{"message_id","event_id"}` | Pub/Sub confirmed the publish (or, within the idempotency window, had already) |
-//! | 400 | not JSON, not a valid CloudEvent, no event type |
+//! | 400 | not JSON, not a valid CloudEvent, no event type, data not matching the type's JSON Schema (each violation named) |
 //! | 401 / 403 | no or unknown credential (API key, Basic, or a Google ID token) / credential not allowed on this topic |
 //! | 404 | a topic the config does not define |
 //! | 413 | body over `ingest.max_body_bytes` |
@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod config;
 pub mod dedupe;
+pub mod schema;
 
 use crate::pubsub::Connection;
 use axum::Json;
@@ -49,6 +50,8 @@ pub struct Ingest {
     config: IngestConfig,
     publishers: HashMap<String, Publisher>,
     window: Window,
+    /// The JSON Schemas events are checked against.
+    schemas: schema::Schemas,
     /// The ID-token check of each `google_oidc` credential, by its index.
     verifiers: Vec<(usize, crate::push::PushAuth)>,
 }
@@ -62,8 +65,13 @@ impl std::fmt::Debug for Ingest {
 }
 
 impl Ingest {
-    /// Builds a publisher for every configured topic.
-    pub async fn new(config: IngestConfig, connection: &Connection) -> Result<Self, String> {
+    /// Builds a publisher for every configured topic; `schemas` are
+    /// [`schema::Schemas::load`]ed from the same config.
+    pub async fn new(
+        config: IngestConfig,
+        schemas: schema::Schemas,
+        connection: &Connection,
+    ) -> Result<Self, String> {
         let mut publishers = HashMap::new();
         for (route, t) in &config.topics {
             publishers.insert(
@@ -96,6 +104,7 @@ impl Ingest {
             config,
             publishers,
             window,
+            schemas,
             verifiers,
         })
     }
@@ -194,6 +203,17 @@ async fn handle(
         Ok(event) => event,
         Err(e) => return answer(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    if let Err(refusal) = state.schemas.check(&route, &event.event_type, &event.data) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": refusal.to_string(),
+                "schema": refusal.file,
+                "violations": refusal.violations,
+            })),
+        )
+            .into_response();
+    }
     let key = format!("{route}\u{0}{}\u{0}{}", event.source, event.id);
     if let Claim::Replay(message_id) = state.window.claim(&key).await {
         let mut r = (
@@ -284,10 +304,9 @@ pub fn main() -> std::process::ExitCode {
         Ok(cli) => cli.config.display().to_string(),
         Err(e) => return crate::command_line_exit(&e),
     };
-    let config = match std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {path}: {e}"))
-        .and_then(|t| IngestConfig::parse(&t))
-    {
+    let loaded = IngestConfig::load(std::path::Path::new(&path))
+        .and_then(|c| schema::Schemas::load(&c).map(|s| (c, s)));
+    let (config, schemas) = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gluefleet-ingest: {e}");
@@ -317,7 +336,7 @@ pub fn main() -> std::process::ExitCode {
             .ok()
             .filter(|h| !h.is_empty());
         let connection = Connection::with_emulator(emulator.as_deref());
-        let state = Arc::new(Ingest::new(config, &connection).await?);
+        let state = Arc::new(Ingest::new(config, schemas, &connection).await?);
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
             .await
             .map_err(|e| format!("cannot listen on port {port}: {e}"))?;

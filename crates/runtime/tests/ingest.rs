@@ -6,6 +6,7 @@
 use base64::Engine as _;
 use gluefleet_runtime::ingest::auth::sha256_hex;
 use gluefleet_runtime::ingest::config::IngestConfig;
+use gluefleet_runtime::ingest::schema::Schemas;
 use gluefleet_runtime::ingest::{Ingest, router};
 use gluefleet_runtime::pubsub::Connection;
 use gluefleet_testkit::oidc::{OidcKeys, push_claims, sign};
@@ -62,9 +63,13 @@ topics = ["orders"]
 async fn serve(emulator: &PubsubEmulator, jwks_url: &str) -> String {
     let connection = Connection::with_emulator(Some(&emulator.host()));
     let state = Arc::new(
-        Ingest::new(config(emulator.project(), jwks_url), &connection)
-            .await
-            .expect("publishers"),
+        Ingest::new(
+            config(emulator.project(), jwks_url),
+            Schemas::default(),
+            &connection,
+        )
+        .await
+        .expect("publishers"),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -310,4 +315,152 @@ async fn every_202_is_published_and_every_refusal_is_named() {
         Some("1")
     );
     assert!(down.text().await.expect("body").contains("retry"));
+}
+
+/// JSON Schemas per event type, read from files next to the config: data
+/// that does not match is answered 400 naming each violation and is not
+/// published; data that matches is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_violations_are_named_and_not_published() {
+    let emulator = PubsubEmulator::start()
+        .await
+        .expect("the Pub/Sub emulator starts");
+    emulator.create_topic("orders").await.expect("topic");
+    emulator
+        .create_subscription("orders-check", "orders", SubscriptionOptions::default())
+        .await
+        .expect("subscription");
+    let dir = std::env::temp_dir().join(format!("gluefleet-ingest-schema-{}", emulator.project()));
+    std::fs::create_dir_all(dir.join("schemas")).expect("a config dir");
+    std::fs::write(
+        dir.join("schemas/order-created.json"),
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "required": ["order", "amount"],
+            "properties": {
+                "order": {"type": "string", "pattern": "^o-[0-9]+$"},
+                "amount": {"type": "number", "exclusiveMinimum": 0}
+            }
+        })
+        .to_string(),
+    )
+    .expect("schema written");
+    let path = dir.join("ingest.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[topics.orders]
+topic = "projects/{project}/topics/orders"
+event_type = "order.created"
+
+[topics.orders.schemas]
+"order.created" = "schemas/order-created.json"   # relative to this file
+
+[[credentials]]
+name = "sap"
+kind = "api_key"
+key_sha256 = "{sap}"
+topics = ["orders"]
+"#,
+            project = emulator.project(),
+            sap = sha256_hex("sap-key"),
+        ),
+    )
+    .expect("config written");
+    let config = IngestConfig::load(&path).expect("the config loads");
+    let schemas = Schemas::load(&config).expect("the schema compiles");
+    let connection = Connection::with_emulator(Some(&emulator.host()));
+    let state = Arc::new(
+        Ingest::new(config, schemas, &connection)
+            .await
+            .expect("publishers"),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let url = format!(
+        "http://{}/v1/events/orders",
+        listener.local_addr().expect("bound")
+    );
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let http = reqwest::Client::new();
+
+    // Plain JSON and a structured CloudEvent, both breaking the schema.
+    let bad = http
+        .post(&url)
+        .header("x-api-key", "sap-key")
+        .json(&json!({"order": "42", "amount": 0}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.expect("JSON");
+    let error = body["error"].as_str().expect("an error");
+    assert!(error.contains("order-created.json"), "{error}");
+    let mut paths: Vec<&str> = body["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .filter_map(|v| v["path"].as_str())
+        .collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/amount", "/order"], "{body}");
+    let structured = http
+        .post(&url)
+        .header("x-api-key", "sap-key")
+        .header("content-type", "application/cloudevents+json")
+        .body(
+            json!({"specversion": "1.0", "id": "e-1", "source": "//sap", "type": "order.created",
+                   "data": {"amount": 5}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(structured.status(), 400);
+    let body: Value = structured.json().await.expect("JSON");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("\"order\" is a required property")),
+        "{body}"
+    );
+    assert_eq!(
+        emulator
+            .drain("orders-check", Duration::from_millis(500))
+            .await
+            .expect("pulled")
+            .len(),
+        0,
+        "nothing refused is published"
+    );
+
+    // Matching data, and a type without a schema: both published.
+    let good = http
+        .post(&url)
+        .header("x-api-key", "sap-key")
+        .json(&json!({"order": "o-42", "amount": 9.5}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(good.status(), 202);
+    let other = http
+        .post(format!("{url}?type=order.note"))
+        .header("x-api-key", "sap-key")
+        .json(&json!({"free": "form"}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(other.status(), 202);
+    assert_eq!(
+        emulator
+            .drain("orders-check", Duration::from_secs(1))
+            .await
+            .expect("pulled")
+            .len(),
+        2
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

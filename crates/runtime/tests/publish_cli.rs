@@ -231,3 +231,134 @@ async fn published_events_decode_as_the_records_they_came_from() {
     assert_eq!(s["message_ids"], json!([null, null]));
     assert_eq!(s["failures"][1]["at"], "line 2");
 }
+
+/// `--records cloudevents`: captured events of several types published in
+/// one run keep their own ids, types, sources, subjects and extensions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudevent_records_keep_their_own_context() {
+    let emulator = PubsubEmulator::start()
+        .await
+        .expect("the Pub/Sub emulator starts");
+    emulator.create_topic("replay").await.expect("topic");
+    emulator
+        .create_subscription("replay-check", "replay", SubscriptionOptions::default())
+        .await
+        .expect("subscription");
+    let lines = [
+        json!({"specversion": "1.0", "id": "e-1", "source": "//erp/orders", "type": "order.created",
+               "subject": "o-1", "tenant": "eu", "data": {"order": "o-1", "customer": "c-1"}}),
+        json!({"specversion": "1.0", "id": "e-2", "source": "//crm", "type": "account.updated",
+               "time": "2026-12-06T10:00:00Z", "data": {"account": "a-9", "customer": "c-2"}}),
+    ]
+    .iter()
+    .map(|v| format!("{v}\n"))
+    .collect::<String>();
+    let out = publish(
+        &emulator,
+        &[
+            "--topic",
+            "replay",
+            "--records",
+            "cloudevents",
+            "--ordering-key-field",
+            "customer",
+        ],
+        &lines,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(summary(&out)["event_ids"], json!(["e-1", "e-2"]));
+    let mut got: Vec<_> = emulator
+        .drain("replay-check", Duration::from_secs(1))
+        .await
+        .expect("pulled")
+        .iter()
+        .map(|m| {
+            let e = decode(&RawMessage {
+                data: m.data.clone(),
+                attributes: m.attributes.clone(),
+                ..RawMessage::default()
+            })
+            .expect("the worker's decoder reads it");
+            assert_eq!(e.format, Format::CloudEventsBinary);
+            (
+                e.id,
+                e.event_type,
+                e.source,
+                e.subject,
+                e.time,
+                m.attributes.get("ce-tenant").cloned(),
+                m.ordering_key.clone(),
+                e.data,
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            (
+                "e-1".to_owned(),
+                "order.created".to_owned(),
+                "//erp/orders".to_owned(),
+                Some("o-1".to_owned()),
+                None,
+                Some("eu".to_owned()),
+                "c-1".to_owned(),
+                json!({"order": "o-1", "customer": "c-1"})
+            ),
+            (
+                "e-2".to_owned(),
+                "account.updated".to_owned(),
+                "//crm".to_owned(),
+                None,
+                Some("2026-12-06T10:00:00Z".to_owned()),
+                None,
+                "c-2".to_owned(),
+                json!({"account": "a-9", "customer": "c-2"})
+            )
+        ]
+    );
+
+    // An event without a type, or with --type given as well: refused, naming
+    // the record (one document on stdin is a single record, not line 1).
+    let out = publish(
+        &emulator,
+        &["--topic", "replay", "--records", "cloudevents"],
+        "{\"specversion\":\"1.0\",\"id\":\"e-3\",\"source\":\"//s\"}\n",
+    );
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the record")
+            && stderr.contains("field \"type\"")
+            && stderr.contains("missing"),
+        "{stderr}"
+    );
+    let out = publish(
+        &emulator,
+        &[
+            "--topic",
+            "replay",
+            "--records",
+            "cloudevents",
+            "--type",
+            "x",
+        ],
+        &lines,
+    );
+    assert_eq!(out.status.code(), Some(64));
+    assert_eq!(
+        emulator
+            .drain("replay-check", Duration::from_millis(500))
+            .await
+            .expect("pulled")
+            .len(),
+        0,
+        "nothing published by refused input"
+    );
+}

@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The whole file.
@@ -62,6 +63,14 @@ pub struct TopicRoute {
     /// `//gluefleet/ingest/<credential name>`).
     #[serde(default)]
     pub source: Option<String>,
+    /// A JSON Schema file the data of every event on this topic must match
+    /// (a relative path is read from the config file's directory).
+    #[serde(default)]
+    pub schema: Option<PathBuf>,
+    /// JSON Schema files by event type; an event whose type is listed is
+    /// checked against its own schema instead of `schema`.
+    #[serde(default)]
+    pub schemas: BTreeMap<String, PathBuf>,
 }
 
 /// How a caller proves who it is.
@@ -115,6 +124,24 @@ impl IngestConfig {
     pub fn parse(text: &str) -> Result<Self, String> {
         let c: Self = toml::from_str(text).map_err(|e| format!("ingest config: {e}"))?;
         c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads `path` and parses it; relative schema paths are resolved
+    /// against the file's directory, so the config and its schemas travel
+    /// together (one mounted secret or one directory).
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut c = Self::parse(&text)?;
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        for t in c.topics.values_mut() {
+            for file in t.schema.iter_mut().chain(t.schemas.values_mut()) {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            }
+        }
         Ok(c)
     }
 
