@@ -221,3 +221,21 @@ async fn at_96_of_100_the_binary_waits_out_the_limit_and_then_applies_everything
     let dead = pubsub.pull("dead-sub", 10).await.expect("pull");
     assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
 }
+
+/// The shipped example's cases pass through the real binary, with no
+/// network: the Collections request is built as Salesforce documents it.
+#[test]
+fn the_example_cases_pass_with_no_network() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let out = std::process::Command::new(BIN)
+        .arg("test")
+        .arg("--config")
+        .arg(examples.join("salesforce.toml"))
+        .arg("--cases")
+        .arg(examples.join("cases.toml"))
+        .output()
+        .expect("the binary runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("3 passed, 0 failed"), "{text}");
+}

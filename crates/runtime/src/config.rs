@@ -185,6 +185,12 @@ impl PubsubSettings {
         Ok(format!("projects/{project}/{kind}/{value}"))
     }
 
+    /// `projects/P/subscriptions/S` for `name` (a short name in the
+    /// project, or a full path), given on the command line as `field`.
+    pub fn subscription_named(&self, name: &str, field: &str) -> Result<String, ConfigError> {
+        self.full_name("subscriptions", name, field)
+    }
+
     /// `projects/P/subscriptions/S`.
     pub fn subscription_path(&self) -> Result<String, ConfigError> {
         let s = self.subscription.as_deref().ok_or_else(|| {
@@ -367,6 +373,18 @@ fn toml_error(mut e: toml::de::Error, text: &str, filled: &[Filled]) -> ConfigEr
     ConfigError::new(format!("config: {}{hint}", shown.trim_end()))
 }
 
+/// Every variable [`Config::parse`] reads as a setting of its own (not
+/// through a `${NAME}` reference): `lint` never stands in for these.
+pub const ENV_SETTINGS: [&str; 7] = [
+    "GOOGLE_CLOUD_PROJECT",
+    "GLUEFLEET_SUBSCRIPTION",
+    "GLUEFLEET_DEAD_LETTER_TOPIC",
+    "PUBSUB_EMULATOR_HOST",
+    "GLUEFLEET_PUSH_AUDIENCE",
+    "GLUEFLEET_PUSH_SERVICE_ACCOUNT",
+    "PORT",
+];
+
 impl<T: DeserializeOwned, A: DeserializeOwned> Config<T, A> {
     /// Parses `text` (after interpolation) and applies env overrides.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -380,6 +398,7 @@ impl<T: DeserializeOwned, A: DeserializeOwned> Config<T, A> {
         let mut config = Self::deserialize(toml::de::Deserializer::from(root))
             .map_err(|e| toml_error(e, text, &filled))?;
         let p = &mut config.pubsub;
+        // Keep in step with ENV_SETTINGS.
         for (var, slot) in [
             ("GOOGLE_CLOUD_PROJECT", &mut p.project),
             ("GLUEFLEET_SUBSCRIPTION", &mut p.subscription),

@@ -19,6 +19,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod auth;
+pub mod cases;
 pub mod config;
 pub mod dead_letter;
 pub mod health;
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod publish;
 pub mod pubsub;
 pub mod push;
+pub mod redrive;
 pub mod results;
 pub mod source;
 pub mod spans;
@@ -133,7 +135,7 @@ pub struct Cli {
 }
 
 /// The modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Subcommand)]
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
 pub enum Mode {
     /// Pull and deliver until SIGTERM; serves /healthz and /readyz on $PORT (a Cloud Run service).
     Run,
@@ -144,6 +146,14 @@ pub enum Mode {
     /// Take Pub/Sub push deliveries and CloudEvents over HTTP on $PORT (a
     /// Cloud Run service that scales to zero); /healthz and /readyz too.
     Serve,
+    /// Validate the config with every check that needs no network; exit 0 or 64.
+    Lint,
+    /// Run the cases of a file through the config with no network: the
+    /// requests each event makes and its outcome, against what they expect.
+    Test(cases::TestArgs),
+    /// Move dead letters back onto their source topic (or --to), acking each
+    /// only once its republish is confirmed; prints what moved.
+    Redrive(redrive::RedriveArgs),
 }
 
 /// What a binary does when its command line does not parse: print clap's
@@ -233,12 +243,63 @@ fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// The environment `lint` reads the config with: a `${NAME}` reference to
+/// a variable this shell lacks (a secret that only exists where the worker
+/// is deployed) gets a stand-in, and is named, so the config can be checked
+/// in CI without its secrets.
+#[derive(Default)]
+struct LintEnv {
+    /// Values that win over the process's (a cases file's `[env]`).
+    given: std::collections::BTreeMap<String, String>,
+    missing: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl LintEnv {
+    /// Valid wherever a string, a URL or a header value is: what most
+    /// `${NAME}` references hold.
+    const STAND_IN: &'static str = "https://stand-in.invalid";
+
+    fn get(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.given.get(name).cloned().or_else(|| env_var(name)) {
+            return Some(v);
+        }
+        if config::ENV_SETTINGS.contains(&name) {
+            return None;
+        }
+        self.missing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned());
+        Some(Self::STAND_IN.to_owned())
+    }
+}
+
 fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
+    build_with::<S>(path, &env_var, Reach::Network)
+}
+
+/// What a built worker may reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach<'a> {
+    /// Everything the config names: a worker.
+    Network,
+    /// Nothing: `lint` and `test`. Fetched credentials are stand-ins
+    /// (naming `endpoint` as their instance, as a Salesforce token names
+    /// its `instance_url`), the idempotency store is in memory, telemetry
+    /// is off.
+    Offline { endpoint: Option<&'a str> },
+}
+
+fn build_with<S: Spec>(
+    path: Option<&PathBuf>,
+    env: &dyn Fn(&str) -> Option<String>,
+    reach: Reach<'_>,
+) -> Result<Built<S>, ConfigError> {
     let path = path
         .ok_or_else(|| ConfigError::new("no config: pass --config PATH or set GLUEFLEET_CONFIG"))?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(format!("reading config {}: {e}", path.display())))?;
-    let config: Config<S::Target, S::RawAction> = Config::parse(&text, &env_var)?;
+    let config: Config<S::Target, S::RawAction> = Config::parse(&text, env)?;
     let Config {
         pubsub,
         server,
@@ -257,6 +318,22 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
     })?;
     let limits = RateLimits::new(&rate_limits)?;
     let auth: Option<Arc<dyn TokenProvider>> = match auth {
+        // A fixed credential is sent as configured, so a case can expect
+        // its header; one fetched from a token endpoint is stood in for.
+        Some(
+            auth::AuthSettings::Core(
+                gluefleet_core::auth::AuthConfig::Oauth2ClientCredentials(_)
+                | gluefleet_core::auth::AuthConfig::JwtBearer(_),
+            )
+            | auth::AuthSettings::GoogleAdc(_)
+            | auth::AuthSettings::GoogleDelegated(_),
+        ) if reach != Reach::Network => {
+            let endpoint = match reach {
+                Reach::Offline { endpoint } => endpoint.map(str::to_owned),
+                Reach::Network => None,
+            };
+            Some(Arc::new(cases::OfflineAuth { endpoint }))
+        }
         Some(mut a) => {
             if let auth::AuthSettings::Core(c) = &mut a {
                 S::auth_defaults(c);
@@ -268,10 +345,14 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
         }
         None => None,
     };
-    let store = idempotency_store(S::name(), &delivery.idempotency, &pubsub, http.clone())?;
+    let store: Arc<dyn IdempotencyStore> = match reach {
+        Reach::Offline { .. } => Arc::new(MemoryStore::new()),
+        Reach::Network => {
+            idempotency_store(S::name(), &delivery.idempotency, &pubsub, http.clone())?
+        }
+    };
     let mut pipeline = Pipeline::new(connector, routes, Some(store), limits, auth, delivery)?;
-    let metrics = telemetry
-        .metrics
+    let metrics = (telemetry.metrics && reach == Reach::Network)
         .then(|| Arc::new(metrics::Metrics::new(S::name())));
     if let Some(m) = &metrics {
         pipeline = pipeline.with_observer(m.clone());
@@ -280,9 +361,13 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
     if let Some(m) = &metrics {
         m.watch(pipeline.clone());
     }
-    let spans =
-        spans::Spans::from_settings(S::name(), telemetry.otlp_endpoint.as_deref(), &env_var)?
-            .map(Arc::new);
+    let spans = match reach {
+        Reach::Offline { .. } => None,
+        Reach::Network => {
+            spans::Spans::from_settings(S::name(), telemetry.otlp_endpoint.as_deref(), &env_var)?
+                .map(Arc::new)
+        }
+    };
     Ok(Built {
         pubsub,
         server,
@@ -299,7 +384,12 @@ fn build<S: Spec>(path: Option<&PathBuf>) -> Result<Built<S>, ConfigError> {
 /// Runs the connector `S` with parsed arguments (what [`main`] does once the
 /// async runtime is up).
 pub async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
-    let mode = cli.mode.unwrap_or(Mode::Run);
+    let mode = cli.mode.clone().unwrap_or(Mode::Run);
+    match &mode {
+        Mode::Lint => return lint::<S>(cli.config.as_ref()),
+        Mode::Test(args) => return cases::run::<S>(cli.config.as_ref(), args).await,
+        _ => {}
+    }
     let built = match build::<S>(cli.config.as_ref()) {
         Ok(b) => b,
         Err(e) => {
@@ -309,6 +399,9 @@ pub async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
     };
     logging::init(S::name(), built.pubsub.project.clone());
     match mode {
+        Mode::Lint => lint::<S>(cli.config.as_ref()),
+        Mode::Test(args) => cases::run::<S>(cli.config.as_ref(), &args).await,
+        Mode::Redrive(args) => redrive_command(S::name(), &built.pubsub, &args).await,
         Mode::Check => check::<S>(&built, cli.source.is_some()).await,
         Mode::Serve => match serve::<S>(built, &cli).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -332,6 +425,90 @@ pub async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+    }
+}
+
+/// `lint`: the config was read and built (every route compiled, every
+/// template and mapping parsed, every bound checked) without touching the
+/// network; says what it holds.
+fn lint<S: Spec>(path: Option<&PathBuf>) -> ExitCode {
+    let env = LintEnv::default();
+    let built = match build_with::<S>(
+        path,
+        &|name| env.get(name),
+        Reach::Offline { endpoint: None },
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("FAIL config: {}", unprefixed(&e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let routes: Vec<&str> = built
+        .pipeline
+        .routes()
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    println!(
+        "ok   config: {} route(s): {}",
+        routes.len(),
+        routes.join(", ")
+    );
+    let missing = env
+        .missing
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for name in missing {
+        println!("warn ${{{name}}} is not set here: checked with a stand-in value");
+    }
+    ExitCode::SUCCESS
+}
+
+/// A config error without the `config: ` some start with, for a line that
+/// says `config:` itself.
+pub(crate) fn unprefixed(e: &ConfigError) -> &str {
+    e.message().strip_prefix("config: ").unwrap_or(e.message())
+}
+
+/// `redrive`: prints the table and a summary line; exit 0 when every
+/// selected dead letter moved, 1 when some republish failed, 64 when the
+/// arguments cannot work.
+async fn redrive_command(
+    connector: &str,
+    pubsub: &config::PubsubSettings,
+    args: &redrive::RedriveArgs,
+) -> ExitCode {
+    use std::io::Write as _;
+    println!("{}", redrive::heading());
+    let mut each = |row: &redrive::Row| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", row.line());
+        let _ = out.flush();
+    };
+    let report = match redrive::run(pubsub, args, &mut each).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gluefleet-{connector} redrive: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    println!(
+        "{}",
+        serde_json::json!({"redrive": {
+            "from": args.from,
+            "to": args.to,
+            "dry_run": args.dry_run,
+            "scanned": report.rows.len(),
+            "moved": report.moved(),
+            "left": report.left(),
+            "failed": report.failed(),
+        }})
+    );
+    if report.failed() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -567,7 +744,7 @@ async fn deliver<S: Spec>(
     }
 
     let broken = tokio::select! {
-        () = wait_for_stop(&engine, cli, mode) => None,
+        () = wait_for_stop(&engine, cli, &mode) => None,
         reason = engine.broken() => Some(reason),
     };
     if let Some(reason) = &broken {
@@ -670,7 +847,7 @@ async fn serve<S: Spec>(built: Built<S>, cli: &Cli) -> Result<(), ConfigError> {
 }
 
 /// Waits for SIGTERM/SIGINT, or, for a job, idleness or the time limit.
-async fn wait_for_stop<C: Connector>(engine: &Arc<Engine<C>>, cli: &Cli, mode: Mode) {
+async fn wait_for_stop<C: Connector>(engine: &Arc<Engine<C>>, cli: &Cli, mode: &Mode) {
     let idle_exit = Duration::from(cli.idle_exit);
     let deadline = cli
         .max_duration
@@ -678,7 +855,7 @@ async fn wait_for_stop<C: Connector>(engine: &Arc<Engine<C>>, cli: &Cli, mode: M
     let job_done = async {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            if mode != Mode::Job {
+            if *mode != Mode::Job {
                 continue;
             }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {

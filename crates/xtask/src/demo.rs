@@ -59,6 +59,12 @@
 //!                 SAP CAP server ◀─ gluefleet-sap-odata ◀─ customer-results
 //! ```
 //!
+//! Part 7, with the Pub/Sub emulator (see [`salesforce`]): customer events
+//! upserted as Salesforce Accounts, batched, against the testkit's
+//! Salesforce double, from the connector's shipped example.
+//!
+//! [`sandbox`] is `cargo xtask run`: any connector's example, one command.
+//!
 //! Every part publishes its events with `gluefleet-publish` ([`publish`]).
 //!
 //! Everything runs locally: the order system and the Workspace double are
@@ -77,6 +83,8 @@ mod legacy_rest;
 mod part;
 mod publish;
 mod report;
+mod salesforce;
+pub(crate) mod sandbox;
 mod sap_odata;
 mod workspace;
 
@@ -116,16 +124,18 @@ enum Which {
     Workspace,
     Push,
     Chain,
+    Salesforce,
 }
 
 impl Which {
-    const ALL: [Which; 6] = [
+    const ALL: [Which; 7] = [
         Which::LegacyRest,
         Which::Firestore,
         Which::SapOdata,
         Which::Workspace,
         Which::Push,
         Which::Chain,
+        Which::Salesforce,
     ];
 
     /// Why the part cannot run here, if it cannot. Parts 2 to 4 have no
@@ -156,13 +166,21 @@ impl Which {
             Which::Workspace if !PubsubEmulator::available() => {
                 Some("gcloud is not installed (it needs the pubsub-emulator component)")
             }
-            Which::Push if no_emulator => Some("it needs the Pub/Sub emulator (--no-emulator)"),
+            Which::Push | Which::Salesforce if no_emulator => {
+                Some("it needs the Pub/Sub emulator (--no-emulator)")
+            }
+            Which::Salesforce if !PubsubEmulator::available() => {
+                Some("gcloud is not installed (it needs the pubsub-emulator component)")
+            }
             Which::Push if !PubsubEmulator::available() => {
                 Some("gcloud is not installed (it needs the pubsub-emulator component)")
             }
-            Which::Firestore | Which::SapOdata | Which::Workspace | Which::Push | Which::Chain => {
-                None
-            }
+            Which::Firestore
+            | Which::SapOdata
+            | Which::Workspace
+            | Which::Push
+            | Which::Chain
+            | Which::Salesforce => None,
         }
     }
 
@@ -175,6 +193,7 @@ impl Which {
             Which::Workspace => "part 4 (HR and sales → Google Workspace)",
             Which::Push => "part 5 (orders → legacy REST, pushed)",
             Which::Chain => "part 6 (CRM → SAP, chained by result events)",
+            Which::Salesforce => "part 7 (CRM → Salesforce)",
         }
     }
 
@@ -187,6 +206,7 @@ impl Which {
             Which::Workspace => workspace::run(stage).await,
             Which::Push => legacy_rest::push::run(stage).await,
             Which::Chain => chain::run(stage).await,
+            Which::Salesforce => salesforce::run(stage).await,
         }
     }
 }

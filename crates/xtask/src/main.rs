@@ -10,6 +10,8 @@
 //! - `cargo xtask bench firestore|salesforce|sap-odata|workspace`: API calls per 1,000 events and events/s.
 //! - `cargo xtask bench push`: CPU per 10k messages in push mode next to pull mode, and pull with metrics off.
 //! - `cargo xtask new-connector <name>`: a new connector crate from connectors/template.
+//! - `cargo xtask run <connector> [--env F] [--emulator]`: one connector's
+//!   example against its local double or a sandbox tenant, in one command.
 
 mod bench;
 mod demo;
@@ -82,6 +84,30 @@ enum Command {
         #[arg(long)]
         root: Option<std::path::PathBuf>,
     },
+    /// One connector against its local double or a real sandbox tenant, in
+    /// one command: builds it, reads the env file, starts the Pub/Sub
+    /// emulator and its topics (--emulator; otherwise a file source), runs
+    /// `check`, publishes the events with gluefleet-publish, runs the worker
+    /// until idle, prints what happened to each event, and stops
+    /// everything. Defaults come from connectors/<connector>/examples.
+    Run {
+        /// legacy-rest, salesforce, ...
+        connector: String,
+        /// KEY=VALUE lines for the config's ${NAME}s (default
+        /// examples/sandbox.env, else examples/sandbox.env.example).
+        #[arg(long)]
+        env: Option<std::path::PathBuf>,
+        /// Through the Pub/Sub emulator (topic, subscription with a
+        /// dead-letter policy, dead-letter topic).
+        #[arg(long)]
+        emulator: bool,
+        /// JSON Lines, one CloudEvent each (default examples/events.jsonl).
+        #[arg(long)]
+        events: Option<std::path::PathBuf>,
+        /// The config (default examples/<connector>.toml).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +179,19 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Demo { no_emulator } => demo::main(no_emulator),
         Command::NewConnector { name, root } => new_connector::main(&name, root.as_deref()),
+        Command::Run {
+            connector,
+            env,
+            emulator,
+            events,
+            config,
+        } => demo::sandbox::main(demo::sandbox::Args {
+            connector,
+            env,
+            emulator,
+            events,
+            config,
+        }),
         Command::Bench {
             which: None,
             events,

@@ -97,6 +97,15 @@ impl Edge {
             ConnectorError::permanent(format!("{what}: the request cannot be built: {e}"))
         })?;
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(capture) = super::capture::current() {
+            let reply = capture.answer(super::capture::describe(&request));
+            return Ok(Answer {
+                what,
+                status: reply.status,
+                headers: reply.headers,
+                body: reply.body,
+            });
+        }
         let response = self
             .http
             .execute(request)

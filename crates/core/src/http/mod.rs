@@ -3,6 +3,7 @@
 //! through, and one rule for where a configured URL may point
 //! ([`checked_url`]).
 
+pub mod capture;
 mod edge;
 mod secure;
 

@@ -7,6 +7,7 @@
 
 mod events;
 mod order_system;
+pub(crate) use order_system::{BASE_PATH as ORDER_SYSTEM_PATH, start as order_system_start};
 pub(crate) mod push;
 mod report;
 

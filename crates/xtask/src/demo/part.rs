@@ -154,7 +154,7 @@ impl Part {
         binary: &Path,
         config: &Path,
         messages: &[OutgoingMessage],
-        env: &[(&'static str, String)],
+        env: &[(&str, String)],
     ) -> Result<Run> {
         let t = self.topics;
         let message_ids = super::publish::publish(stage, pubsub, t.topic, messages).await?;
