@@ -405,7 +405,8 @@ pub async fn run(
         report.rows.push(row);
     }
     // Everything not moved goes back to the subscription at once (a nack),
-    // instead of waiting out its lease.
+    // instead of waiting out its lease. (The Pub/Sub emulator keeps a
+    // message nacked this way until its 10 s lease runs out.)
     for h in held {
         h.nack();
     }

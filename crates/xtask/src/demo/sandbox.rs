@@ -336,7 +336,10 @@ async fn run(args: Args) -> Result<bool> {
 
 /// Runs `check` and shows its lines; false when it failed.
 async fn check(binary: &Path, args: &[&str], envs: &[(&str, String)]) -> Result<bool> {
-    println!("• gluefleet-… {}", args.join(" "));
+    let name = binary
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    println!("• {name} {}", args.join(" "));
     let mut worker = gluefleet_testkit::bin::Worker::spawn(binary, args, envs).await?;
     let status = worker.wait(std::time::Duration::from_secs(60)).await;
     for line in worker.logs() {
