@@ -196,7 +196,8 @@ pub(crate) fn generate(root: &Path, names: &Names) -> Result<Generated, NewConne
     files.sort();
     for rel in files {
         let text = names.fill(&read(&template.join(&rel))?);
-        let rel_text = rel.to_string_lossy().trim_end_matches(".tmpl").to_owned();
+        // A path may name the connector too (examples/__name__.toml).
+        let rel_text = names.fill(rel.to_string_lossy().trim_end_matches(".tmpl"));
         let target = match rel_text.strip_prefix("deploy/") {
             // deploy/service.yaml → deploy/cloudrun/<name>.service.yaml
             Some(kind) => root

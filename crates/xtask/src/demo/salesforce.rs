@@ -17,10 +17,10 @@ const PART: Part = Part {
     number: 7,
     connector: "salesforce",
     topics: Topics {
-        topic: "customers",
-        subscription: "customers-salesforce",
-        dead_letter_topic: "customers-dead-letter",
-        inspect: "customers-dead-letter-inspect",
+        topic: "accounts-crm",
+        subscription: "accounts-crm-salesforce",
+        dead_letter_topic: "accounts-crm-dead-letter",
+        inspect: "accounts-crm-dead-letter-inspect",
     },
 };
 
