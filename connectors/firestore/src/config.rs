@@ -9,7 +9,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// `[target]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Target {
     /// Project (default: `GOOGLE_CLOUD_PROJECT`).
     #[serde(default)]
@@ -24,6 +25,7 @@ pub struct Target {
     /// Settings no field took: refused when the connector is built, since
     /// the flattened batch settings rule out `deny_unknown_fields`.
     #[serde(flatten)]
+    #[schemars(skip)]
     pub unknown: Unknown,
 }
 
@@ -32,7 +34,7 @@ fn default_database() -> String {
 }
 
 /// What a route does to its document.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
     /// Create; the document must not exist (if it does: already done).
@@ -46,7 +48,7 @@ pub enum Operation {
 }
 
 /// A server-side field transform.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Transform {
     /// Set the field to the server's commit time.
@@ -56,7 +58,7 @@ pub enum Transform {
 }
 
 /// A route's `action`, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAction {
     /// `create`, `set`, `update` or `delete`.

@@ -26,7 +26,8 @@ pub const LIMITS: VendorLimits = VendorLimits {
 /// `[target]`. Unknown keys are refused by [`Target::validate`] (the
 /// batching settings are flattened in, which rules out
 /// `deny_unknown_fields`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Target {
     /// REST API version (default `v62.0`).
     #[serde(default = "api_version")]
@@ -42,10 +43,12 @@ pub struct Target {
     pub hard_limit: f64,
     /// Pause before each call above the soft limit (default 250 ms).
     #[serde(default = "soft_delay", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub soft_delay: Duration,
     /// How long events wait once the hard limit or `REQUEST_LIMIT_EXCEEDED`
     /// is reached before one call looks again (default 5 min).
     #[serde(default = "limit_backoff", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub limit_backoff: Duration,
     /// `max_batch`, `max_bytes`, `linger`, `max_in_flight` of the
     /// Collections calls, within [`LIMITS`] (the defaults are there too).
@@ -58,6 +61,7 @@ pub struct Target {
     pub instance_domains: Vec<String>,
     /// Any other key: refused.
     #[serde(flatten)]
+    #[schemars(skip)]
     pub unknown: Unknown,
 }
 
@@ -192,7 +196,7 @@ impl Target {
 }
 
 /// What a route does.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
     /// Create or update by external id (201 created, 200/204 updated).
@@ -206,7 +210,7 @@ pub enum Operation {
 }
 
 /// A route's `action`, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAction {
     /// `upsert`, `create`, `update` or `delete`.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// OData protocol version of the service.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Version {
     /// OData V2 (SAP Gateway): MERGE for updates, multipart `$batch`.
@@ -33,7 +33,8 @@ pub const LIMITS: VendorLimits = VendorLimits {
 /// `[target]`. Unknown keys are refused by [`Target::validate`] (the
 /// batching settings are flattened in, which rules out
 /// `deny_unknown_fields`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Target {
     /// The service root: `https://host/sap/opu/odata/sap/API_BUSINESS_PARTNER`.
     pub service_url: String,
@@ -56,6 +57,7 @@ pub struct Target {
     pub batching: BatchConfig,
     /// Any other key: refused.
     #[serde(flatten)]
+    #[schemars(skip)]
     pub unknown: Unknown,
 }
 
@@ -79,7 +81,7 @@ impl Target {
 }
 
 /// What a route does.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
     /// POST to the entity set; a duplicate key (409) is already done.
@@ -93,7 +95,7 @@ pub enum Operation {
 }
 
 /// A route's `action`, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAction {
     /// `create`, `update`, `upsert` or `delete`.

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// `[target]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Target {
     /// One root URL for every Workspace API (a sandbox double serves them
     /// all on one port). Default: each API's own Google host.
@@ -37,11 +38,12 @@ pub struct Target {
     pub batch: BatchConfig,
     /// Settings no field took: refused when the connector is built.
     #[serde(flatten)]
+    #[schemars(skip)]
     pub unknown: Unknown,
 }
 
 /// How Sheets reads the values (`valueInputOption`).
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema, PartialEq, Eq, Default)]
 pub enum ValueInput {
     /// As typed into the UI: `=SUM(A1:A3)` is a formula, `3/4` a date.
     #[default]
@@ -63,7 +65,7 @@ impl ValueInput {
 }
 
 /// What a Directory insert does when the user exists (409).
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum OnConflict {
     /// The user is there: done (default).
@@ -74,7 +76,7 @@ pub enum OnConflict {
 }
 
 /// A route's `action`, as written: `operation` picks the API method.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "operation", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawAction {
     /// Sheets `spreadsheets.values.append` (INSERT_ROWS): one row per event,
@@ -198,7 +200,7 @@ fn primary() -> String {
 }
 
 /// Calendar's `sendUpdates`.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 pub enum SendUpdates {
     /// Notify every guest.
     #[serde(rename = "all")]

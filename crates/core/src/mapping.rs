@@ -193,6 +193,25 @@ pub fn fields_of(
     }
 }
 
+/// In the config's JSON Schema: a string (the filter is compiled when the
+/// config loads).
+impl schemars::JsonSchema for Mapping {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Mapping".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A jq filter over the event, e.g. \"{id: .data.orderId, total: .data.total}\"."
+        })
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for Mapping {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let code = String::deserialize(d)?;

@@ -34,7 +34,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// What to do with an event whose type matches no route.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Unroutable {
     /// Publish to the dead-letter topic with class `unroutable` (default).
@@ -45,7 +45,7 @@ pub enum Unroutable {
 }
 
 /// `[delivery]`: how messages are handled, whatever the connector.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliverySettings {
     /// Unmatched event types: `dead-letter` (default) or `drop`.
@@ -83,7 +83,7 @@ impl Default for DeliverySettings {
 }
 
 /// `[delivery.idempotency]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdempotencySettings {
     /// Turn the store off (default on).
@@ -93,9 +93,11 @@ pub struct IdempotencySettings {
     /// budget plus its call timeout plus [`LEASE_MARGIN`], or a second copy
     /// of an event would be delivered beside the first: checked at load.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub lease: Duration,
     /// How long a done key is remembered (default 24 h).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub ttl: Duration,
     /// Where claims live: `memory` (one process, the default) or `firestore`
     /// (shared by every instance of the connector).
@@ -113,7 +115,7 @@ pub struct IdempotencySettings {
 }
 
 /// Which idempotency store to use.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum StoreKind {
     /// In this process only.

@@ -27,13 +27,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A bucket as configured in `[rate_limits.NAME]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Requests allowed per `per`.
     pub requests: u32,
     /// The period (default 1 s).
     #[serde(default = "one_second", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub per: Duration,
     /// Requests that may go at once after a quiet spell (default 1: smooth).
     #[serde(default)]
@@ -45,7 +46,7 @@ fn one_second() -> Duration {
 }
 
 /// A route's use of a bucket: `rate_limit = { bucket = "crm", key = "{data.tenant}" }`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitRef {
     /// Name of a `[rate_limits.NAME]` bucket.

@@ -66,7 +66,7 @@ const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// One route as written in the config (`[[routes]]`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig<A> {
     /// Name used in logs and the `gluefleet-route` attribute (default: the type pattern).
@@ -76,6 +76,7 @@ pub struct RouteConfig<A> {
     pub event_type: String,
     /// Timeout of one call to the target (default 10 s).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// Retry overrides for this route; keys left out keep `[delivery.retry]`.
     #[serde(default)]

@@ -142,6 +142,25 @@ impl Template {
     }
 }
 
+/// In the config's JSON Schema: a string (its placeholders are checked when
+/// the config loads).
+impl schemars::JsonSchema for Template {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Template".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A template: text with {field.path} placeholders filled from the event, e.g. \"/orders/{data.orderId}\"."
+        })
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for Template {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;

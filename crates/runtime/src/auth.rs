@@ -27,7 +27,7 @@ const CORE_KINDS: &[&str] = &[
 const GOOGLE_KINDS: &[&str] = &["google_adc", "google_delegated"];
 
 /// `[auth]` with `kind = "google_adc"`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdcConfig {
     /// OAuth scopes of the token (required).
@@ -53,6 +53,46 @@ fn kinds() -> String {
         .copied()
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// In the config's JSON Schema: one of the core's kinds, or one of
+/// Google's, each with its `kind`.
+impl schemars::JsonSchema for AuthSettings {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AuthSettings".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        fn with_kind(mut schema: schemars::Schema, kind: &str) -> schemars::Schema {
+            if let Some(object) = schema.as_object_mut() {
+                if let Some(properties) = object
+                    .entry("properties")
+                    .or_insert_with(|| serde_json::json!({}))
+                    .as_object_mut()
+                {
+                    properties.insert(
+                        "kind".into(),
+                        serde_json::json!({"type": "string", "const": kind}),
+                    );
+                }
+                if let Some(required) = object
+                    .entry("required")
+                    .or_insert_with(|| serde_json::json!([]))
+                    .as_array_mut()
+                {
+                    required.push(serde_json::json!("kind"));
+                }
+            }
+            schema
+        }
+        let core = generator.subschema_for::<AuthConfig>();
+        let adc = with_kind(AdcConfig::json_schema(generator), "google_adc");
+        let delegated = with_kind(DelegationConfig::json_schema(generator), "google_delegated");
+        schemars::json_schema!({
+            "description": "The target's credential, by `kind`.",
+            "oneOf": [core, adc, delegated]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for AuthSettings {

@@ -483,6 +483,14 @@ pub async fn run<S: Spec>(config: Option<&PathBuf>, args: &TestArgs) -> ExitCode
             print!("{}", show(&sent));
         }
     }
+    for name in env
+        .missing
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
+        println!("warn ${{{name}}} is set neither in [env] nor here: tested with a stand-in value");
+    }
     println!("{passed} passed, {failed} failed");
     if failed == 0 {
         ExitCode::SUCCESS

@@ -22,8 +22,11 @@ use toml::de::{DeTable, DeValue};
 pub use gluefleet_core::ConfigError;
 
 /// The whole config file of a connector.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(
+    deny_unknown_fields,
+    bound(deserialize = "T: Deserialize<'de>, A: Deserialize<'de>")
+)]
 pub struct Config<T, A> {
     /// `[pubsub]`: where messages come from and dead letters go.
     #[serde(default)]
@@ -49,12 +52,12 @@ pub struct Config<T, A> {
     /// `[target]`: the connector's own settings.
     pub target: T,
     /// `[[routes]]`: event type → action.
-    #[serde(default = "Vec::new")]
+    #[serde(default)]
     pub routes: Vec<RouteConfig<A>>,
 }
 
 /// `[pubsub]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PubsubSettings {
     /// Project id (env `GOOGLE_CLOUD_PROJECT`).
@@ -77,10 +80,12 @@ pub struct PubsubSettings {
     /// If the worker dies, its messages return to the subscription after at
     /// most this long.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub lease_extension: Duration,
     /// How long a delayed nack may hold a message before nacking (default
     /// 600 s, the longest subscription retry backoff).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub max_nack_hold: Duration,
 }
 
@@ -105,7 +110,7 @@ impl Default for PubsubSettings {
 const MAX_CONCURRENCY: usize = 10_000;
 
 /// `[server]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     /// Port of `/healthz` and `/readyz` (env `PORT`, default 8080).
@@ -113,7 +118,7 @@ pub struct ServerSettings {
 }
 
 /// `[telemetry]`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetrySettings {
     /// Serve `/metrics` on the probes' port and count for it (default true).
@@ -141,7 +146,7 @@ impl Default for TelemetrySettings {
 }
 
 /// [`TelemetrySettings::settled_log`].
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SettledLog {
     /// Not logged.

@@ -69,10 +69,10 @@ pub trait Spec: 'static {
         <Self::Connector as Connector>::NAME
     }
 
-    /// The `[target]` table.
-    type Target: DeserializeOwned + std::fmt::Debug;
+    /// The `[target]` table (its JSON Schema is part of the config's).
+    type Target: DeserializeOwned + std::fmt::Debug + schemars::JsonSchema;
     /// A route's `action` table, as written.
-    type RawAction: DeserializeOwned + std::fmt::Debug;
+    type RawAction: DeserializeOwned + std::fmt::Debug + schemars::JsonSchema;
     /// The connector.
     type Connector: Connector;
 
@@ -148,6 +148,9 @@ pub enum Mode {
     Serve,
     /// Validate the config with every check that needs no network; exit 0 or 64.
     Lint,
+    /// Print the JSON Schema of this connector's config, for editors
+    /// (docs/schemas/ holds each connector's).
+    Schema,
     /// Run the cases of a file through the config with no network: the
     /// requests each event makes and its outcome, against what they expect.
     Test(cases::TestArgs),
@@ -386,6 +389,7 @@ fn build_with<S: Spec>(
 pub async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
     let mode = cli.mode.clone().unwrap_or(Mode::Run);
     match &mode {
+        Mode::Schema => return schema::<S>(),
         Mode::Lint => return lint::<S>(cli.config.as_ref()),
         Mode::Test(args) => return cases::run::<S>(cli.config.as_ref(), args).await,
         _ => {}
@@ -399,6 +403,7 @@ pub async fn run_cli<S: Spec>(cli: Cli) -> ExitCode {
     };
     logging::init(S::name(), built.pubsub.project.clone());
     match mode {
+        Mode::Schema => schema::<S>(),
         Mode::Lint => lint::<S>(cli.config.as_ref()),
         Mode::Test(args) => cases::run::<S>(cli.config.as_ref(), &args).await,
         Mode::Redrive(args) => redrive_command(S::name(), &built.pubsub, &args).await,
@@ -463,6 +468,32 @@ fn lint<S: Spec>(path: Option<&PathBuf>) -> ExitCode {
         println!("warn ${{{name}}} is not set here: checked with a stand-in value");
     }
     ExitCode::SUCCESS
+}
+
+/// The JSON Schema of `S`'s config file (TOML read as JSON): what an editor
+/// checks and completes as it is written. Defaults and meanings come from
+/// the doc comments of the settings.
+pub fn config_schema<S: Spec>() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(Config<S::Target, S::RawAction>);
+    schema.insert(
+        "title".into(),
+        format!("gluefleet-{} config", S::name()).into(),
+    );
+    schema.to_value()
+}
+
+/// `schema`: the config's JSON Schema on stdout.
+fn schema<S: Spec>() -> ExitCode {
+    match serde_json::to_string_pretty(&config_schema::<S>()) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gluefleet-{}: the schema cannot be written: {e}", S::name());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// A config error without the `config: ` some start with, for a line that

@@ -42,7 +42,7 @@ use tokio::sync::oneshot;
 const ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
 
 /// How requests are authenticated.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum PushAuthKind {
     /// A Google-signed OIDC token on every request (default).
@@ -54,7 +54,7 @@ pub enum PushAuthKind {
 }
 
 /// `[push]`: the `serve` mode's endpoint.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PushSettings {
     /// `oidc` (default) or `none`.
@@ -78,6 +78,7 @@ pub struct PushSettings {
     /// again, so an answer after that only doubles the work. Keep it below
     /// the ack deadline and Cloud Run's request timeout.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub answer_within: Duration,
 }
 

@@ -17,9 +17,9 @@ struct Faulty {
 }
 
 impl Connector for Faulty {
-    type Action = toml::Value;
+    type Action = serde_json::Value;
     const NAME: &'static str = "faulty";
-    async fn call(&self, r: Request<'_, toml::Value>) -> Result<Delivered, ConnectorError> {
+    async fn call(&self, r: Request<'_, serde_json::Value>) -> Result<Delivered, ConnectorError> {
         self.batcher.submit(1, None, 1, r.deadline).await?;
         Ok(Delivered::Applied)
     }
@@ -34,11 +34,14 @@ impl Connector for Faulty {
 struct FaultySpec;
 
 impl Spec for FaultySpec {
-    type Target = toml::Value;
-    type RawAction = toml::Value;
+    type Target = serde_json::Value;
+    type RawAction = serde_json::Value;
     type Connector = Faulty;
 
-    fn build(_: toml::Value, _: reqwest::Client) -> Result<Faulty, gluefleet_core::ConfigError> {
+    fn build(
+        _: serde_json::Value,
+        _: reqwest::Client,
+    ) -> Result<Faulty, gluefleet_core::ConfigError> {
         let batcher = Batcher::spawn(BatchSettings::default(), |items: Vec<u32>| async move {
             assert!(items.is_empty(), "the vendor answered something unexpected");
             Ok(Vec::new())
@@ -48,8 +51,8 @@ impl Spec for FaultySpec {
 
     fn compile_action(
         _: &Faulty,
-        raw: toml::Value,
-    ) -> Result<toml::Value, gluefleet_core::ConfigError> {
+        raw: serde_json::Value,
+    ) -> Result<serde_json::Value, gluefleet_core::ConfigError> {
         Ok(raw)
     }
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// `[auth]` with `kind = "oauth2_client_credentials"`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCredentialsConfig {
     /// The token endpoint.
@@ -35,6 +35,7 @@ pub struct ClientCredentialsConfig {
     /// Client id.
     pub client_id: String,
     /// Client secret.
+    #[schemars(with = "String")]
     pub client_secret: SecretString,
     /// Scopes to ask for (default none).
     #[serde(default)]
@@ -45,9 +46,11 @@ pub struct ClientCredentialsConfig {
     pub credentials_in_body: bool,
     /// Refresh this long before expiry (default 60 s).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub refresh_ahead: Option<Duration>,
     /// Lifetime assumed when the server gives no `expires_in` (default 5 min).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub default_lifetime: Option<Duration>,
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 /// `[auth]` with `kind = "jwt_bearer"`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtBearerConfig {
     /// The authorization server's base URL. The token endpoint is
@@ -38,9 +38,11 @@ pub struct JwtBearerConfig {
     /// The integration user's username (`sub`).
     pub username: String,
     /// The PEM private key (PKCS#1 or PKCS#8) whose certificate the connected app holds.
+    #[schemars(with = "String")]
     pub private_key: SecretString,
     /// How long a token is trusted (default 30 min).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub assumed_lifetime: Option<Duration>,
 }
 

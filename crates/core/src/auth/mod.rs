@@ -228,7 +228,7 @@ pub(crate) fn checked_endpoint(endpoint: Option<String>) -> Result<Option<String
 }
 
 /// `[auth]` in a connector's config.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum AuthConfig {
@@ -239,6 +239,7 @@ pub enum AuthConfig {
     /// A fixed bearer token.
     Bearer {
         /// The token.
+        #[schemars(with = "String")]
         token: SecretString,
     },
     /// HTTP Basic.
@@ -246,6 +247,7 @@ pub enum AuthConfig {
         /// User name.
         username: String,
         /// Password.
+        #[schemars(with = "String")]
         password: SecretString,
     },
     /// An API key in a header.
@@ -254,6 +256,7 @@ pub enum AuthConfig {
         #[serde(default = "default_api_key_header")]
         header: String,
         /// The key.
+        #[schemars(with = "String")]
         key: SecretString,
     },
 }

@@ -54,7 +54,7 @@ pub const MIN_BATCH_BYTES: usize = 1024;
 /// let too_many: BatchConfig = serde_json::from_str(r#"{"max_batch": 501}"#).unwrap();
 /// assert!(too_many.settings(&LIMITS).is_err());
 /// ```
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 pub struct BatchConfig {
     /// Most items per request.
     #[serde(default)]
@@ -64,6 +64,7 @@ pub struct BatchConfig {
     pub max_bytes: Option<usize>,
     /// How long the first item of a batch waits for company.
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub linger: Option<Duration>,
     /// Batch requests out at once.
     #[serde(default)]

@@ -22,24 +22,28 @@ const MAX_RETRY_SPAN: Duration = Duration::from_secs(24 * 3600);
 ///
 /// Defaults: 5 attempts, 200 ms first backoff doubling up to 10 s, 30 s
 /// in-process budget, `Retry-After` honoured up to 60 s.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrySettings {
     /// Attempts in process, the first included (default 5).
     pub max_attempts: u32,
     /// First backoff step (default 200 ms).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub initial_backoff: Duration,
     /// Largest backoff step (default 10 s).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub max_backoff: Duration,
     /// Total time one message may spend retrying in process (default 30 s).
     /// Keep it well inside the subscription's ack deadline extension: past it
     /// the message is nacked with a delay instead of holding a worker.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub budget: Duration,
     /// Cap on a target's `Retry-After` (default 60 s).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub max_retry_after: Duration,
 }
 
@@ -56,22 +60,26 @@ impl Default for RetrySettings {
 }
 
 /// A route's `retry` table: any key left out keeps `[delivery.retry]`'s value.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RetryOverrides {
     /// See [`RetrySettings::max_attempts`].
     pub max_attempts: Option<u32>,
     /// See [`RetrySettings::initial_backoff`].
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub initial_backoff: Option<Duration>,
     /// See [`RetrySettings::max_backoff`].
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub max_backoff: Option<Duration>,
     /// See [`RetrySettings::budget`].
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub budget: Option<Duration>,
     /// See [`RetrySettings::max_retry_after`].
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub max_retry_after: Option<Duration>,
 }
 

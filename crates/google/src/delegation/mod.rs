@@ -51,7 +51,7 @@ pub const DEFAULT_MAX_SUBJECTS: usize = 10_000;
 pub const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(300);
 
 /// `[auth]` with `kind = "google_delegated"`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DelegationConfig {
     /// The service account's email. Required when keyless; taken from the
@@ -64,6 +64,7 @@ pub struct DelegationConfig {
     /// The key file's JSON itself (from an environment variable, say).
     /// Neither this nor `key_file`: keyless, signed by IAM `signJwt`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub key: Option<SecretString>,
     /// OAuth scopes the tokens carry (each allowlisted for the service
     /// account's client id in the Admin console). Required.
@@ -82,6 +83,7 @@ pub struct DelegationConfig {
     /// `signJwt`, in place of Application Default Credentials (also read
     /// from `GOOGLE_OAUTH_ACCESS_TOKEN`).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub own_token: Option<SecretString>,
     /// Most users whose tokens are held at once (default 10,000; the least
     /// recently used one goes).
@@ -89,6 +91,7 @@ pub struct DelegationConfig {
     pub max_subjects: Option<usize>,
     /// How long before a token expires a new one is fetched (default 5 min).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub refresh_ahead: Option<Duration>,
 }
 
