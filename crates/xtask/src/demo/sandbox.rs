@@ -367,11 +367,18 @@ pub(crate) fn print(labels: &[String], run: &Run) -> bool {
             .iter()
             .find(|d| d.attr("gluefleet-original-message-id") == *id);
         let outcome = match (log.get(id).and_then(|l| l.acked.clone()), dead) {
-            (_, Some(d)) => format!(
-                "dead-lettered ({}): {}",
-                d.attr("gluefleet-error-class"),
-                d.attr("gluefleet-error")
-            ),
+            (_, Some(d)) => {
+                // A vendor's error can run over lines (the Firestore
+                // emulator's does): the table keeps the first.
+                let error = d.attr("gluefleet-error");
+                let mut lines = error.lines();
+                let first = lines.next().unwrap_or_default().trim_end();
+                let more = if lines.next().is_some() { " …" } else { "" };
+                format!(
+                    "dead-lettered ({}): {first}{more}",
+                    d.attr("gluefleet-error-class")
+                )
+            }
             (Some(reason), None) => format!("acked: {reason}"),
             (None, None) => {
                 settled = false;
