@@ -232,7 +232,7 @@ action = {{ path = "/orders", body = "{{order: .data.order}}" }}
 
     // Runs again until everything selected moved (the killed run's leases
     // run out within seconds): what an operator does.
-    for _ in 0..6 {
+    for _ in 0..3 {
         if moved.is_superset(&selected) {
             break;
         }
@@ -247,8 +247,12 @@ action = {{ path = "/orders", body = "{{order: .data.order}}" }}
                 "dead-inspect",
                 "--class",
                 "permanent",
+                // Long enough to be there when the killed run's leases
+                // (10 s) run out: the emulator hands a message whose
+                // stream ended to a later stream, and a run that ended
+                // empty-handed first can leave it stranded there.
                 "--idle",
-                "3s",
+                "20s",
             ],
             &env,
         )
