@@ -232,7 +232,7 @@ action = {{ path = "/orders", body = "{{order: .data.order}}" }}
 
     // Runs again until everything selected moved (the killed run's leases
     // run out within seconds): what an operator does.
-    for _ in 0..3 {
+    for _ in 0..8 {
         if moved.is_superset(&selected) {
             break;
         }
