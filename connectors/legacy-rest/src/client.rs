@@ -9,6 +9,9 @@ use gluefleet_core::trace::TraceContext;
 use gluefleet_core::{ConfigError, ConnectorError};
 use std::time::Duration;
 
+/// The body's content type, as `RequestBuilder::json` would set it.
+const JSON: http::HeaderValue = http::HeaderValue::from_static("application/json");
+
 /// One legacy REST API: every route's path is appended to its base URL, and
 /// nothing may leave that base (a rendered path is checked before sending).
 #[derive(Debug, Clone)]
@@ -35,8 +38,8 @@ pub struct Call<'a> {
     pub key_source: &'a str,
     /// Credential header.
     pub credential: Option<&'a Credential>,
-    /// JSON body.
-    pub body: Option<serde_json::Value>,
+    /// JSON body, as JSON text.
+    pub body: Option<Vec<u8>>,
     /// Timeout of this attempt.
     pub timeout: Duration,
     /// The message's trace: sent as `traceparent`, so the target's own
@@ -80,10 +83,17 @@ impl Client {
                 "path {path:?} must start with /"
             )));
         }
-        let url = url::Url::parse(&format!("{}{path}", self.base_text)).map_err(|e| {
+        // Joined as a path of the base, so the scheme and host are taken
+        // from the parsed base rather than parsed again for every request.
+        let full = format!("{}{path}", self.base.path().trim_end_matches('/'));
+        let url = self.base.join(&full).map_err(|e| {
             ConnectorError::permanent(format!("path {path:?} makes an invalid URL: {e}"))
         })?;
-        if url.origin() != self.base.origin()
+        // A path that begins `//` would name another host: refused here, as
+        // is one whose dot segments climb above the base path.
+        if url.scheme() != self.base.scheme()
+            || url.host_str() != self.base.host_str()
+            || url.port_or_known_default() != self.base.port_or_known_default()
             || !url
                 .path()
                 .starts_with(self.base.path().trim_end_matches('/'))
@@ -99,11 +109,14 @@ impl Client {
     pub async fn send(&self, call: Call<'_>) -> Result<Answer, ConnectorError> {
         let url = self.url(call.path)?;
         let what = format!("{} {}", call.method, url.path());
-        let mut request = self
-            .edge
-            .request(call.method, url)
-            .headers(self.headers.clone())
-            .headers(call.headers.clone());
+        let mut request = self.edge.request(call.method, url);
+        // Most targets and routes set no headers of their own: no copies then.
+        if !self.headers.is_empty() {
+            request = request.headers(self.headers.clone());
+        }
+        if !call.headers.is_empty() {
+            request = request.headers(call.headers.clone());
+        }
         if let Some((name, key)) = call.idempotency {
             // Event data can hold what no header may (CR, LF, other controls):
             // refuse it here, naming the header and the field, before anything
@@ -120,8 +133,8 @@ impl Client {
         if let Some(trace) = call.trace {
             request = request.header("traceparent", trace.traceparent());
         }
-        if let Some(body) = &call.body {
-            request = request.json(body);
+        if let Some(body) = call.body {
+            request = request.header(http::header::CONTENT_TYPE, JSON).body(body);
         }
         self.edge
             .send(Outgoing {
@@ -210,6 +223,23 @@ mod tests {
         );
         assert!(c.url("/../admin").is_err(), "dot segments cannot climb out");
         assert!(c.url("@evil.com/x").is_err());
+        assert!(
+            c.url("//evil.com/x")?.as_str() == "https://erp.example/api//evil.com/x",
+            "under a base path, a doubled slash stays a path"
+        );
+        let root = Client::new(
+            &target("https://erp.example", false),
+            reqwest::Client::new(),
+        )
+        .map_err(|e| ConnectorError::permanent(e.to_string()))?;
+        assert_eq!(
+            root.url("/orders/1")?.as_str(),
+            "https://erp.example/orders/1"
+        );
+        assert!(
+            root.url("//evil.com/x").is_err(),
+            "at the root, a doubled slash would name another host"
+        );
         Ok(())
     }
 

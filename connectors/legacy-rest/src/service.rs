@@ -38,9 +38,10 @@ impl Connector for RestConnector {
         let body = if a.no_body {
             None
         } else {
+            // Written straight to JSON text: no copy of the event's data.
             Some(match &a.body {
-                Some(m) => m.apply_event(r.event)?,
-                None => r.event.data.clone(),
+                Some(m) => m.apply_event_to_vec(r.event)?,
+                None => gluefleet_core::mapping::to_vec(&r.event.data)?,
             })
         };
         let answer = self

@@ -113,6 +113,18 @@ impl Mapping {
         self.apply(&event.to_json())
     }
 
+    /// [`apply_event`](Self::apply_event), as JSON text: a plain path
+    /// (`.data`, the usual body) is written straight from the event, without
+    /// copying its value first.
+    pub fn apply_event_to_vec(&self, event: &Event) -> Result<Vec<u8>, ConnectorError> {
+        if let Some(path) = self.path.as_deref().filter(|p| !p.is_empty())
+            && let Some(v) = event.lookup(path)
+        {
+            return to_vec(&v);
+        }
+        to_vec(&self.apply_event(event)?)
+    }
+
     /// Runs the filter on `input`. No output, more than one output, or a jq
     /// error is a permanent error: the same event would fail the same way.
     pub fn apply(&self, input: &Value) -> Result<Value, ConnectorError> {
@@ -217,6 +229,14 @@ impl<'de> serde::Deserialize<'de> for Mapping {
         let code = String::deserialize(d)?;
         Mapping::compile(&code).map_err(serde::de::Error::custom)
     }
+}
+
+/// A mapped value as JSON text. A `Value` always serialises; the error
+/// is kept rather than unwrapped all the same.
+pub fn to_vec(v: &Value) -> Result<Vec<u8>, ConnectorError> {
+    serde_json::to_vec(v).map_err(|e| {
+        ConnectorError::permanent(format!("the mapped value cannot be written as JSON: {e}"))
+    })
 }
 
 #[cfg(test)]

@@ -693,7 +693,11 @@ impl<C: Connector> Pipeline<C> {
         // batcher cutting off the request) and reports what it knows: never
         // sent, or cut off after sending. This is the backstop for one that
         // does not; its call may have reached the target.
-        match tokio::time::timeout_at(until + ANSWER_GRACE, self.connector.call(request)).await {
+        // Boxed: the connector's future (its HTTP client's, for most) is
+        // kilobytes, and every future that awaits this one would carry its
+        // size and copy it as it is built, once per message.
+        let cf = Box::pin(self.connector.call(request));
+        match tokio::time::timeout_at(until + ANSWER_GRACE, cf).await {
             Ok(Ok(done)) => Ok((done, answer.take())),
             Ok(Err(e)) => Err((e, credential)),
             Err(_) => Err((

@@ -412,6 +412,9 @@ impl<C: Connector> Engine<C> {
                 }
                 (trace, _) => (None, trace),
             };
+            // Boxed once: the task itself stays small, so the runtime's
+            // copies of it on spawn and on completion cost nothing.
+            let run = Box::pin(engine.run_one(delivery, permit, received, trace.as_ref()));
             match &trace {
                 Some(t) => {
                     let span = tracing::info_span!(
@@ -420,10 +423,9 @@ impl<C: Connector> Engine<C> {
                         span_id = t.span_id(),
                         trace_sampled = t.sampled()
                     );
-                    let run = engine.run_one(delivery, permit, received, trace.as_ref());
                     spans::scope(exported, run).instrument(span).await;
                 }
-                None => engine.run_one(delivery, permit, received, None).await,
+                None => run.await,
             }
             engine.settled();
             engine.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -469,10 +471,15 @@ impl<C: Connector> Engine<C> {
         let result = async {
             match &processed.result {
                 Some(facts) => {
-                    let published = self
-                        .results
-                        .publish(facts, &processed.outcome, processed.attempts)
-                        .await;
+                    // Boxed, as every path off the common one below: the
+                    // message's future keeps only the size of what it
+                    // awaits, and each of these runs to kilobytes.
+                    let published = Box::pin(self.results.publish(
+                        facts,
+                        &processed.outcome,
+                        processed.attempts,
+                    ))
+                    .await;
                     Stats::add(if published.is_ok() {
                         &self.stats.results
                     } else {
@@ -493,7 +500,7 @@ impl<C: Connector> Engine<C> {
                     settled.outcome = "result-failed";
                     settled.error = &e;
                     self.report(&settled);
-                    self.hold_then_nack(acker, Duration::from_secs(10)).await;
+                    Box::pin(self.hold_then_nack(acker, Duration::from_secs(10))).await;
                     return;
                 }
                 acker.ack().await;
@@ -507,15 +514,17 @@ impl<C: Connector> Engine<C> {
             Outcome::DeadLetter(dl) => {
                 settled.reason = &dl.class;
                 settled.http_status = dl.http_status;
-                let (dead, result) =
-                    tokio::join!(self.dead_letters.publish(&raw, dl, &self.origin), result);
+                let (dead, result) = Box::pin(async {
+                    tokio::join!(self.dead_letters.publish(&raw, dl, &self.origin), result)
+                })
+                .await;
                 if let (Ok(()), Err(e)) = (&dead, &result) {
                     // Dead-lettered, but nobody would hear of it: nacked, and
                     // the redelivery dead-letters (and reports) it again.
                     settled.outcome = "result-failed";
                     settled.error = e;
                     self.report(&settled);
-                    self.hold_then_nack(acker, Duration::from_secs(10)).await;
+                    Box::pin(self.hold_then_nack(acker, Duration::from_secs(10))).await;
                     return;
                 }
                 match dead {
@@ -532,7 +541,7 @@ impl<C: Connector> Engine<C> {
                         let error = e.to_string();
                         settled.error = &error;
                         self.report(&settled);
-                        self.hold_then_nack(acker, Duration::from_secs(10)).await;
+                        Box::pin(self.hold_then_nack(acker, Duration::from_secs(10))).await;
                     }
                 }
             }
@@ -541,7 +550,7 @@ impl<C: Connector> Engine<C> {
                 settled.reason = reason.as_str();
                 settled.delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
                 self.report(&settled);
-                self.hold_then_nack(acker, *delay).await;
+                Box::pin(self.hold_then_nack(acker, *delay)).await;
             }
             other => {
                 // An outcome added later: hand it back rather than guess.

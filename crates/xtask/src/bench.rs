@@ -91,6 +91,98 @@ pub(crate) async fn run_job(
     summary_at_exit(worker, what).await
 }
 
+/// CPU time (user + system) of every child this process has reaped so far,
+/// from the kernel (`getrusage(RUSAGE_CHILDREN)`): the difference across one
+/// worker's run is that worker's whole-process CPU, start-up and shutdown
+/// included, as the OS bills it. Only correct while one child at a time
+/// ends, which is how the benchmarks run their workers.
+pub(crate) fn reaped_children_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let Ok(u) = getrusage(UsageWho::RUSAGE_CHILDREN) else {
+        return Duration::ZERO;
+    };
+    let us = |t: nix::sys::time::TimeVal| {
+        u64::try_from(i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_usec())).unwrap_or(0)
+    };
+    Duration::from_micros(us(u.user_time()) + us(u.system_time()))
+}
+
+/// The benchmarks' HTTP target (`src/bin/http-sink.rs`) in a process of its
+/// own, on one thread, so its CPU is neither the worker's nor the harness's.
+/// Killed with its process group on drop.
+pub(crate) struct SinkProcess {
+    _process: Worker,
+    url: String,
+    http: reqwest::Client,
+}
+
+/// What the sink counted since the previous [`SinkProcess::take`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SinkCounts {
+    pub(crate) requests: u64,
+    pub(crate) connections: u64,
+    pub(crate) distinct_keys: u64,
+}
+
+impl SinkProcess {
+    /// Builds (release) and starts the sink; returns once it listens.
+    pub(crate) async fn start() -> Result<Self> {
+        let binary = build_release("xtask", "http-sink")?;
+        let process = Worker::spawn(&binary, &[], &[]).await?;
+        if !process
+            .wait_for_log("listening on ", Duration::from_secs(10))
+            .await
+        {
+            return Err(format!(
+                "the HTTP sink did not start:\n{}",
+                process.logs().join("\n")
+            )
+            .into());
+        }
+        let addr = process
+            .logs()
+            .iter()
+            .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned))
+            .ok_or("the HTTP sink printed no address")?;
+        // No pooled connection: every count is asked on a connection of its
+        // own, which the sink leaves out of its connection count.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()?;
+        Ok(Self {
+            _process: process,
+            url: format!("http://{addr}"),
+            http,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The counts since the last call, starting a new count.
+    pub(crate) async fn take(&self) -> Result<SinkCounts> {
+        let v: Value = self
+            .http
+            .get(format!("{}/__sink", self.url))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let n = |k: &str| {
+            v[k].as_u64()
+                .ok_or_else(|| format!("the sink's count has no {k}: {v}"))
+        };
+        Ok(SinkCounts {
+            requests: n("requests")?,
+            connections: n("connections")?,
+            distinct_keys: n("distinct_keys")?,
+        })
+    }
+}
+
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)

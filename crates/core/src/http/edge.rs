@@ -106,13 +106,20 @@ impl Edge {
                 body: reply.body,
             });
         }
-        let response = self
+        let mut response = self
             .http
             .execute(request)
             .await
             .map_err(|e| transport_error(e, &what))?;
         let status = response.status().as_u16();
-        let headers = response.headers().clone();
+        // Taken, not copied, but for the one that reading the body as text
+        // needs (its charset).
+        let headers = std::mem::take(response.headers_mut());
+        if let Some(ct) = headers.get(http::header::CONTENT_TYPE) {
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_TYPE, ct.clone());
+        }
         // A body cut off mid-read leaves the status, which is what decides.
         let body = response.text().await.unwrap_or_default();
         Ok(Answer {

@@ -39,6 +39,9 @@ pub fn builder() -> reqwest::ClientBuilder {
         .timeout(REQUEST_TIMEOUT)
         .pool_idle_timeout(Duration::from_secs(90))
         .redirect(reqwest::redirect::Policy::none())
+        // The pipeline owns retries (and counts each against the rate
+        // limit): the client sends each request once.
+        .retry(reqwest::retry::never())
 }
 
 /// Builds a client from [`builder`]; the error says the TLS stack could not

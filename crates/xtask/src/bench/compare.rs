@@ -21,15 +21,14 @@
 //! process start to `/readyz` = 200 and the resident memory 2 s later.
 
 use super::{
-    Result, block_on, build_release, machine, median, memory, mib, run_job, summary_at_exit,
-    write_benchmarks,
+    Result, SinkProcess, block_on, build_release, machine, median, memory, mib,
+    reaped_children_cpu, run_job, summary_at_exit, write_benchmarks,
 };
 use gluefleet_testkit::TempDir;
 use gluefleet_testkit::bin::Worker;
 use gluefleet_testkit::firestore::FirestoreEmulator;
 use gluefleet_testkit::pubsub::{OutgoingMessage, PubsubEmulator, SubscriptionOptions};
 use gluefleet_testkit::salesforce::{SalesforceConfig, SalesforceDouble};
-use gluefleet_testkit::sink::HttpSink;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -49,8 +48,11 @@ const NOTE_LEN: usize = 880;
 
 /// The issue's goals for gluefleet-legacy-rest, checked in the report.
 const GOAL_THROUGHPUT_RATIO: f64 = 0.9;
-const GOAL_CPU_S_PER_10K: f64 = 0.4;
-const GOAL_PEAK_RSS_MIB: f64 = 32.0;
+/// Whole-process CPU per message at most this many times the raw loop's.
+const GOAL_CPU_RATIO: f64 = 2.0;
+/// Whole-process CPU s per 10k messages at one stream.
+const GOAL_CPU_S_PER_10K: f64 = 0.24;
+const GOAL_PEAK_RSS_MIB: f64 = 16.0;
 const GOAL_IDLE_RSS_MIB: f64 = 15.0;
 const GOAL_READY_MS: f64 = 100.0;
 
@@ -122,9 +124,13 @@ struct Load {
     acked: u64,
     busy_ms: u64,
     busy_cpu_ms: u64,
+    /// The whole process, start to exit, as the kernel counted it.
+    process_cpu_ms: u64,
     peak_rss_kib: u64,
     /// Target API calls (None for the yardstick).
     calls: Option<u64>,
+    /// TCP connections the HTTP sink accepted (legacy-rest only).
+    connections: Option<u64>,
 }
 
 /// One idle run.
@@ -138,7 +144,7 @@ struct Idle {
 
 /// Where each worker sends its effects.
 struct Targets {
-    sink: HttpSink,
+    sink: SinkProcess,
     sink_url: String,
     firestore: FirestoreEmulator,
 }
@@ -218,8 +224,8 @@ async fn run_all(subjects: &[Subject], events: usize, rounds: usize) -> Result<(
     eprintln!("• starting the Pub/Sub and Firestore emulators and the HTTP sink…");
     let pubsub = PubsubEmulator::start().await?;
     let firestore = FirestoreEmulator::start().await?;
-    let sink = HttpSink::start().await?;
-    let sink_url = sink.url();
+    let sink = SinkProcess::start().await?;
+    let sink_url = sink.url().to_owned();
     let targets = Targets {
         sink,
         sink_url,
@@ -268,13 +274,17 @@ async fn run_all(subjects: &[Subject], events: usize, rounds: usize) -> Result<(
             )
             .await?;
             eprintln!(
-                "  {} × {streams}: {:.0} msg/s, {:.3} CPU s/10k, peak {:.1} MiB{}",
+                "  {} × {streams}: {:.0} msg/s, {:.3} CPU s/10k busy, {:.3} whole process, peak {:.1} MiB{}{}",
                 subject.label(),
                 throughput(&load),
                 cpu_per_10k(&load),
+                process_cpu_per_10k(&load),
                 mib(load.peak_rss_kib),
                 load.calls
                     .map(|c| format!(", {:.1} calls/1000", per_k(c, load.acked)))
+                    .unwrap_or_default(),
+                load.connections
+                    .map(|c| format!(", {c} connection(s)"))
                     .unwrap_or_default()
             );
             loads.push(load);
@@ -425,10 +435,12 @@ async fn salesforce_for(subject: Subject) -> Result<Option<SalesforceDouble>> {
     })
 }
 
-/// A worker's environment on subscription `sub`: the emulator's, quiet logs.
+/// A worker's environment on subscription `sub`: the emulator's, and the
+/// default log level (`info`, a line per acked message), since that is what
+/// a deployed worker pays for.
 fn base_env(pubsub: &PubsubEmulator, sub: &str) -> Vec<(&'static str, String)> {
     let mut env = pubsub.worker_env(sub, "bench-dead");
-    env.push(("RUST_LOG", "warn".to_owned()));
+    env.push(("RUST_LOG", "info".to_owned()));
     env
 }
 
@@ -445,10 +457,10 @@ async fn one_load(
 ) -> Result<Load> {
     let sub = sub_id(round, subject, streams);
     let full_sub = format!("projects/{}/subscriptions/{sub}", pubsub.project());
-    let requests_before = targets.sink.requests();
-    targets.sink.take_distinct_keys();
+    targets.sink.take().await?;
     let salesforce = salesforce_for(subject).await?;
     let what = format!("{} × {streams}", subject.label());
+    let cpu_before = reaped_children_cpu();
     let summary = match subject {
         Subject::Raw => {
             let worker = Worker::spawn(
@@ -483,6 +495,7 @@ async fn one_load(
             run_job(binary, &path, IDLE_EXIT, &env, &what).await?
         }
     };
+    let process_cpu = reaped_children_cpu().saturating_sub(cpu_before);
     let n = |v: &Value| v.as_u64().unwrap_or(0);
     let r = &summary["resources"];
     let acked = n(&summary["acked"]);
@@ -493,14 +506,20 @@ async fn one_load(
         )
         .into());
     }
+    let mut connections = None;
     let calls = match subject {
         Subject::Raw => None,
         Subject::LegacyRest => {
-            let keys = targets.sink.take_distinct_keys();
-            if keys != events {
-                return Err(format!("the sink saw {keys} distinct events of {events}").into());
+            let counts = targets.sink.take().await?;
+            if counts.distinct_keys != events as u64 {
+                return Err(format!(
+                    "the sink saw {} distinct events of {events}",
+                    counts.distinct_keys
+                )
+                .into());
             }
-            Some(targets.sink.requests() - requests_before)
+            connections = Some(counts.connections);
+            Some(counts.requests)
         }
         Subject::Firestore | Subject::Salesforce => Some(n(&summary["target_requests"])),
     };
@@ -510,8 +529,10 @@ async fn one_load(
         acked,
         busy_ms: n(&r["busy_ms"]).max(1),
         busy_cpu_ms: n(&r["busy_cpu_ms"]),
+        process_cpu_ms: u64::try_from(process_cpu.as_millis()).unwrap_or(u64::MAX),
         peak_rss_kib: n(&r["peak_rss_kib"]),
         calls,
+        connections,
     })
 }
 
@@ -594,6 +615,10 @@ fn cpu_per_10k(l: &Load) -> f64 {
     l.busy_cpu_ms as f64 / 1000.0 * 10_000.0 / l.acked as f64
 }
 
+fn process_cpu_per_10k(l: &Load) -> f64 {
+    l.process_cpu_ms as f64 / 1000.0 * 10_000.0 / l.acked as f64
+}
+
 fn per_k(calls: u64, events: u64) -> f64 {
     calls as f64 * 1000.0 / events.max(1) as f64
 }
@@ -603,8 +628,10 @@ fn per_k(calls: u64, events: u64) -> f64 {
 struct Cell {
     rate: f64,
     cpu: f64,
+    process_cpu: f64,
     peak_mib: f64,
     calls: Option<f64>,
+    connections: Option<f64>,
 }
 
 fn cell(loads: &[Load], subject: Subject, streams: usize) -> Option<Cell> {
@@ -619,11 +646,17 @@ fn cell(loads: &[Load], subject: Subject, streams: usize) -> Option<Cell> {
         .iter()
         .filter_map(|l| l.calls.map(|c| per_k(c, l.acked)))
         .collect();
+    let connections: Vec<f64> = mine
+        .iter()
+        .filter_map(|l| l.connections.map(|c| c as f64))
+        .collect();
     Some(Cell {
         rate: median(mine.iter().map(|l| throughput(l)).collect()),
         cpu: median(mine.iter().map(|l| cpu_per_10k(l)).collect()),
+        process_cpu: median(mine.iter().map(|l| process_cpu_per_10k(l)).collect()),
         peak_mib: median(mine.iter().map(|l| mib(l.peak_rss_kib)).collect()),
         calls: (!calls.is_empty()).then(|| median(calls)),
+        connections: (!connections.is_empty()).then(|| median(connections)),
     })
 }
 
@@ -640,25 +673,31 @@ fn report(loads: &[Load], idles: &[Idle], events: usize, rounds: usize) -> Strin
          Firestore emulator, the HTTP sink, the Salesforce double and the worker share \
          this machine's cores. The raw loop is the official `google-cloud-pubsub` client \
          receiving, parsing JSON and acking (`crates/xtask/src/bin/raw-subscriber.rs`); \
-         gluefleet-legacy-rest makes one real HTTP request per event to a local sink that \
-         answers 200 at once, with the in-memory idempotency store on and no rate limit; \
-         the batching connectors run with the `concurrency` their READMEs recommend \
-         (Firestore 500, one full `batchWrite`; Salesforce 400, two Collections calls of \
-         200 in flight) and their defaults otherwise (linger 5 ms and 1 s).\n"
+         gluefleet-legacy-rest makes one real HTTP request per event to a sink in a \
+         process of its own on one thread (`crates/xtask/src/bin/http-sink.rs`, its CPU \
+         not counted) that answers 200 at once, with the in-memory idempotency store on \
+         and no rate limit, logging at the default level (`info`: a line per acked \
+         message); the batching connectors run with the `concurrency` their \
+         READMEs recommend (Firestore 500, one full `batchWrite`; Salesforce 400, two \
+         Collections calls of 200 in flight) and their defaults otherwise (linger 5 ms \
+         and 1 s).\n"
     );
     let _ = writeln!(
         t,
-        "msg/s and CPU are measured from the first message to the last one settled \
-         (`resources` in the job summary, `getrusage`), so start-up is excluded for all; \
-         CPU s/10k includes the 2 s idle wait before a job exits. Idle RSS: `VmRSS` 2 s \
-         after start on an empty subscription (`run` mode); ready: process start to the \
-         first `/readyz` = 200.\n"
+        "**Whole process** is the CPU the kernel billed the worker from exec to exit \
+         (`getrusage(RUSAGE_CHILDREN)` across its run): start-up, the 2 s idle wait \
+         before a job exits and shutdown included, as a user's bill counts it. msg/s \
+         and **busy** CPU are measured from the first message to the last one settled \
+         (`resources` in the job summary, `getrusage`), so start-up is excluded for \
+         all. Idle RSS: `VmRSS` 2 s after start on an empty subscription (`run` mode); \
+         ready: process start to the first `/readyz` = 200. Connections: TCP \
+         connections the sink accepted for the whole backlog.\n"
     );
     let _ = writeln!(
         t,
-        "| worker | streams | msg/s | × raw | CPU s / 10k msgs | × raw | peak RSS MiB | idle RSS MiB | ready ms | target calls / 1,000 events |"
+        "| worker | streams | msg/s | × raw | CPU s / 10k msgs, whole process | × raw | busy CPU s / 10k | × raw | peak RSS MiB | idle RSS MiB | ready ms | target calls / 1,000 events | connections |"
     );
-    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for subject in Subject::ALL {
         let idle: Vec<&Idle> = idles.iter().filter(|i| i.subject == subject).collect();
         let idle_mib = median(idle.iter().map(|i| mib(i.rss_kib)).collect());
@@ -675,18 +714,23 @@ fn report(loads: &[Load], idles: &[Idle], events: usize, rounds: usize) -> Strin
             ) else {
                 continue;
             };
+            let dash = |v: Option<f64>, digits: usize| {
+                v.map(|k| format!("{k:.digits$}"))
+                    .unwrap_or_else(|| "—".into())
+            };
             let _ = writeln!(
                 t,
-                "| {} | {streams} | {:.0} | {:.2} | {:.3} | {:.2} | {:.1} | {idle_mib:.1} | {ready} | {} |",
+                "| {} | {streams} | {:.0} | {:.2} | {:.3} | {:.2} | {:.3} | {:.2} | {:.1} | {idle_mib:.1} | {ready} | {} | {} |",
                 subject.label(),
                 c.rate,
                 c.rate / raw.rate,
+                c.process_cpu,
+                c.process_cpu / raw.process_cpu,
                 c.cpu,
                 c.cpu / raw.cpu,
                 c.peak_mib,
-                c.calls
-                    .map(|k| format!("{k:.1}"))
-                    .unwrap_or_else(|| "—".into()),
+                dash(c.calls, 1),
+                dash(c.connections, 0),
             );
         }
     }
@@ -694,11 +738,11 @@ fn report(loads: &[Load], idles: &[Idle], events: usize, rounds: usize) -> Strin
     t
 }
 
-/// The issue's goals for the HTTP connector, met or not.
+/// The goals for gluefleet-legacy-rest, met or not.
 fn goals(t: &mut String, loads: &[Load], idles: &[Idle]) {
     let _ = writeln!(
         t,
-        "\nGoals for gluefleet-legacy-rest (delivering over HTTP):\n"
+        "\nGoals for gluefleet-legacy-rest (delivering over HTTP, idempotency store on):\n"
     );
     let mark = |ok: bool| if ok { "met" } else { "**missed**" };
     for streams in STREAMS {
@@ -712,12 +756,20 @@ fn goals(t: &mut String, loads: &[Load], idles: &[Idle]) {
                 "- throughput ≥ {GOAL_THROUGHPUT_RATIO}× raw at {streams} stream(s): {ratio:.2}× ({})",
                 mark(ratio >= GOAL_THROUGHPUT_RATIO)
             );
+            let cpu_ratio = c.process_cpu / raw.process_cpu;
             let _ = writeln!(
                 t,
-                "- ≤ {GOAL_CPU_S_PER_10K} CPU s per 10k messages at {streams} stream(s): {:.3} ({})",
-                c.cpu,
-                mark(c.cpu <= GOAL_CPU_S_PER_10K)
+                "- whole-process CPU ≤ {GOAL_CPU_RATIO}× raw at {streams} stream(s): {cpu_ratio:.2}× ({})",
+                mark(cpu_ratio <= GOAL_CPU_RATIO)
             );
+            if streams == 1 {
+                let _ = writeln!(
+                    t,
+                    "- ≤ {GOAL_CPU_S_PER_10K} CPU s per 10k messages (whole process) at 1 stream: {:.3} ({})",
+                    c.process_cpu,
+                    mark(c.process_cpu <= GOAL_CPU_S_PER_10K)
+                );
+            }
             let _ = writeln!(
                 t,
                 "- peak RSS ≤ {GOAL_PEAK_RSS_MIB} MiB at {streams} stream(s): {:.1} MiB ({})",
