@@ -49,29 +49,29 @@ async fn counts(url: &str) -> serde_json::Value {
         .expect("JSON counts")
 }
 
+/// POSTs to `/accounts/{key}` with `key` as the idempotency key; the status.
+async fn post(client: &reqwest::Client, url: &str, key: &str, body: String) -> u16 {
+    client
+        .post(format!("{url}/accounts/{key}"))
+        .header("idempotency-key", key)
+        .body(body)
+        .send()
+        .await
+        .expect("answered")
+        .status()
+        .as_u16()
+}
+
 #[tokio::test]
 async fn the_sink_counts_requests_keys_and_connections() {
     let (_sink, url) = start();
     // Two requests on one kept-alive connection, one on another.
     let pooled = reqwest::Client::new();
     for key in ["a", "b"] {
-        let r = pooled
-            .post(format!("{url}/accounts/{key}"))
-            .header("idempotency-key", key)
-            .body("x".repeat(2000))
-            .send()
-            .await
-            .expect("answered");
-        assert_eq!(r.status(), 200);
+        assert_eq!(post(&pooled, &url, key, "x".repeat(2000)).await, 200);
     }
     let fresh = reqwest::Client::new();
-    let r = fresh
-        .post(format!("{url}/accounts/a"))
-        .header("idempotency-key", "a")
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(r.status(), 200);
+    assert_eq!(post(&fresh, &url, "a", String::new()).await, 200);
     assert_eq!(
         counts(&url).await,
         serde_json::json!({"requests": 3, "connections": 2, "distinct_keys": 2})
@@ -81,13 +81,7 @@ async fn the_sink_counts_requests_keys_and_connections() {
         counts(&url).await,
         serde_json::json!({"requests": 0, "connections": 0, "distinct_keys": 0})
     );
-    let r = pooled
-        .post(format!("{url}/accounts/c"))
-        .header("idempotency-key", "c")
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(r.status(), 200);
+    assert_eq!(post(&pooled, &url, "c", String::new()).await, 200);
     assert_eq!(
         counts(&url).await,
         serde_json::json!({"requests": 1, "connections": 0, "distinct_keys": 1}),
