@@ -97,14 +97,7 @@ pub(crate) async fn run_job(
 /// included, as the OS bills it. Only correct while one child at a time
 /// ends, which is how the benchmarks run their workers.
 pub(crate) fn reaped_children_cpu() -> Duration {
-    use nix::sys::resource::{UsageWho, getrusage};
-    let Ok(u) = getrusage(UsageWho::RUSAGE_CHILDREN) else {
-        return Duration::ZERO;
-    };
-    let us = |t: nix::sys::time::TimeVal| {
-        u64::try_from(i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_usec())).unwrap_or(0)
-    };
-    Duration::from_micros(us(u.user_time()) + us(u.system_time()))
+    crate::rusage::cpu(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
 }
 
 /// The benchmarks' HTTP target (`src/bin/http-sink.rs`) in a process of its

@@ -16,6 +16,7 @@
 mod bench;
 mod demo;
 mod new_connector;
+mod rusage;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

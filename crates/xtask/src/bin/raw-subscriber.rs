@@ -11,6 +11,9 @@
 //! --streams 5 --messages 20000 [--max-outstanding 1000] [--idle-exit 2s]`,
 //! with `PUBSUB_EMULATOR_HOST` set.
 
+#[path = "../rusage.rs"]
+mod rusage;
+
 use clap::Parser;
 use google_cloud_pubsub::client::Subscriber;
 use std::process::ExitCode;
@@ -40,17 +43,11 @@ struct Args {
 }
 
 /// CPU time (`getrusage`) and peak RSS (`VmHWM`) of this process: the same
-/// sources as gluefleet's `usage` module. Written out here, not called from
-/// gluefleet-runtime, because linking that crate would also bring in
-/// gluefleet's allocator and the yardstick must be the bare client.
+/// sources as gluefleet's `usage` module. Not called from gluefleet-runtime,
+/// because linking that crate would also bring in gluefleet's allocator and
+/// the yardstick must be the bare client.
 fn usage() -> (Duration, u64) {
-    use nix::sys::resource::{UsageWho, getrusage};
-    let Ok(u) = getrusage(UsageWho::RUSAGE_SELF) else {
-        return (Duration::ZERO, 0);
-    };
-    let us = |t: nix::sys::time::TimeVal| {
-        u64::try_from(i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_usec())).unwrap_or(0)
-    };
+    let cpu = rusage::cpu(nix::sys::resource::UsageWho::RUSAGE_SELF);
     let hwm = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -59,10 +56,7 @@ fn usage() -> (Duration, u64) {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0);
-    (
-        Duration::from_micros(us(u.user_time()) + us(u.system_time())),
-        hwm,
-    )
+    (cpu, hwm)
 }
 
 /// Shared by the stream tasks.
