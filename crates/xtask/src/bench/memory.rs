@@ -12,12 +12,13 @@
 //! summary), so it covers start-up, reading the file, the parse and the
 //! request, or the dead letter of a refused event.
 
-use super::{Result, block_on, build_release, machine, mib, summary_at_exit, write_benchmarks};
+use super::{
+    Result, SinkProcess, block_on, build_release, machine, mib, summary_at_exit, write_benchmarks,
+};
 use gluefleet_testkit::TempDir;
 use gluefleet_testkit::bin::Worker;
 use gluefleet_testkit::file_source;
 use gluefleet_testkit::pubsub::OutgoingMessage;
-use gluefleet_testkit::sink::HttpSink;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -97,12 +98,12 @@ pub(crate) fn run() -> ExitCode {
 /// Measures every case; the report's section.
 pub(crate) async fn measure() -> Result<String> {
     let binary = build_release("gluefleet-legacy-rest", "gluefleet-legacy-rest")?;
-    let sink = HttpSink::start().await?;
+    let sink = SinkProcess::start().await?;
     let url = sink.url();
     let dir = TempDir::new("bench-memory")?;
     let mut results = Vec::new();
     for case in Case::ALL {
-        let measured = one(&binary, &dir, &url, case).await?;
+        let measured = one(&binary, &dir, url, case).await?;
         eprintln!(
             "  {} bytes, limit {}: {}, peak {:.0} MiB",
             thousands(case.bytes),
@@ -257,7 +258,7 @@ fn report(results: &[Measured]) -> String {
         "The release `gluefleet-legacy-rest` in `run` mode on the file source, one event per \
          run: a structured CloudEvent whose `data` is a JSON array of small numbers (the \
          shape that takes the most memory per byte once parsed), delivered to a local \
-         HTTP sink that answers 200 at once. Peak RSS is the worker's own `VmHWM` at its end \
+         HTTP sink in a process of its own (`http-sink`) that answers 200 at once. Peak RSS is the worker's own `VmHWM` at its end \
          (`resources.peak_rss_kib` in its summary), start-up included.\n"
     );
     let _ = writeln!(
