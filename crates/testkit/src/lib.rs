@@ -33,7 +33,6 @@ pub mod pubsub;
 pub mod salesforce;
 pub mod sap;
 mod server;
-pub mod sink;
 mod temp;
 pub mod token;
 pub mod workspace;
