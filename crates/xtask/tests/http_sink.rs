@@ -88,3 +88,17 @@ async fn the_sink_counts_requests_keys_and_connections() {
         "the pooled connection from before was reused"
     );
 }
+
+#[tokio::test]
+async fn the_sink_answers_bodies_of_any_size() {
+    let (_sink, url) = start();
+    let client = reqwest::Client::new();
+    // Larger than axum's default body limit (2 MiB): never read, never
+    // refused, so `bench memory` can deliver its 10 MB event.
+    let big = "7".repeat(3 * 1024 * 1024);
+    assert_eq!(post(&client, &url, "big", big).await, 200);
+    assert_eq!(
+        counts(&url).await,
+        serde_json::json!({"requests": 1, "connections": 1, "distinct_keys": 1})
+    );
+}

@@ -258,8 +258,9 @@ fn report(results: &[Measured]) -> String {
         "The release `gluefleet-legacy-rest` in `run` mode on the file source, one event per \
          run: a structured CloudEvent whose `data` is a JSON array of small numbers (the \
          shape that takes the most memory per byte once parsed), delivered to a local \
-         HTTP sink in a process of its own (`http-sink`) that answers 200 at once. Peak RSS is the worker's own `VmHWM` at its end \
-         (`resources.peak_rss_kib` in its summary), start-up included.\n"
+         HTTP sink in a process of its own (`http-sink`) that answers 200 at once. Peak RSS \
+         is the worker's own `VmHWM` at its end (`resources.peak_rss_kib` in its summary), \
+         start-up included.\n"
     );
     let _ = writeln!(
         t,

@@ -1,8 +1,8 @@
 //! The HTTP target of `cargo xtask bench`, in a process of its own so that
 //! what it costs is never counted against the worker under measurement, nor
 //! against the harness. One thread (a current-thread runtime): the worker
-//! gets the other core. It answers every request `200` at once without
-//! reading the body, and counts requests, distinct `Idempotency-Key`s and
+//! gets the other core. It answers every request `200` once its body is
+//! read (and dropped, frame by frame), and counts requests, distinct `Idempotency-Key`s and
 //! TCP connections accepted, so the benchmark can tell both that every
 //! event arrived once and whether the worker's connections were reused.
 //!
@@ -13,11 +13,13 @@
 //! new count.
 
 use axum::Router;
+use axum::body::HttpBody as _;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use std::collections::HashSet;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -66,7 +68,20 @@ async fn serve() -> std::io::Result<()> {
     axum::serve(listener, app).await
 }
 
-async fn answer(State(counts): State<Arc<Counts>>, headers: HeaderMap) -> StatusCode {
+async fn answer(
+    State(counts): State<Arc<Counts>>,
+    headers: HeaderMap,
+    mut body: axum::body::Body,
+) -> StatusCode {
+    // Read to the end, a frame at a time, keeping none of it. Answering
+    // before a large body is in makes the server close the connection under
+    // the sender (a broken pipe, not an answer); holding it would put the
+    // sink's memory in `bench memory`'s way.
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        if frame.is_err() {
+            return StatusCode::BAD_REQUEST;
+        }
+    }
     counts.requests.fetch_add(1, Ordering::Relaxed);
     if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
         counts
