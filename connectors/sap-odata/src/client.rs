@@ -47,7 +47,7 @@ impl Client {
         // The CSRF session lives in cookies: a jar of its own, per service.
         let http = gluefleet_core::http::build(builder().cookie_store(true))?;
         Ok(Self {
-            edge: Edge::new(http),
+            edge: Edge::through(http),
             root,
             version: target.version,
             sap_client: target.sap_client.clone(),

@@ -6,6 +6,7 @@
 //! inside a 200) is the connector's; the edge only turns what every HTTP API
 //! shares into [`ConnectorError`]s, so two connectors never disagree on a 503.
 
+use super::direct::{self, Direct, Unanswered};
 use crate::ConnectorError;
 use crate::auth::Credential;
 use crate::classify::{class_of_reqwest_error, parse_retry_after};
@@ -23,7 +24,10 @@ const SNIPPET_CHARS: usize = 300;
 /// Cheap to clone: clones share the connection pool and the counter.
 #[derive(Debug, Clone)]
 pub struct Edge {
+    /// Builds every request; sends it only when `direct` is `None`.
     http: reqwest::Client,
+    /// The process's pooled hyper-util client (see the `direct` module).
+    direct: Option<Direct>,
     requests: Arc<AtomicU64>,
 }
 
@@ -54,10 +58,29 @@ pub struct Answer {
 }
 
 impl Edge {
-    /// An edge over `http` (see [`client`](super::client)).
+    /// An edge whose requests `http` builds and the process's shared
+    /// transport sends, with [`client`](super::client)'s settings (TLS,
+    /// timeouts, pooling, user agent). Settings of `http`'s own that act
+    /// when a request is sent (a cookie store, default headers) are not
+    /// applied: for those, use [`through`](Self::through).
+    ///
+    /// With a proxy in the environment (`HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `ALL_PROXY`), requests go through `http`, which speaks to it.
     pub fn new(http: reqwest::Client) -> Self {
         Self {
             http,
+            direct: direct::shared(),
+            requests: Arc::default(),
+        }
+    }
+
+    /// An edge that sends through `http` itself, so that every setting of
+    /// `http` applies: SAP's per-service cookie jar. It costs more CPU per
+    /// request than [`new`](Self::new)'s transport.
+    pub fn through(http: reqwest::Client) -> Self {
+        Self {
+            http,
+            direct: None,
             requests: Arc::default(),
         }
     }
@@ -104,6 +127,18 @@ impl Edge {
                 status: reply.status,
                 headers: reply.headers,
                 body: reply.body,
+            });
+        }
+        if let Some(direct) = &self.direct {
+            let response = direct
+                .send(request)
+                .await
+                .map_err(|e| unanswered(e, &what))?;
+            return Ok(Answer {
+                what,
+                status: response.status,
+                headers: response.headers,
+                body: response.body,
             });
         }
         let mut response = self
@@ -156,6 +191,29 @@ pub fn transport_error(e: reqwest::Error, what: &str) -> ConnectorError {
         err
     } else {
         err.with_outcome_unknown()
+    }
+}
+
+/// What [`Direct`] could not get an answer to, classified as
+/// [`transport_error`] classifies reqwest's.
+fn unanswered(e: Unanswered, what: &str) -> ConnectorError {
+    match e {
+        Unanswered::Unbuildable(e) => {
+            ConnectorError::permanent(format!("{what}: the request cannot be built: {e}"))
+        }
+        Unanswered::TimedOut => {
+            ConnectorError::transient(format!("{what}: no answer in time")).with_outcome_unknown()
+        }
+        Unanswered::Failed(e) => {
+            let why = root_cause(&e).map(|c| format!(": {c}")).unwrap_or_default();
+            if e.is_connect() {
+                ConnectorError::transient(format!("{what}: cannot connect{why}")).with_source(e)
+            } else {
+                ConnectorError::transient(format!("{what}: request failed{why}"))
+                    .with_source(e)
+                    .with_outcome_unknown()
+            }
+        }
     }
 }
 
@@ -297,22 +355,33 @@ mod tests {
         );
     }
 
+    /// One edge per transport: the direct one and reqwest's own.
+    fn both() -> [Edge; 2] {
+        let direct = Edge::new(reqwest::Client::new());
+        assert!(
+            direct.direct.is_some(),
+            "no proxy here: the direct transport"
+        );
+        [direct, Edge::through(reqwest::Client::new())]
+    }
+
     #[tokio::test]
     async fn a_request_that_cannot_be_built_is_not_sent_nor_counted() {
-        let edge = Edge::new(reqwest::Client::new());
-        let err = edge
-            .send(Outgoing {
-                what: "POST /x".into(),
-                request: edge
-                    .request(http::Method::POST, "http://127.0.0.1:9/x")
-                    .header("x-bad", "a\r\nb"),
-                credential: None,
-                timeout: Duration::from_secs(1),
-            })
-            .await
-            .expect_err("refused");
-        assert!(err.is_permanent() && !err.is_outcome_unknown(), "{err}");
-        assert_eq!(edge.requests(), 0);
+        for edge in both() {
+            let err = edge
+                .send(Outgoing {
+                    what: "POST /x".into(),
+                    request: edge
+                        .request(http::Method::POST, "http://127.0.0.1:9/x")
+                        .header("x-bad", "a\r\nb"),
+                    credential: None,
+                    timeout: Duration::from_secs(1),
+                })
+                .await
+                .expect_err("refused");
+            assert!(err.is_permanent() && !err.is_outcome_unknown(), "{err}");
+            assert_eq!(edge.requests(), 0);
+        }
     }
 
     #[tokio::test]
@@ -322,27 +391,28 @@ mod tests {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let edge = Edge::new(reqwest::Client::new());
-        let err = edge
-            .send(Outgoing {
-                what: "POST /x".into(),
-                request: edge.request(http::Method::POST, format!("http://127.0.0.1:{port}/x")),
-                credential: None,
-                timeout: Duration::from_secs(5),
-            })
-            .await
-            .expect_err("nothing listens");
-        assert!(err.is_transient() && !err.is_outcome_unknown(), "{err}");
-        assert!(err.message().contains("cannot connect"), "{err}");
-        assert!(
-            err.message().to_lowercase().contains("refused"),
-            "the cause is named: {err}"
-        );
-        assert!(
-            !err.message().contains("127.0.0.1"),
-            "no URL in the message: {err}"
-        );
-        assert_eq!(edge.requests(), 1, "it left the process");
+        for edge in both() {
+            let err = edge
+                .send(Outgoing {
+                    what: "POST /x".into(),
+                    request: edge.request(http::Method::POST, format!("http://127.0.0.1:{port}/x")),
+                    credential: None,
+                    timeout: Duration::from_secs(5),
+                })
+                .await
+                .expect_err("nothing listens");
+            assert!(err.is_transient() && !err.is_outcome_unknown(), "{err}");
+            assert!(err.message().contains("cannot connect"), "{err}");
+            assert!(
+                err.message().to_lowercase().contains("refused"),
+                "the cause is named: {err}"
+            );
+            assert!(
+                !err.message().contains("127.0.0.1"),
+                "no URL in the message: {err}"
+            );
+            assert_eq!(edge.requests(), 1, "it left the process");
+        }
     }
 
     #[tokio::test]
@@ -360,27 +430,29 @@ mod tests {
                     .await;
             }
         });
-        let edge = Edge::new(crate::http::client().expect("client"));
-        let err = edge
-            .send(Outgoing {
-                what: "GET /".into(),
-                request: edge.request(
-                    http::Method::GET,
-                    format!("https://localhost:{}/", addr.port()),
-                ),
-                credential: None,
-                timeout: Duration::from_secs(5),
-            })
-            .await
-            .expect_err("no TLS there");
+        let http = crate::http::client().expect("client");
+        for edge in [Edge::new(http.clone()), Edge::through(http)] {
+            let err = edge
+                .send(Outgoing {
+                    what: "GET /".into(),
+                    request: edge.request(
+                        http::Method::GET,
+                        format!("https://localhost:{}/", addr.port()),
+                    ),
+                    credential: None,
+                    timeout: Duration::from_secs(5),
+                })
+                .await
+                .expect_err("no TLS there");
+            assert!(err.is_transient() && !err.is_outcome_unknown(), "{err}");
+            let text = err.message();
+            assert!(
+                text.len() > "GET /: cannot connect: ".len(),
+                "a reason follows: {text}"
+            );
+            assert!(text.starts_with("GET /: cannot connect: "), "{text}");
+        }
         serve.abort();
-        assert!(err.is_transient(), "{err}");
-        let text = err.message();
-        assert!(
-            text.len() > "GET /: cannot connect: ".len(),
-            "a reason follows: {text}"
-        );
-        assert!(text.starts_with("GET /: cannot connect: "), "{text}");
     }
 
     #[tokio::test]
@@ -396,18 +468,130 @@ mod tests {
                 held.push(s);
             }
         });
-        let edge = Edge::new(reqwest::Client::new());
-        let err = edge
-            .send(Outgoing {
-                what: "POST /x".into(),
-                request: edge.request(http::Method::POST, format!("http://{addr}/x")),
-                credential: None,
-                timeout: Duration::from_millis(200),
-            })
-            .await
-            .expect_err("cut off");
+        for edge in both() {
+            let err = edge
+                .send(Outgoing {
+                    what: "POST /x".into(),
+                    request: edge.request(http::Method::POST, format!("http://{addr}/x")),
+                    credential: None,
+                    timeout: Duration::from_millis(200),
+                })
+                .await
+                .expect_err("cut off");
+            assert!(err.is_transient() && err.is_outcome_unknown(), "{err}");
+            assert!(err.message().contains("no answer in time"), "{err}");
+        }
         hold.abort();
-        assert!(err.is_transient() && err.is_outcome_unknown(), "{err}");
-        assert!(err.message().contains("no answer in time"), "{err}");
+    }
+
+    /// A keep-alive HTTP/1.1 server that answers every request with
+    /// `reply`, records each request's head, and counts connections. A
+    /// `reply` without a whole head is written, then the connection closed.
+    async fn recording_server(
+        reply: &'static [u8],
+    ) -> (
+        std::net::SocketAddr,
+        Arc<std::sync::Mutex<Vec<String>>>,
+        Arc<AtomicU64>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicU64::new(0));
+        let (h, c) = (heads.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::Relaxed);
+                let h = h.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n @ 1..) = s.read(&mut chunk).await {
+                        buf.extend_from_slice(&chunk[..n]);
+                        // Bodiless requests: a head ends each one.
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head: Vec<u8> = buf.drain(..end + 4).collect();
+                            h.lock()
+                                .expect("heads")
+                                .push(String::from_utf8_lossy(&head).to_lowercase());
+                            let whole = reply.windows(4).any(|w| w == b"\r\n\r\n");
+                            if s.write_all(reply).await.is_err() || !whole {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, heads, connections)
+    }
+
+    #[tokio::test]
+    async fn the_direct_transport_keeps_connections_and_reads_charsets() {
+        let (addr, heads, connections) = recording_server(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=ISO-8859-1\r\n\
+              x-answer: yes\r\ncontent-length: 4\r\n\r\nK\xf6ln",
+        )
+        .await;
+        let edge = Edge::new(crate::http::client().expect("client"));
+        for i in 0..3 {
+            let answer = edge
+                .send(Outgoing {
+                    what: "GET /x".into(),
+                    request: edge
+                        .request(http::Method::GET, format!("http://{addr}/x/{i}"))
+                        .header("x-mine", "1"),
+                    credential: None,
+                    timeout: Duration::from_secs(5),
+                })
+                .await
+                .expect("answered");
+            assert_eq!((answer.status, answer.body.as_str()), (200, "Köln"));
+            assert_eq!(answer.header("x-answer"), Some("yes"));
+        }
+        assert_eq!(
+            connections.load(Ordering::Relaxed),
+            1,
+            "one kept-alive connection"
+        );
+        let heads = heads.lock().expect("heads").clone();
+        assert_eq!(heads.len(), 3);
+        let user_agent = format!("user-agent: {}", super::super::USER_AGENT.to_lowercase());
+        for (i, head) in heads.iter().enumerate() {
+            assert!(
+                head.starts_with(&format!("get /x/{i} http/1.1\r\n")),
+                "{head}"
+            );
+            assert!(head.contains(&user_agent), "{head}");
+            assert!(
+                head.contains("x-mine: 1") && head.contains(&format!("host: {addr}")),
+                "{head}"
+            );
+        }
+        assert_eq!(edge.requests(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_mid_answer_has_an_unknown_outcome() {
+        let (addr, _, _) = recording_server(b"HTTP/1.1 200 OK\r\ncontent-le").await;
+        for edge in both() {
+            let err = edge
+                .send(Outgoing {
+                    what: "POST /x".into(),
+                    request: edge.request(http::Method::POST, format!("http://{addr}/x")),
+                    credential: None,
+                    timeout: Duration::from_secs(5),
+                })
+                .await
+                .expect_err("no whole answer");
+            assert!(err.is_transient() && err.is_outcome_unknown(), "{err}");
+            assert!(
+                err.message().starts_with("POST /x: request failed"),
+                "{err}"
+            );
+        }
     }
 }

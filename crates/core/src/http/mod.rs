@@ -4,6 +4,7 @@
 //! ([`checked_url`]).
 
 pub mod capture;
+mod direct;
 mod edge;
 mod secure;
 
