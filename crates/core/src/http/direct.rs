@@ -46,7 +46,7 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// One pooled client for every edge in the process, as one reqwest client
 /// was before.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Direct {
     client: Client<Connector, reqwest::Body>,
 }
@@ -73,7 +73,7 @@ pub(super) struct Response {
 /// The process's direct transport, or `None` when requests must go through
 /// reqwest: a proxy is set in the environment, or the TLS stack cannot start
 /// (then building reqwest's client fails too, and says why).
-pub(super) fn shared() -> Option<Direct> {
+pub(super) fn shared() -> Option<&'static Direct> {
     static SHARED: OnceLock<Option<Direct>> = OnceLock::new();
     SHARED
         .get_or_init(|| {
@@ -85,7 +85,7 @@ pub(super) fn shared() -> Option<Direct> {
                 .inspect_err(|e| tracing::debug!("no direct transport: {e}"))
                 .ok()
         })
-        .clone()
+        .as_ref()
 }
 
 /// Whether the environment (read through `var`) names a proxy.

@@ -6,7 +6,7 @@
 //! inside a 200) is the connector's; the edge only turns what every HTTP API
 //! shares into [`ConnectorError`]s, so two connectors never disagree on a 503.
 
-use super::direct::{self, Direct, Unanswered};
+use super::direct::{self, Unanswered};
 use crate::ConnectorError;
 use crate::auth::Credential;
 use crate::classify::{class_of_reqwest_error, parse_retry_after};
@@ -24,10 +24,13 @@ const SNIPPET_CHARS: usize = 300;
 /// Cheap to clone: clones share the connection pool and the counter.
 #[derive(Debug, Clone)]
 pub struct Edge {
-    /// Builds every request; sends it only when `direct` is `None`.
+    /// Builds every request; sends it too when `direct` is false or the
+    /// process has no direct transport.
     http: reqwest::Client,
-    /// The process's pooled hyper-util client (see the `direct` module).
-    direct: Option<Direct>,
+    /// Whether requests go through the process's pooled hyper-util client
+    /// (see the `direct` module), which is built at the first request, so
+    /// that a worker which sends nothing never loads its code.
+    direct: bool,
     requests: Arc<AtomicU64>,
 }
 
@@ -69,7 +72,7 @@ impl Edge {
     pub fn new(http: reqwest::Client) -> Self {
         Self {
             http,
-            direct: direct::shared(),
+            direct: true,
             requests: Arc::default(),
         }
     }
@@ -80,7 +83,7 @@ impl Edge {
     pub fn through(http: reqwest::Client) -> Self {
         Self {
             http,
-            direct: None,
+            direct: false,
             requests: Arc::default(),
         }
     }
@@ -129,7 +132,9 @@ impl Edge {
                 body: reply.body,
             });
         }
-        if let Some(direct) = &self.direct {
+        if self.direct
+            && let Some(direct) = direct::shared()
+        {
             let response = direct
                 .send(request)
                 .await
@@ -359,7 +364,7 @@ mod tests {
     fn both() -> [Edge; 2] {
         let direct = Edge::new(reqwest::Client::new());
         assert!(
-            direct.direct.is_some(),
+            direct.direct && direct::shared().is_some(),
             "no proxy here: the direct transport"
         );
         [direct, Edge::through(reqwest::Client::new())]
