@@ -4,6 +4,9 @@
 //!
 //! The yardstick is `raw-subscriber` (src/bin/raw-subscriber.rs): the
 //! official `google-cloud-pubsub` client receiving, parsing JSON and acking.
+//! The same loop with `--post-to` also POSTs each message to the sink
+//! through hyper-util's client before acking it: the floor under any worker
+//! that delivers over HTTP, which the report sets beside the yardstick.
 //! Against it run `gluefleet-legacy-rest` (every event a real HTTP request to
 //! a local sink that answers at once, in-memory idempotency store on, no rate
 //! limit) and the batching connectors (Firestore on its emulator, Salesforce
@@ -61,6 +64,8 @@ const GOAL_READY_MS: f64 = 100.0;
 enum Subject {
     /// The yardstick: receive, parse JSON, ack.
     Raw,
+    /// The yardstick, also POSTing each message to the HTTP sink.
+    RawHttp,
     /// gluefleet-legacy-rest to a local HTTP sink.
     LegacyRest,
     /// gluefleet-firestore to the Firestore emulator.
@@ -70,8 +75,9 @@ enum Subject {
 }
 
 impl Subject {
-    const ALL: [Subject; 4] = [
+    const ALL: [Subject; 5] = [
         Subject::Raw,
+        Subject::RawHttp,
         Subject::LegacyRest,
         Subject::Firestore,
         Subject::Salesforce,
@@ -80,6 +86,7 @@ impl Subject {
     fn label(self) -> &'static str {
         match self {
             Subject::Raw => "raw google-cloud-pubsub loop",
+            Subject::RawHttp => "raw loop + one HTTP POST each (hyper-util)",
             Subject::LegacyRest => "gluefleet-legacy-rest → HTTP sink",
             Subject::Firestore => "gluefleet-firestore → emulator",
             Subject::Salesforce => "gluefleet-salesforce → double",
@@ -90,6 +97,7 @@ impl Subject {
     fn name(self) -> &'static str {
         match self {
             Subject::Raw => "raw",
+            Subject::RawHttp => "raw-http",
             Subject::LegacyRest => "legacy-rest",
             Subject::Firestore => "firestore",
             Subject::Salesforce => "salesforce",
@@ -99,6 +107,7 @@ impl Subject {
     fn slug(self) -> &'static str {
         match self {
             Subject::Raw => "raw",
+            Subject::RawHttp => "rawh",
             Subject::LegacyRest => "rest",
             Subject::Firestore => "fs",
             Subject::Salesforce => "sf",
@@ -108,7 +117,7 @@ impl Subject {
     /// (package, binary).
     fn binary(self) -> (&'static str, &'static str) {
         match self {
-            Subject::Raw => ("xtask", "raw-subscriber"),
+            Subject::Raw | Subject::RawHttp => ("xtask", "raw-subscriber"),
             Subject::LegacyRest => ("gluefleet-legacy-rest", "gluefleet-legacy-rest"),
             Subject::Firestore => ("gluefleet-firestore", "gluefleet-firestore"),
             Subject::Salesforce => ("gluefleet-salesforce", "gluefleet-salesforce"),
@@ -127,7 +136,7 @@ struct Load {
     /// The whole process, start to exit, as the kernel counted it.
     process_cpu_ms: u64,
     peak_rss_kib: u64,
-    /// Target API calls (None for the yardstick).
+    /// Target API calls (None for the bare yardstick).
     calls: Option<u64>,
     /// TCP connections the HTTP sink accepted (legacy-rest only).
     connections: Option<u64>,
@@ -159,7 +168,7 @@ pub(crate) fn run(events: usize, rounds: usize, only: &[String]) -> ExitCode {
     if cfg!(debug_assertions) {
         return rerun_in_release();
     }
-    let mut subjects = vec![Subject::Raw];
+    let mut subjects = vec![Subject::Raw, Subject::RawHttp];
     for name in only {
         match Subject::ALL.iter().find(|s| s.name() == name) {
             Some(s) if !subjects.contains(s) => subjects.push(*s),
@@ -209,10 +218,14 @@ fn rerun_in_release() -> ExitCode {
 }
 
 async fn run_all(subjects: &[Subject], events: usize, rounds: usize) -> Result<()> {
-    let mut binaries = Vec::new();
+    let mut binaries: Vec<(Subject, PathBuf)> = Vec::new();
     for &subject in subjects {
         let (package, bin) = subject.binary();
-        binaries.push((subject, build_release(package, bin)?));
+        let built = match binaries.iter().find(|(s, _)| s.binary() == (package, bin)) {
+            Some((_, path)) => path.clone(),
+            None => build_release(package, bin)?,
+        };
+        binaries.push((subject, built));
     }
     let binary = |s: Subject| -> Result<&PathBuf> {
         binaries
@@ -291,7 +304,12 @@ async fn run_all(subjects: &[Subject], events: usize, rounds: usize) -> Result<(
         }
         let idle_topic = format!("bench-idle-r{round}");
         pubsub.create_topic(&idle_topic).await?;
-        let mut idle_order = subjects.to_vec();
+        // The HTTP yardstick is the same binary as the bare one at idle.
+        let mut idle_order: Vec<Subject> = subjects
+            .iter()
+            .copied()
+            .filter(|s| *s != Subject::RawHttp)
+            .collect();
         if round % 2 == 1 {
             idle_order.reverse();
         }
@@ -365,7 +383,7 @@ fn config(
     let pubsub =
         format!("[pubsub]\nstreams = {streams}\nmax_outstanding_messages = {MAX_OUTSTANDING}\n");
     Ok(match subject {
-        Subject::Raw => return Err("the yardstick takes no config".into()),
+        Subject::Raw | Subject::RawHttp => return Err("the yardstick takes no config".into()),
         // Defaults otherwise: concurrency 64, in-memory idempotency store.
         Subject::LegacyRest => (
             format!(
@@ -462,24 +480,27 @@ async fn one_load(
     let what = format!("{} × {streams}", subject.label());
     let cpu_before = reaped_children_cpu();
     let summary = match subject {
-        Subject::Raw => {
-            let worker = Worker::spawn(
-                binary,
-                &[
-                    "--subscription",
-                    &full_sub,
-                    "--streams",
-                    &streams.to_string(),
-                    "--messages",
-                    &events.to_string(),
-                    "--max-outstanding",
-                    &MAX_OUTSTANDING.to_string(),
-                    "--idle-exit",
-                    IDLE_EXIT,
-                ],
-                &[("PUBSUB_EMULATOR_HOST", pubsub.host())],
-            )
-            .await?;
+        Subject::Raw | Subject::RawHttp => {
+            let streams = streams.to_string();
+            let events = events.to_string();
+            let outstanding = MAX_OUTSTANDING.to_string();
+            let mut args = vec![
+                "--subscription",
+                &full_sub,
+                "--streams",
+                &streams,
+                "--messages",
+                &events,
+                "--max-outstanding",
+                &outstanding,
+                "--idle-exit",
+                IDLE_EXIT,
+            ];
+            if subject == Subject::RawHttp {
+                args.extend(["--post-to", &targets.sink_url]);
+            }
+            let worker =
+                Worker::spawn(binary, &args, &[("PUBSUB_EMULATOR_HOST", pubsub.host())]).await?;
             summary_at_exit(worker, &what).await?
         }
         _ => {
@@ -507,9 +528,12 @@ async fn one_load(
         .into());
     }
     let mut connections = None;
+    if n(&summary["failed_posts"]) > 0 {
+        return Err(format!("{what}: POSTs without a 2xx answer: {summary}").into());
+    }
     let calls = match subject {
         Subject::Raw => None,
-        Subject::LegacyRest => {
+        Subject::RawHttp | Subject::LegacyRest => {
             let counts = targets.sink.take().await?;
             if counts.distinct_keys != events as u64 {
                 return Err(format!(
@@ -547,7 +571,7 @@ async fn one_idle(
     let salesforce = salesforce_for(subject).await?;
     let http = reqwest::Client::new();
     let (mut worker, ready_ms) = match subject {
-        Subject::Raw => {
+        Subject::Raw | Subject::RawHttp => {
             let full_sub = format!("projects/{}/subscriptions/{sub}", pubsub.project());
             let w = Worker::spawn(
                 binary,
@@ -673,6 +697,9 @@ fn report(loads: &[Load], idles: &[Idle], events: usize, rounds: usize) -> Strin
          Firestore emulator, the HTTP sink, the Salesforce double and the worker share \
          this machine's cores. The raw loop is the official `google-cloud-pubsub` client \
          receiving, parsing JSON and acking (`crates/xtask/src/bin/raw-subscriber.rs`); \
+         the raw loop + HTTP is the same loop also POSTing each message to the sink \
+         through hyper-util's pooled client, 64 in flight, before acking it: the least \
+         a worker delivering over HTTP can cost here; \
          gluefleet-legacy-rest makes one real HTTP request per event to a sink in a \
          process of its own on one thread (`crates/xtask/src/bin/http-sink.rs`, its CPU \
          not counted) that answers 200 at once, with the in-memory idempotency store on \
@@ -700,7 +727,14 @@ fn report(loads: &[Load], idles: &[Idle], events: usize, rounds: usize) -> Strin
     let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for subject in Subject::ALL {
         let idle: Vec<&Idle> = idles.iter().filter(|i| i.subject == subject).collect();
-        let idle_mib = median(idle.iter().map(|i| mib(i.rss_kib)).collect());
+        let idle_mib = if idle.is_empty() {
+            "—".to_owned()
+        } else {
+            format!(
+                "{:.1}",
+                median(idle.iter().map(|i| mib(i.rss_kib)).collect())
+            )
+        };
         let ready: Vec<f64> = idle.iter().filter_map(|i| i.ready_ms).collect();
         let ready = if ready.is_empty() {
             "—".to_owned()
@@ -720,7 +754,7 @@ fn report(loads: &[Load], idles: &[Idle], events: usize, rounds: usize) -> Strin
             };
             let _ = writeln!(
                 t,
-                "| {} | {streams} | {:.0} | {:.2} | {:.3} | {:.2} | {:.3} | {:.2} | {:.1} | {idle_mib:.1} | {ready} | {} | {} |",
+                "| {} | {streams} | {:.0} | {:.2} | {:.3} | {:.2} | {:.3} | {:.2} | {:.1} | {idle_mib} | {ready} | {} | {} |",
                 subject.label(),
                 c.rate,
                 c.rate / raw.rate,
@@ -762,6 +796,16 @@ fn goals(t: &mut String, loads: &[Load], idles: &[Idle]) {
                 "- whole-process CPU ≤ {GOAL_CPU_RATIO}× raw at {streams} stream(s): {cpu_ratio:.2}× ({})",
                 mark(cpu_ratio <= GOAL_CPU_RATIO)
             );
+            if let Some(floor) = cell(loads, Subject::RawHttp, streams) {
+                let _ = writeln!(
+                    t,
+                    "  - for scale: the raw loop + HTTP costs {:.2}× raw ({:.3} CPU s/10k) \
+                     at {streams} stream(s), and gluefleet-legacy-rest {:.2}× that",
+                    floor.process_cpu / raw.process_cpu,
+                    floor.process_cpu,
+                    c.process_cpu / floor.process_cpu
+                );
+            }
             if streams == 1 {
                 let _ = writeln!(
                     t,

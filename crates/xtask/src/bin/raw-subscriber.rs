@@ -7,9 +7,16 @@
 //! job prints in its summary, measured the same way (`getrusage`, split at
 //! the first message), so the two compare like for like.
 //!
+//! With `--post-to URL` it is the least a worker *delivering over HTTP* can
+//! do: each message is also POSTed to `URL/accounts/<message id>` with its
+//! id as `Idempotency-Key`, through hyper-util's pooled client with up to
+//! `--concurrency` requests in flight (gluefleet's default, 64), and acked
+//! once answered. That is the floor under gluefleet-legacy-rest's cost.
+//!
 //! Usage: `raw-subscriber --subscription projects/P/subscriptions/S
-//! --streams 5 --messages 20000 [--max-outstanding 1000] [--idle-exit 2s]`,
-//! with `PUBSUB_EMULATOR_HOST` set.
+//! --streams 5 --messages 20000 [--max-outstanding 1000] [--idle-exit 2s]
+//! [--post-to http://127.0.0.1:PORT] [--concurrency 64]`, with
+//! `PUBSUB_EMULATOR_HOST` set.
 
 #[path = "../rusage.rs"]
 mod rusage;
@@ -40,6 +47,57 @@ struct Args {
     /// Stop after this long without a message (0: never).
     #[arg(long, default_value = "2s")]
     idle_exit: humantime::Duration,
+    /// POST each message here (plain http) before acking it.
+    #[arg(long)]
+    post_to: Option<String>,
+    /// Requests in flight at most, with `--post-to`.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+}
+
+/// The HTTP side of `--post-to`: one pooled client, a bound on requests in
+/// flight.
+#[derive(Debug, Clone)]
+struct Poster {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    base: Arc<str>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Poster {
+    fn new(base: &str, concurrency: usize) -> Self {
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_nodelay(true);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(http);
+        Self {
+            client,
+            base: base.trim_end_matches('/').into(),
+            permits: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    /// POSTs `data` and reads the answer; `false` when there was none or
+    /// it was not 2xx.
+    async fn post(&self, id: &str, data: bytes::Bytes) -> bool {
+        use http_body_util::BodyExt;
+        let request = http::Request::post(format!("{}/accounts/{id}", self.base))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("idempotency-key", id)
+            .body(http_body_util::Full::new(data));
+        let Ok(request) = request else { return false };
+        match self.client.request(request).await {
+            Ok(r) => {
+                let ok = r.status().is_success();
+                r.into_body().collect().await.is_ok() && ok
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// CPU time (`getrusage`) and peak RSS (`VmHWM`) of this process: the same
@@ -65,9 +123,23 @@ struct Tally {
     epoch: Instant,
     acked: AtomicU64,
     bad_json: AtomicU64,
+    /// `--post-to` requests that got no 2xx answer (acked all the same).
+    failed_posts: AtomicU64,
     first: OnceLock<(Duration, Duration)>,
     last_us: AtomicU64,
     done: tokio::sync::Notify,
+}
+
+impl Tally {
+    /// One more message acked, of `target`.
+    fn settled(&self, target: u64) {
+        let us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_us.fetch_max(us, Ordering::Relaxed);
+        let n = self.acked.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == target {
+            self.done.notify_one();
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -124,10 +196,15 @@ async fn run(args: Args) -> Result<(), ClientError> {
         epoch,
         acked: AtomicU64::new(0),
         bad_json: AtomicU64::new(0),
+        failed_posts: AtomicU64::new(0),
         first: OnceLock::new(),
         last_us: AtomicU64::new(0),
         done: tokio::sync::Notify::new(),
     });
+    let poster = args
+        .post_to
+        .as_deref()
+        .map(|url| Poster::new(url, args.concurrency));
     let mut tokens = Vec::new();
     let mut tasks = Vec::new();
     for _ in 0..args.streams {
@@ -138,6 +215,7 @@ async fn run(args: Args) -> Result<(), ClientError> {
         tokens.push(stream.shutdown_token());
         let tally = tally.clone();
         let target = args.messages;
+        let poster = poster.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(next) = stream.next().await {
                 let Ok((m, h)) = next else { continue };
@@ -147,13 +225,23 @@ async fn run(args: Args) -> Result<(), ClientError> {
                 if serde_json::from_slice::<serde_json::Value>(&m.data).is_err() {
                     tally.bad_json.fetch_add(1, Ordering::Relaxed);
                 }
-                h.ack();
-                let us = u64::try_from(tally.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-                tally.last_us.fetch_max(us, Ordering::Relaxed);
-                let n = tally.acked.fetch_add(1, Ordering::Relaxed) + 1;
-                if n == target {
-                    tally.done.notify_one();
-                }
+                let Some(poster) = &poster else {
+                    h.ack();
+                    tally.settled(target);
+                    continue;
+                };
+                let Ok(permit) = poster.permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let (poster, tally) = (poster.clone(), tally.clone());
+                tokio::spawn(async move {
+                    if !poster.post(&m.message_id, m.data).await {
+                        tally.failed_posts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    drop(permit);
+                    h.ack();
+                    tally.settled(target);
+                });
             }
         }));
     }
@@ -186,6 +274,7 @@ async fn run(args: Args) -> Result<(), ClientError> {
     let summary = serde_json::json!({"summary": {
         "acked": tally.acked.load(Ordering::Relaxed),
         "bad_json": tally.bad_json.load(Ordering::Relaxed),
+        "failed_posts": tally.failed_posts.load(Ordering::Relaxed),
         "resources": {
             "cpu_ms": ms(cpu),
             "busy_cpu_ms": ms(cpu.saturating_sub(first_cpu)),
