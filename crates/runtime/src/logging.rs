@@ -187,7 +187,12 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut fields = Fields::default();
+        // The settled lines carry six fields, seven with the span's: room
+        // for them at once, not four regrowths.
+        let mut fields = Fields {
+            message: String::new(),
+            list: Vec::with_capacity(8),
+        };
         // The spans' fields first (the message's trace), outermost first,
         // so the event's own fields win a clash.
         if let Some(scope) = ctx.event_scope() {

@@ -25,7 +25,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, sleep_until};
 
 /// The same as [`client`](super::client)'s.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -139,14 +139,19 @@ impl Direct {
         headers
             .entry(ACCEPT)
             .or_insert(HeaderValue::from_static("*/*"));
-        let response = timeout_at(deadline, self.client.request(request))
-            .await
-            .map_err(|_| Unanswered::TimedOut)?
-            .map_err(Unanswered::Failed)?;
+        // One timer for both halves: the answer's head, then its body.
+        let timer = sleep_until(deadline);
+        tokio::pin!(timer);
+        let response = tokio::select! {
+            biased;
+            r = self.client.request(request) => r.map_err(Unanswered::Failed)?,
+            () = &mut timer => return Err(Unanswered::TimedOut),
+        };
         let (head, body) = response.into_parts();
-        let bytes = match timeout_at(deadline, body.collect()).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(_)) | Err(_) => bytes::Bytes::new(),
+        let bytes = tokio::select! {
+            biased;
+            b = body.collect() => b.map(|c| c.to_bytes()).unwrap_or_default(),
+            () = &mut timer => bytes::Bytes::new(),
         };
         let body = text(&head.headers, &bytes);
         Ok(Response {
