@@ -360,6 +360,23 @@ mod tests {
         );
     }
 
+    /// Sends `request` through `edge` with no credential: the tests' one
+    /// way to call [`Edge::send`].
+    async fn send(
+        edge: &Edge,
+        what: &str,
+        request: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Answer, ConnectorError> {
+        edge.send(Outgoing {
+            what: what.into(),
+            request,
+            credential: None,
+            timeout,
+        })
+        .await
+    }
+
     /// One edge per transport: the direct one and reqwest's own.
     fn both() -> [Edge; 2] {
         let direct = Edge::new(reqwest::Client::new());
@@ -373,17 +390,15 @@ mod tests {
     #[tokio::test]
     async fn a_request_that_cannot_be_built_is_not_sent_nor_counted() {
         for edge in both() {
-            let err = edge
-                .send(Outgoing {
-                    what: "POST /x".into(),
-                    request: edge
-                        .request(http::Method::POST, "http://127.0.0.1:9/x")
-                        .header("x-bad", "a\r\nb"),
-                    credential: None,
-                    timeout: Duration::from_secs(1),
-                })
-                .await
-                .expect_err("refused");
+            let err = send(
+                &edge,
+                "POST /x",
+                edge.request(http::Method::POST, "http://127.0.0.1:9/x")
+                    .header("x-bad", "a\r\nb"),
+                Duration::from_secs(1),
+            )
+            .await
+            .expect_err("refused");
             assert!(err.is_permanent() && !err.is_outcome_unknown(), "{err}");
             assert_eq!(edge.requests(), 0);
         }
@@ -397,15 +412,14 @@ mod tests {
             .expect("a free port")
             .port();
         for edge in both() {
-            let err = edge
-                .send(Outgoing {
-                    what: "POST /x".into(),
-                    request: edge.request(http::Method::POST, format!("http://127.0.0.1:{port}/x")),
-                    credential: None,
-                    timeout: Duration::from_secs(5),
-                })
-                .await
-                .expect_err("nothing listens");
+            let err = send(
+                &edge,
+                "POST /x",
+                edge.request(http::Method::POST, format!("http://127.0.0.1:{port}/x")),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect_err("nothing listens");
             assert!(err.is_transient() && !err.is_outcome_unknown(), "{err}");
             assert!(err.message().contains("cannot connect"), "{err}");
             assert!(
@@ -437,18 +451,17 @@ mod tests {
         });
         let http = crate::http::client().expect("client");
         for edge in [Edge::new(http.clone()), Edge::through(http)] {
-            let err = edge
-                .send(Outgoing {
-                    what: "GET /".into(),
-                    request: edge.request(
-                        http::Method::GET,
-                        format!("https://localhost:{}/", addr.port()),
-                    ),
-                    credential: None,
-                    timeout: Duration::from_secs(5),
-                })
-                .await
-                .expect_err("no TLS there");
+            let err = send(
+                &edge,
+                "GET /",
+                edge.request(
+                    http::Method::GET,
+                    format!("https://localhost:{}/", addr.port()),
+                ),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect_err("no TLS there");
             assert!(err.is_transient() && !err.is_outcome_unknown(), "{err}");
             let text = err.message();
             assert!(
@@ -474,15 +487,14 @@ mod tests {
             }
         });
         for edge in both() {
-            let err = edge
-                .send(Outgoing {
-                    what: "POST /x".into(),
-                    request: edge.request(http::Method::POST, format!("http://{addr}/x")),
-                    credential: None,
-                    timeout: Duration::from_millis(200),
-                })
-                .await
-                .expect_err("cut off");
+            let err = send(
+                &edge,
+                "POST /x",
+                edge.request(http::Method::POST, format!("http://{addr}/x")),
+                Duration::from_millis(200),
+            )
+            .await
+            .expect_err("cut off");
             assert!(err.is_transient() && err.is_outcome_unknown(), "{err}");
             assert!(err.message().contains("no answer in time"), "{err}");
         }
@@ -543,17 +555,15 @@ mod tests {
         .await;
         let edge = Edge::new(crate::http::client().expect("client"));
         for i in 0..3 {
-            let answer = edge
-                .send(Outgoing {
-                    what: "GET /x".into(),
-                    request: edge
-                        .request(http::Method::GET, format!("http://{addr}/x/{i}"))
-                        .header("x-mine", "1"),
-                    credential: None,
-                    timeout: Duration::from_secs(5),
-                })
-                .await
-                .expect("answered");
+            let answer = send(
+                &edge,
+                "GET /x",
+                edge.request(http::Method::GET, format!("http://{addr}/x/{i}"))
+                    .header("x-mine", "1"),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("answered");
             assert_eq!((answer.status, answer.body.as_str()), (200, "Köln"));
             assert_eq!(answer.header("x-answer"), Some("yes"));
         }
@@ -583,15 +593,14 @@ mod tests {
     async fn a_connection_closed_mid_answer_has_an_unknown_outcome() {
         let (addr, _, _) = recording_server(b"HTTP/1.1 200 OK\r\ncontent-le").await;
         for edge in both() {
-            let err = edge
-                .send(Outgoing {
-                    what: "POST /x".into(),
-                    request: edge.request(http::Method::POST, format!("http://{addr}/x")),
-                    credential: None,
-                    timeout: Duration::from_secs(5),
-                })
-                .await
-                .expect_err("no whole answer");
+            let err = send(
+                &edge,
+                "POST /x",
+                edge.request(http::Method::POST, format!("http://{addr}/x")),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect_err("no whole answer");
             assert!(err.is_transient() && err.is_outcome_unknown(), "{err}");
             assert!(
                 err.message().starts_with("POST /x: request failed"),
