@@ -17,20 +17,14 @@
 //! environment (reqwest speaks to it), and a client with settings of its
 //! own ([`Edge::through`](super::Edge::through): SAP's cookie jar).
 
-use super::{REQUEST_TIMEOUT, USER_AGENT};
+use super::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, REQUEST_TIMEOUT, USER_AGENT};
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 use tokio::time::{Instant, sleep_until};
-
-/// The same as [`client`](super::client)'s.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The same as [`client`](super::client)'s.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The variables in which reqwest looks for a proxy.
 const PROXY_VARIABLES: [&str; 6] = [

@@ -24,6 +24,12 @@ pub const USER_AGENT: &str = concat!("gluefleet/", env!("CARGO_PKG_VERSION"));
 /// hold a task for ever.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a connection may take to open, for every transport.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an idle pooled connection is kept, for every transport.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// A client with gluefleet's defaults: rustls, 10 s connect timeout,
 /// [`REQUEST_TIMEOUT`] for requests that set none, HTTP keep-alive pooling
 /// (one client per process is shared by all tasks).
@@ -36,9 +42,9 @@ pub fn client() -> Result<reqwest::Client, ConfigError> {
 pub fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         // The pipeline owns retries (and counts each against the rate
         // limit): the client sends each request once.
