@@ -432,6 +432,16 @@ mod tests {
             )
             .await;
         assert!(landed, "forwarded although the client had gone");
-        assert!(proxy.calls()[0].applied());
+        // The target has it before the proxy has read the target's answer
+        // and recorded the call: wait for the record too.
+        let mut applied = false;
+        for _ in 0..250 {
+            if proxy.calls().first().is_some_and(Proxied::applied) {
+                applied = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(applied, "recorded as applied: {:?}", proxy.calls());
     }
 }
