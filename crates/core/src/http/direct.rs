@@ -17,13 +17,14 @@
 //! environment (reqwest speaks to it), and a client with settings of its
 //! own ([`Edge::through`](super::Edge::through): SAP's cookie jar).
 
-use super::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, REQUEST_TIMEOUT, USER_AGENT};
+use super::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, USER_AGENT};
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::time::{Instant, sleep_until};
 
 /// The variables in which reqwest looks for a proxy.
@@ -48,8 +49,6 @@ pub(super) struct Direct {
 /// Why a request got no answer.
 #[derive(Debug)]
 pub(super) enum Unanswered {
-    /// It could not be turned into an HTTP request: nothing was sent.
-    Unbuildable(reqwest::Error),
     /// No answer before the attempt's deadline: it may have been applied.
     TimedOut,
     /// The client's error: see [`is_connect`](hyper_util::client::legacy::Error::is_connect).
@@ -117,14 +116,15 @@ impl Direct {
         Ok(Self { client })
     }
 
-    /// Sends `request` and reads the answer, all within the request's
-    /// timeout (else [`REQUEST_TIMEOUT`]). A body cut off by the deadline
-    /// or mid-read leaves the status, which is what decides; it reads as
-    /// empty.
-    pub(super) async fn send(&self, request: reqwest::Request) -> Result<Response, Unanswered> {
-        let deadline = Instant::now() + request.timeout().copied().unwrap_or(REQUEST_TIMEOUT);
-        let mut request =
-            http::Request::<reqwest::Body>::try_from(request).map_err(Unanswered::Unbuildable)?;
+    /// Sends `request` and reads the answer, all within `timeout`. A body
+    /// cut off by the deadline or mid-read leaves the status, which is what
+    /// decides; it reads as empty.
+    pub(super) async fn send(
+        &self,
+        mut request: http::Request<reqwest::Body>,
+        timeout: Duration,
+    ) -> Result<Response, Unanswered> {
+        let deadline = Instant::now() + timeout;
         // What reqwest's client adds to every request.
         let headers = request.headers_mut();
         headers

@@ -119,11 +119,12 @@ impl Edge {
         if let Some(c) = credential {
             request = request.header(c.header_name(), c.header_value()?);
         }
-        let request = request.timeout(timeout).build().map_err(|e| {
-            ConnectorError::permanent(format!("{what}: the request cannot be built: {e}"))
-        })?;
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        let request = request
+            .timeout(timeout)
+            .build()
+            .map_err(|e| unbuildable(&what, &e))?;
         if let Some(capture) = super::capture::current() {
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let reply = capture.answer(super::capture::describe(&request));
             return Ok(Answer {
                 what,
@@ -135,8 +136,13 @@ impl Edge {
         if self.direct
             && let Some(direct) = direct::shared()
         {
+            // Converted before it is counted: one that cannot be is refused
+            // here, unsent, as reqwest's builder refuses.
+            let request = http::Request::<reqwest::Body>::try_from(request)
+                .map_err(|e| unbuildable(&what, &e))?;
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let response = direct
-                .send(request)
+                .send(request, timeout)
                 .await
                 .map_err(|e| unanswered(e, &what))?;
             return Ok(Answer {
@@ -146,6 +152,7 @@ impl Edge {
                 body: response.body,
             });
         }
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let mut response = self
             .http
             .execute(request)
@@ -199,13 +206,15 @@ pub fn transport_error(e: reqwest::Error, what: &str) -> ConnectorError {
     }
 }
 
+/// A request refused before it left: permanent, nothing sent.
+fn unbuildable(what: &str, e: &reqwest::Error) -> ConnectorError {
+    ConnectorError::permanent(format!("{what}: the request cannot be built: {e}"))
+}
+
 /// What [`Direct`] could not get an answer to, classified as
 /// [`transport_error`] classifies reqwest's.
 fn unanswered(e: Unanswered, what: &str) -> ConnectorError {
     match e {
-        Unanswered::Unbuildable(e) => {
-            ConnectorError::permanent(format!("{what}: the request cannot be built: {e}"))
-        }
         Unanswered::TimedOut => {
             ConnectorError::transient(format!("{what}: no answer in time")).with_outcome_unknown()
         }
@@ -402,6 +411,25 @@ mod tests {
             assert!(err.is_permanent() && !err.is_outcome_unknown(), "{err}");
             assert_eq!(edge.requests(), 0);
         }
+    }
+
+    #[tokio::test]
+    async fn a_url_too_long_for_http_is_refused_unsent_on_the_direct_transport() {
+        // The `url` crate takes it; an HTTP request's URI cannot be longer
+        // than 65,534 bytes, so the conversion fails before anything is sent.
+        let edge = Edge::new(reqwest::Client::new());
+        let url = format!("http://127.0.0.1:9/{}", "a".repeat(70_000));
+        let err = send(
+            &edge,
+            "GET /long",
+            edge.request(http::Method::GET, url),
+            Duration::from_secs(1),
+        )
+        .await
+        .expect_err("refused");
+        assert!(err.is_permanent() && !err.is_outcome_unknown(), "{err}");
+        assert!(err.message().contains("cannot be built"), "{err}");
+        assert_eq!(edge.requests(), 0, "refused before it was counted");
     }
 
     #[tokio::test]
