@@ -74,28 +74,15 @@ async fn selected_dead_letters_go_back_once_even_through_a_crash() {
         .create_subscription("dead-dry", "dead", SubscriptionOptions::default())
         .await
         .expect("dry-run subscription");
-    pubsub
-        .create_subscription(
-            "dead-inspect",
-            "dead",
-            SubscriptionOptions {
-                ack_deadline_secs: 10,
-                dead_letter: None,
-                push_endpoint: None,
-            },
-        )
-        .await
-        .expect("dead-letter subscription");
-
-    // One subscription per run after the kill, and one for the check at
-    // the end, each given the ack state of the one before (see
-    // `copy_ack_state`): on the emulator, a stream whose client was killed
-    // goes on taking what its subscription hands out.
+    // The subscription the first run reads, one per run after the kill,
+    // and one for the check at the end, each given the ack state of the one
+    // before (see `copy_ack_state`): on the emulator, a stream whose client
+    // was killed goes on taking what its subscription hands out.
     let later: Vec<String> = (1..=3)
         .map(|i| format!("dead-rerun-{i}"))
         .chain(["dead-final".to_owned()])
         .collect();
-    for sub in &later {
+    for sub in std::iter::once("dead-inspect").chain(later.iter().map(String::as_str)) {
         pubsub
             .create_subscription(
                 sub,
@@ -107,7 +94,7 @@ async fn selected_dead_letters_go_back_once_even_through_a_crash() {
                 },
             )
             .await
-            .expect("a later dead-letter subscription");
+            .expect("dead-letter subscription");
     }
 
     // 100 dead letters as the worker writes them, from orders-sub.

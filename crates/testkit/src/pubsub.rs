@@ -247,12 +247,12 @@ impl PubsubEmulator {
             opts.ack_deadline_secs
         };
         let mut body = json!({
-            "topic": self.topic_name(topic),
+            "topic": self.name("topics", topic),
             "ackDeadlineSeconds": ack_deadline,
         });
         if let Some((dl_topic, max_attempts)) = &opts.dead_letter {
             body["deadLetterPolicy"] = json!({
-                "deadLetterTopic": self.topic_name(dl_topic),
+                "deadLetterTopic": self.name("topics", dl_topic),
                 "maxDeliveryAttempts": max_attempts,
             });
         }
@@ -416,14 +416,14 @@ impl PubsubEmulator {
         self.call(
             reqwest::Method::PUT,
             &format!("snapshots/{snapshot}"),
-            &json!({ "subscription": format!("projects/{}/subscriptions/{from}", self.project) }),
+            &json!({ "subscription": self.name("subscriptions", from) }),
             &format!("snapshotting {from}"),
         )
         .await?;
         self.call(
             reqwest::Method::POST,
             &format!("subscriptions/{to}:seek"),
-            &json!({ "snapshot": format!("projects/{}/snapshots/{snapshot}", self.project) }),
+            &json!({ "snapshot": self.name("snapshots", &snapshot) }),
             &format!("seeking {to} to a snapshot of {from}"),
         )
         .await?;
@@ -502,8 +502,10 @@ impl PubsubEmulator {
             .await
     }
 
-    fn topic_name(&self, topic: &str) -> String {
-        format!("projects/{}/topics/{topic}", self.project)
+    /// The full name of a resource of `kind` (`topics`, `subscriptions`,
+    /// `snapshots`) in the emulator's project.
+    fn name(&self, kind: &str, id: &str) -> String {
+        format!("projects/{}/{kind}/{id}", self.project)
     }
 
     /// One REST call below `/v1/projects/<project>/`; non-2xx is an error.
