@@ -37,6 +37,7 @@ fn every_connector_has_the_same_shape() {
             "src/service.rs",
             "src/error.rs",
             "README.md",
+            "build.rs",
         ] {
             assert!(c.join(file).exists(), "connectors/{name}/{file} is missing");
         }
@@ -52,6 +53,11 @@ fn every_connector_has_the_same_shape() {
         assert!(
             main.contains("gluefleet_runtime::main"),
             "connectors/{name} runs through the shared runtime"
+        );
+        let build = std::fs::read_to_string(c.join("build.rs")).expect("build.rs");
+        assert!(
+            build.contains("gluefleet_build::link_order()"),
+            "connectors/{name}/build.rs links in the shared way (gluefleet-build)"
         );
         let manifest = std::fs::read_to_string(c.join("Cargo.toml")).expect("Cargo.toml");
         assert!(

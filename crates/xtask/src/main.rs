@@ -74,6 +74,21 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         workers: Vec<String>,
     },
+    /// Writes connectors/<name>/link-order.txt for each connector the
+    /// benchmark runs: the functions its release binary ran on the
+    /// benchmark's workload under callgrind (needs valgrind and nm), which
+    /// the connector's build script hands to the linker so that they sit
+    /// together and less of the binary is resident. Rerun after updating
+    /// dependencies or the toolchain; `cargo xtask bench` reports how much
+    /// of each list the binaries still match.
+    LinkOrder {
+        /// Messages per connector (each runs about 50× slower under callgrind).
+        #[arg(long, default_value_t = 500)]
+        events: usize,
+        /// Only these (legacy-rest, firestore, salesforce).
+        #[arg(long, value_delimiter = ',')]
+        workers: Vec<String>,
+    },
     /// A new connector crate, connectors/<name>, from connectors/template:
     /// with its Cloud Run service and job manifests, and added to the
     /// Dockerfile's and Terraform's lists of connectors. It builds and
@@ -179,6 +194,7 @@ enum Bench {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Demo { no_emulator } => demo::main(no_emulator),
+        Command::LinkOrder { events, workers } => bench::compare::link_order::run(events, &workers),
         Command::NewConnector { name, root } => new_connector::main(&name, root.as_deref()),
         Command::Run {
             connector,

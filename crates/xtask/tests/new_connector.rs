@@ -102,6 +102,7 @@ fn a_generated_connector_builds_lints_and_passes_its_tests_untouched() {
         "connectors/example/src/service.rs",
         "connectors/example/src/error.rs",
         "connectors/example/README.md",
+        "connectors/example/build.rs",
         "connectors/example/tests/e2e.rs",
         "connectors/example/tests/conformance.rs",
         "deploy/cloudrun/example.service.yaml",

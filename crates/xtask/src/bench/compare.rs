@@ -23,6 +23,8 @@
 //! Separate idle runs (`run` mode, empty subscription) give the time from
 //! process start to `/readyz` = 200 and the resident memory 2 s later.
 
+pub(crate) mod link_order;
+
 use super::{
     Result, SinkProcess, block_on, build_release, machine, median, memory, mib,
     reaped_children_cpu, run_job, summary_at_exit, write_benchmarks,
@@ -227,6 +229,22 @@ async fn run_all(subjects: &[Subject], events: usize, rounds: usize) -> Result<(
         };
         binaries.push((subject, built));
     }
+    // Whether each binary was linked in the order its list gives (the
+    // names go stale as dependencies change; see gluefleet-build).
+    let mut orders = Vec::new();
+    for (subject, path) in &binaries {
+        if matches!(subject, Subject::Raw | Subject::RawHttp) {
+            continue;
+        }
+        let found = link_order::coverage(*subject, path)?;
+        if let Some((found, of)) = found {
+            eprintln!(
+                "  {}: link order {found} of {of} functions found",
+                subject.label()
+            );
+        }
+        orders.push((*subject, found));
+    }
     let binary = |s: Subject| -> Result<&PathBuf> {
         binaries
             .iter()
@@ -331,7 +349,7 @@ async fn run_all(subjects: &[Subject], events: usize, rounds: usize) -> Result<(
         }
     }
     drop(dir);
-    let table = report(&loads, &idles, events, rounds);
+    let table = report(&loads, &idles, &orders, events, rounds);
     println!("{table}");
     // What one large event costs gluefleet-legacy-rest, beside what a
     // backlog of small ones does.
@@ -684,7 +702,13 @@ fn cell(loads: &[Load], subject: Subject, streams: usize) -> Option<Cell> {
     })
 }
 
-fn report(loads: &[Load], idles: &[Idle], events: usize, rounds: usize) -> String {
+fn report(
+    loads: &[Load],
+    idles: &[Idle],
+    orders: &[(Subject, Option<(usize, usize)>)],
+    events: usize,
+    rounds: usize,
+) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "## {TITLE}\n");
     let _ = writeln!(t, "{}\n", machine());
@@ -767,6 +791,20 @@ fn report(loads: &[Load], idles: &[Idle], events: usize, rounds: usize) -> Strin
                 dash(c.connections, 0),
             );
         }
+    }
+    let _ = writeln!(
+        t,
+        "\nLink order (the functions a worker runs laid out together, from \
+         `connectors/<name>/link-order.txt`; see the gluefleet-build crate): "
+    );
+    for (subject, found) in orders {
+        let line = match found {
+            Some((found, of)) => {
+                format!("{found} of the list's {of} functions found in the binary")
+            }
+            None => "no list: linked in the linker's own order".to_owned(),
+        };
+        let _ = writeln!(t, "- {}: {line}", subject.label());
     }
     goals(&mut t, loads, idles);
     t

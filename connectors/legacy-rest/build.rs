@@ -1,0 +1,6 @@
+//! Links the binary in the order of connectors/legacy-rest/link-order.txt
+//! (see gluefleet-build).
+
+fn main() {
+    gluefleet_build::link_order();
+}
