@@ -160,6 +160,27 @@ struct Targets {
     firestore: FirestoreEmulator,
 }
 
+impl Targets {
+    /// The Pub/Sub emulator (with the dead-letter topic every config names)
+    /// and every worker's target, started.
+    async fn start() -> Result<(PubsubEmulator, Targets)> {
+        eprintln!("• starting the Pub/Sub and Firestore emulators and the HTTP sink…");
+        let pubsub = PubsubEmulator::start().await?;
+        let firestore = FirestoreEmulator::start().await?;
+        let sink = SinkProcess::start().await?;
+        let sink_url = sink.url().to_owned();
+        pubsub.create_topic("bench-dead").await?;
+        Ok((
+            pubsub,
+            Targets {
+                sink,
+                sink_url,
+                firestore,
+            },
+        ))
+    }
+}
+
 /// Runs the comparison: `events` per backlog, `rounds` rounds.
 ///
 /// The HTTP sink and the Salesforce double run inside this process, so an
@@ -252,17 +273,7 @@ async fn run_all(subjects: &[Subject], events: usize, rounds: usize) -> Result<(
             .map(|(_, p)| p)
             .ok_or_else(|| "binary not built".into())
     };
-    eprintln!("• starting the Pub/Sub and Firestore emulators and the HTTP sink…");
-    let pubsub = PubsubEmulator::start().await?;
-    let firestore = FirestoreEmulator::start().await?;
-    let sink = SinkProcess::start().await?;
-    let sink_url = sink.url().to_owned();
-    let targets = Targets {
-        sink,
-        sink_url,
-        firestore,
-    };
-    pubsub.create_topic("bench-dead").await?;
+    let (pubsub, targets) = Targets::start().await?;
     let dir = TempDir::new("compare")?;
 
     let mut loads = Vec::new();

@@ -11,11 +11,10 @@
 //! has them and only if the binary has them, in the order they first ran.
 
 use super::{Subject, Targets, backlog, base_env, config, salesforce_for, sub_id};
-use crate::bench::{Result, SinkProcess, block_on, build_release, summary_at_exit};
+use crate::bench::{Result, block_on, build_release, summary_at_exit};
 use gluefleet_testkit::TempDir;
 use gluefleet_testkit::bin::Worker;
-use gluefleet_testkit::firestore::FirestoreEmulator;
-use gluefleet_testkit::pubsub::{PubsubEmulator, SubscriptionOptions};
+use gluefleet_testkit::pubsub::SubscriptionOptions;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -56,17 +55,7 @@ async fn generate(subjects: Vec<Subject>, events: usize) -> Result<()> {
         let (package, bin) = s.binary();
         binaries.push((s, build_release(package, bin)?));
     }
-    eprintln!("• starting the Pub/Sub and Firestore emulators and the HTTP sink…");
-    let pubsub = PubsubEmulator::start().await?;
-    let firestore = FirestoreEmulator::start().await?;
-    let sink = SinkProcess::start().await?;
-    let sink_url = sink.url().to_owned();
-    let targets = Targets {
-        sink,
-        sink_url,
-        firestore,
-    };
-    pubsub.create_topic("bench-dead").await?;
+    let (pubsub, targets) = Targets::start().await?;
     let topic = "link-order";
     pubsub.create_topic(topic).await?;
     for &s in &subjects {
