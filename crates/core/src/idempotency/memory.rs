@@ -16,23 +16,29 @@
 //!   delivery run beside the first; if every key is in flight the claim fails
 //!   as a store error, and the message is nacked and tried again later.
 //!
-//! Keys are kept as the first 16 bytes of their SHA-256, so an entry has a
-//! fixed size whatever the key's length: about 95 bytes per key while the
-//! store fills, and 160 once it is full and evicting (the map's table then
-//! settles at twice the size, as deleted slots are reused only after a
-//! rehash), measured by `tests/memory_store.rs`. A done key of a route that
-//! publishes results also keeps the target's answer (a few hundred bytes of
-//! JSON, at most) in a side table, so routes without results pay nothing.
+//! Compact, since the store is most of what a worker's memory grows by: a
+//! key is kept as the first 16 bytes of its SHA-256, in a 32-byte slot of
+//! one array (digest, deadline, claim number); the hash index holds 4-byte
+//! slot numbers, and a queue item is 12 bytes (slot and claim number). A
+//! freed slot is reused before the array grows, so a full store stays the
+//! size it reached. About 60 bytes per key while the store fills and 70
+//! once it is full and evicting, measured by `tests/memory_store.rs` (std's
+//! map of entries with two queues of keys beside it took 95 and 160). A
+//! done key of a route that publishes results also keeps the target's
+//! answer (a few hundred bytes of JSON, at most) in a side table, so routes
+//! without results pay nothing.
 
 use super::{Claim, ClaimToken, IdempotencyStore, StoreError};
 use async_trait::async_trait;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use sha2::{Digest as _, Sha256};
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher as _;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Keys remembered by default: about 64 MB when full, comfortably inside a
+/// Keys remembered by default: about 28 MB when full, comfortably inside a
 /// 256 MiB Cloud Run instance next to the worker's own 20 to 30 MiB and the
 /// messages it holds.
 pub const DEFAULT_MAX_KEYS: usize = 400_000;
@@ -56,19 +62,58 @@ fn digest(key: &str) -> KeyDigest {
     d
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    InFlight,
-    Done,
+/// A slot's place in [`Inner::slots`]: 4 bytes, so `max_keys` is capped at
+/// `u32::MAX`.
+type SlotId = u32;
+
+/// The low bit of a [`Slot::tag`]: set once the key is done.
+const DONE: u64 = 1;
+
+/// The tag of a free slot: no claim number makes it (they stay below 2^63).
+const FREE: u64 = u64::MAX;
+
+/// One remembered key.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    digest: KeyDigest,
+    /// When the claim or the done key runs out, in nanoseconds since the
+    /// store's epoch (584 years of range).
+    until: u64,
+    /// The claim that made this entry, shifted left once, with [`DONE`]:
+    /// the claim's token, its state, and how a queue item tells whether it
+    /// still describes the slot. [`FREE`] when the slot holds no key.
+    tag: u64,
 }
 
-#[derive(Debug)]
-struct Entry {
-    until: Instant,
-    /// The claim that made this entry: its token, and how a queue item tells
-    /// whether it still describes the entry.
-    seq: u64,
-    state: State,
+impl Slot {
+    fn is_done(&self) -> bool {
+        self.tag & DONE == DONE
+    }
+
+    fn is_claim(&self, seq: Option<u64>) -> bool {
+        !self.is_done() && seq.is_some_and(|s| self.tag == s << 1)
+    }
+}
+
+/// A queue item: a slot and the tag it had when queued, in 12 bytes (a
+/// `(u32, u64)` would be padded to 16).
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    slot: SlotId,
+    tag: [u32; 2],
+}
+
+impl Mark {
+    fn new(slot: SlotId, tag: u64) -> Self {
+        // Split on purpose: the two halves go back together in `tag()`.
+        #[allow(clippy::cast_possible_truncation)]
+        let halves = [tag as u32, (tag >> 32) as u32];
+        Self { slot, tag: halves }
+    }
+
+    fn tag(self) -> u64 {
+        u64::from(self.tag[0]) | (u64::from(self.tag[1]) << 32)
+    }
 }
 
 /// An in-memory [`IdempotencyStore`].
@@ -78,20 +123,29 @@ pub struct MemoryStore {
     max_keys: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
-    entries: HashMap<KeyDigest, Entry>,
-    /// In-flight claims in claim order. Items whose entry has since been
+    /// The instant slot deadlines count from.
+    epoch: Instant,
+    /// Randomly seeded per store: keys come from publishers, and a table
+    /// hashed by a fixed function could be filled with colliding ones.
+    hasher: DefaultHashBuilder,
+    /// The slot of each remembered key, hashed by its digest.
+    index: HashTable<SlotId>,
+    slots: Vec<Slot>,
+    /// Slots whose key is gone, reused before `slots` grows.
+    free: Vec<SlotId>,
+    /// In-flight claims in claim order. Items whose slot has since been
     /// completed, released or claimed again are stale and skipped.
-    in_flight: VecDeque<(KeyDigest, u64)>,
+    in_flight: VecDeque<Mark>,
     /// When `in_flight` is longer than this, its stale items are dropped.
     compact_at: usize,
     /// Done keys in completion order, the oldest first.
-    done: VecDeque<(KeyDigest, u64)>,
+    done: VecDeque<Mark>,
     next_seq: u64,
     evictions: u64,
-    /// The answers of done keys that have one.
-    answers: HashMap<KeyDigest, Box<str>>,
+    /// The answers of done keys that have one, by slot.
+    answers: HashMap<SlotId, Box<str>>,
     /// Their bytes, for `approx_bytes`.
     answer_bytes: usize,
 }
@@ -108,20 +162,32 @@ impl MemoryStore {
         Self::with_max_keys(DEFAULT_MAX_KEYS)
     }
 
-    /// An empty store holding at most `max_keys` keys (at least 1).
+    /// An empty store holding at most `max_keys` keys (at least 1, at most
+    /// `u32::MAX`).
     pub fn with_max_keys(max_keys: usize) -> Self {
+        let cap = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
         Self {
             inner: Mutex::new(Inner {
+                epoch: Instant::now(),
+                hasher: DefaultHashBuilder::default(),
+                index: HashTable::new(),
+                slots: Vec::new(),
+                free: Vec::new(),
+                in_flight: VecDeque::new(),
                 compact_at: COMPACT_SLACK,
-                ..Inner::default()
+                done: VecDeque::new(),
+                next_seq: 0,
+                evictions: 0,
+                answers: HashMap::new(),
+                answer_bytes: 0,
             }),
-            max_keys: max_keys.max(1),
+            max_keys: max_keys.clamp(1, cap),
         }
     }
 
     /// Keys currently remembered (held or done, not yet swept).
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.lock().index.len()
     }
 
     /// True when no key is remembered.
@@ -134,20 +200,13 @@ impl MemoryStore {
     pub fn approx_bytes(&self) -> usize {
         use std::mem::size_of;
         let inner = self.lock();
-        // hashbrown keeps at most 7 of every 8 buckets full, in a power of
-        // two, with one control byte per bucket.
-        let cap = inner.entries.capacity();
-        let buckets = if cap == 0 {
-            0
-        } else {
-            (cap * 8 / 7).next_power_of_two()
-        };
-        let map = buckets * (size_of::<(KeyDigest, Entry)>() + 1);
-        let queues =
-            (inner.in_flight.capacity() + inner.done.capacity()) * size_of::<(KeyDigest, u64)>();
-        let answers = inner.answers.capacity() * 8 / 7 * (size_of::<(KeyDigest, Box<str>)>() + 1)
+        let index = hash_table_bytes(inner.index.capacity(), size_of::<SlotId>());
+        let slots = inner.slots.capacity() * size_of::<Slot>();
+        let free = inner.free.capacity() * size_of::<SlotId>();
+        let queues = (inner.in_flight.capacity() + inner.done.capacity()) * size_of::<Mark>();
+        let answers = hash_table_bytes(inner.answers.capacity(), size_of::<(SlotId, Box<str>)>())
             + inner.answer_bytes;
-        size_of::<Self>() + map + queues + answers
+        size_of::<Self>() + index + slots + free + queues + answers
     }
 
     /// Done keys dropped so far to stay within `max_keys`.
@@ -162,55 +221,121 @@ impl MemoryStore {
     }
 }
 
+/// A hashbrown table's bytes for `capacity` items of `item` bytes: at most
+/// 7 of every 8 buckets full, in a power of two, one control byte each.
+fn hash_table_bytes(capacity: usize, item: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    (capacity * 8 / 7).next_power_of_two() * (item + 1)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl Inner {
-    /// Forgets `d`, its answer included.
-    fn remove(&mut self, d: &KeyDigest) {
-        self.entries.remove(d);
-        self.forget_answer(d);
+    fn now(&self, now: Instant) -> u64 {
+        nanos(now.saturating_duration_since(self.epoch))
     }
 
-    fn forget_answer(&mut self, d: &KeyDigest) {
-        if let Some(a) = self.answers.remove(d) {
+    fn find(&self, d: &KeyDigest) -> Option<SlotId> {
+        let slots = &self.slots;
+        self.index
+            .find(self.hasher.hash_one(d), |&id| {
+                slots[id as usize].digest == *d
+            })
+            .copied()
+    }
+
+    fn slot(&self, id: SlotId) -> Slot {
+        self.slots[id as usize]
+    }
+
+    fn slot_mut(&mut self, id: SlotId) -> &mut Slot {
+        &mut self.slots[id as usize]
+    }
+
+    /// Whether `mark` still describes its slot.
+    fn is_current(&self, mark: Mark) -> bool {
+        self.slot(mark.slot).tag == mark.tag()
+    }
+
+    /// A new slot for `d`, which is not in the index.
+    fn add(&mut self, d: KeyDigest) -> Result<SlotId, StoreError> {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                let id = SlotId::try_from(self.slots.len())
+                    .map_err(|_| StoreError("in-memory store: more than 2^32 slots".into()))?;
+                self.slots.push(Slot {
+                    digest: d,
+                    until: 0,
+                    tag: FREE,
+                });
+                id
+            }
+        };
+        self.slots[id as usize].digest = d;
+        let Self {
+            index,
+            slots,
+            hasher,
+            ..
+        } = self;
+        index.insert_unique(hasher.hash_one(d), id, |&i| {
+            hasher.hash_one(slots[i as usize].digest)
+        });
+        Ok(id)
+    }
+
+    /// Forgets the key in slot `id`, its answer included.
+    fn remove(&mut self, id: SlotId) {
+        let hash = self.hasher.hash_one(self.slot(id).digest);
+        if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
+            entry.remove();
+        }
+        self.slot_mut(id).tag = FREE;
+        self.free.push(id);
+        self.forget_answer(id);
+    }
+
+    fn forget_answer(&mut self, id: SlotId) {
+        if let Some(a) = self.answers.remove(&id) {
             self.answer_bytes -= a.len();
         }
     }
 
-    fn keep_answer(&mut self, d: KeyDigest, answer: Option<&str>) {
-        self.forget_answer(&d);
+    fn keep_answer(&mut self, id: SlotId, answer: Option<&str>) {
+        self.forget_answer(id);
         if let Some(a) = answer {
             self.answer_bytes += a.len();
-            self.answers.insert(d, a.into());
+            self.answers.insert(id, a.into());
         }
     }
 
     /// Removes up to `budget` expired or stale items from the front of each
     /// queue.
-    fn sweep(&mut self, now: Instant, budget: usize) {
-        for state in [State::InFlight, State::Done] {
+    fn sweep(&mut self, now: u64, budget: usize) {
+        for done in [false, true] {
             let mut budget = budget;
             while budget > 0 {
-                let queue = match state {
-                    State::InFlight => &mut self.in_flight,
-                    State::Done => &mut self.done,
-                };
-                let Some(&(d, seq)) = queue.front() else {
+                let queue = if done { &self.done } else { &self.in_flight };
+                let Some(&mark) = queue.front() else {
                     break;
                 };
-                match self.entries.get(&d) {
-                    Some(e) if e.seq == seq && e.state == state => {
-                        if e.until > now {
-                            break;
-                        }
-                        // Field by field: `queue` borrows one of them.
-                        self.entries.remove(&d);
-                        if let Some(a) = self.answers.remove(&d) {
-                            self.answer_bytes -= a.len();
-                        }
+                // Stale items (the slot moved on since) are just dropped.
+                if self.is_current(mark) {
+                    if self.slot(mark.slot).until > now {
+                        break;
                     }
-                    // Stale: the entry moved on since this item was queued.
-                    _ => {}
+                    self.remove(mark.slot);
                 }
-                queue.pop_front();
+                if done {
+                    self.done.pop_front();
+                } else {
+                    self.in_flight.pop_front();
+                }
                 budget -= 1;
             }
         }
@@ -219,17 +344,13 @@ impl Inner {
     /// Makes room for one more key by evicting the oldest done key. False
     /// when every key is a claim in flight.
     fn evict_oldest_done(&mut self) -> bool {
-        while let Some((d, seq)) = self.done.pop_front() {
-            if self
-                .entries
-                .get(&d)
-                .is_some_and(|e| e.seq == seq && e.state == State::Done)
-            {
-                self.remove(&d);
+        while let Some(mark) = self.done.pop_front() {
+            if self.is_current(mark) {
+                self.remove(mark.slot);
                 self.evictions += 1;
                 if self.evictions == 1 {
                     tracing::warn!(
-                        keys = self.entries.len() + 1,
+                        keys = self.index.len() + 1,
                         "The in-memory idempotency store is full; evicting the oldest done keys \
                          (raise delivery.idempotency.max_keys, or use the Firestore ledger)."
                     );
@@ -240,10 +361,10 @@ impl Inner {
         false
     }
 
-    /// Room for `d`, which is not in the map: evicts when full.
-    fn room_for_new(&mut self, max_keys: usize) -> Result<(), StoreError> {
-        if self.entries.len() < max_keys || self.evict_oldest_done() {
-            return Ok(());
+    /// The slot for `d`, which is not in the index: evicts when full.
+    fn add_new(&mut self, d: KeyDigest, max_keys: usize) -> Result<SlotId, StoreError> {
+        if self.index.len() < max_keys || self.evict_oldest_done() {
+            return self.add(d);
         }
         Err(StoreError(format!(
             "in-memory store full: all {max_keys} keys are claims in flight \
@@ -251,18 +372,22 @@ impl Inner {
         )))
     }
 
-    fn insert(&mut self, d: KeyDigest, state: State, until: Instant) -> u64 {
+    /// Gives slot `id` a new claim number, `done` or in flight until
+    /// `until`, and queues it. Returns the claim number.
+    fn set(&mut self, id: SlotId, done: bool, until: u64) -> u64 {
         // A key taken over after it expired starts without the old answer.
-        self.forget_answer(&d);
+        self.forget_answer(id);
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.entries.insert(d, Entry { until, seq, state });
-        match state {
-            State::InFlight => {
-                self.in_flight.push_back((d, seq));
-                self.compact_in_flight();
-            }
-            State::Done => self.done.push_back((d, seq)),
+        let tag = (seq << 1) | u64::from(done);
+        let slot = self.slot_mut(id);
+        slot.until = until;
+        slot.tag = tag;
+        if done {
+            self.done.push_back(Mark::new(id, tag));
+        } else {
+            self.in_flight.push_back(Mark::new(id, tag));
+            self.compact_in_flight();
         }
         seq
     }
@@ -277,12 +402,9 @@ impl Inner {
         if self.in_flight.len() <= self.compact_at {
             return;
         }
-        let entries = &self.entries;
-        self.in_flight.retain(|(d, seq)| {
-            entries
-                .get(d)
-                .is_some_and(|e| e.seq == *seq && e.state == State::InFlight)
-        });
+        let slots = &self.slots;
+        self.in_flight
+            .retain(|m| slots[m.slot as usize].tag == m.tag());
         self.compact_at = 2 * self.in_flight.len() + COMPACT_SLACK;
     }
 }
@@ -294,26 +416,30 @@ fn seq_of(token: &ClaimToken) -> Option<u64> {
 #[async_trait]
 impl IdempotencyStore for MemoryStore {
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
-        let now = Instant::now();
         let d = digest(key);
         let mut inner = self.lock();
+        let now = inner.now(Instant::now());
         inner.sweep(now, SWEEP_PER_CLAIM);
-        match inner.entries.get(&d) {
-            Some(e) if e.until > now => {
-                return Ok(match e.state {
-                    State::Done => Claim::Done {
-                        answer: inner.answers.get(&d).map(|a| a.to_string()),
-                    },
-                    State::InFlight => Claim::InFlight {
-                        remaining: e.until - now,
-                    },
-                });
+        let id = match inner.find(&d) {
+            Some(id) => {
+                let slot = inner.slot(id);
+                if slot.until > now {
+                    return Ok(if slot.is_done() {
+                        Claim::Done {
+                            answer: inner.answers.get(&id).map(|a| a.to_string()),
+                        }
+                    } else {
+                        Claim::InFlight {
+                            remaining: Duration::from_nanos(slot.until - now),
+                        }
+                    });
+                }
+                // Expired but not swept yet: taken over in place.
+                id
             }
-            // Expired but not swept yet: taken over in place.
-            Some(_) => {}
-            None => inner.room_for_new(self.max_keys)?,
-        }
-        let seq = inner.insert(d, State::InFlight, now + lease);
+            None => inner.add_new(d, self.max_keys)?,
+        };
+        let seq = inner.set(id, false, now.saturating_add(nanos(lease)));
         Ok(Claim::Acquired(ClaimToken::new(seq.to_string())))
     }
 
@@ -324,46 +450,47 @@ impl IdempotencyStore for MemoryStore {
         ttl: Duration,
         answer: Option<&str>,
     ) -> Result<(), StoreError> {
-        let now = Instant::now();
         let d = digest(key);
         let mut inner = self.lock();
-        match inner.entries.get_mut(&d) {
-            Some(e) if e.state == State::InFlight && Some(e.seq) == seq_of(token) => {
-                e.state = State::Done;
-                e.until = now + ttl;
-                let seq = e.seq;
-                inner.done.push_back((d, seq));
-                inner.keep_answer(d, answer);
+        let now = inner.now(Instant::now());
+        let until = now.saturating_add(nanos(ttl));
+        let id = match inner.find(&d) {
+            Some(id) if inner.slot(id).is_claim(seq_of(token)) => {
+                let slot = inner.slot_mut(id);
+                slot.tag |= DONE;
+                slot.until = until;
+                let tag = slot.tag;
+                inner.done.push_back(Mark::new(id, tag));
+                inner.keep_answer(id, answer);
                 return Ok(());
             }
-            Some(e) if e.until > now => {
-                return match e.state {
+            Some(id) if inner.slot(id).until > now => {
+                return if inner.slot(id).is_done() {
                     // Another delivery got there first: the key is done either way.
-                    State::Done => Ok(()),
-                    State::InFlight => Err(StoreError(format!(
+                    Ok(())
+                } else {
+                    Err(StoreError(format!(
                         "{key} was claimed again by another delivery after this claim's lease \
                          ran out; its claim is left alone"
-                    ))),
+                    )))
                 };
             }
             // Expired and not swept yet: nobody holds it, record the effect.
-            Some(_) => {}
-            None => inner.room_for_new(self.max_keys)?,
-        }
-        inner.insert(d, State::Done, now + ttl);
-        inner.keep_answer(d, answer);
+            Some(id) => id,
+            None => inner.add_new(d, self.max_keys)?,
+        };
+        inner.set(id, true, until);
+        inner.keep_answer(id, answer);
         Ok(())
     }
 
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
         let d = digest(key);
         let mut inner = self.lock();
-        if inner
-            .entries
-            .get(&d)
-            .is_some_and(|e| e.state == State::InFlight && Some(e.seq) == seq_of(token))
+        if let Some(id) = inner.find(&d)
+            && inner.slot(id).is_claim(seq_of(token))
         {
-            inner.remove(&d);
+            inner.remove(id);
         }
         Ok(())
     }
@@ -373,7 +500,7 @@ impl IdempotencyStore for MemoryStore {
         vec![
             (
                 "idempotency_keys",
-                u64::try_from(inner.entries.len()).unwrap_or(u64::MAX),
+                u64::try_from(inner.index.len()).unwrap_or(u64::MAX),
             ),
             ("idempotency_evictions", inner.evictions),
         ]
@@ -530,13 +657,14 @@ mod tests {
                 answer: Some(r#"{"id":"001"}"#.into())
             }
         );
-        let before = s.approx_bytes();
+        assert_eq!(s.lock().answer_bytes, 12);
         tokio::time::advance(TTL + Duration::from_secs(1)).await;
         let t = acquire(&s, "a").await;
-        assert!(
-            s.approx_bytes() < before,
-            "the expired answer is dropped with its key"
-        );
+        let kept = {
+            let inner = s.lock();
+            (inner.answers.len(), inner.answer_bytes)
+        };
+        assert_eq!(kept, (0, 0), "the expired answer is dropped with its key");
         s.complete("a", &t, TTL, None).await?;
         assert_eq!(
             s.claim("a", LEASE).await?,
@@ -552,6 +680,107 @@ mod tests {
         acquire(&s, "d").await;
         assert_eq!(s.evictions(), 2);
         assert_eq!(s.lock().answers.len(), 0, "evicted with its key");
+        Ok(())
+    }
+
+    /// What a key is in the reference model of the store's contract.
+    #[derive(Debug, Clone)]
+    struct Model {
+        done: bool,
+        until: Instant,
+        /// The token that completes or releases it; none after a
+        /// completion without a claim.
+        token: Option<ClaimToken>,
+        answer: Option<String>,
+    }
+
+    /// Random claims, completions and releases of a few keys, with time
+    /// moving on across leases and TTLs, against a plain map of what each
+    /// key should be: slots are freed, reused and swept all along, and
+    /// every answer must match the model's.
+    #[tokio::test(start_paused = true)]
+    async fn random_operations_match_a_reference_model() -> Result<(), StoreError> {
+        let s = MemoryStore::new();
+        let mut rng = fastrand::Rng::with_seed(18);
+        let keys = ["a", "b", "c", "d", "e"];
+        let mut model: HashMap<&str, Model> = HashMap::new();
+        let mut tokens: Vec<ClaimToken> = Vec::new();
+        for step in 0..20_000 {
+            let key = keys[rng.usize(..keys.len())];
+            let now = Instant::now();
+            let live = model.get(key).filter(|m| m.until > now).cloned();
+            match rng.u8(..4) {
+                0 => tokio::time::advance(Duration::from_secs(rng.u64(0..12))).await,
+                1 => {
+                    let got = s.claim(key, LEASE).await?;
+                    match (&live, got) {
+                        (Some(m), Claim::Done { answer }) if m.done => {
+                            assert_eq!(answer, m.answer, "step {step}: {key}'s answer");
+                        }
+                        (Some(m), Claim::InFlight { remaining }) if !m.done => {
+                            assert_eq!(remaining, m.until - now, "step {step}: {key}");
+                        }
+                        (None, Claim::Acquired(t)) => {
+                            tokens.push(t.clone());
+                            model.insert(
+                                key,
+                                Model {
+                                    done: false,
+                                    until: now + LEASE,
+                                    token: Some(t),
+                                    answer: None,
+                                },
+                            );
+                        }
+                        (m, got) => panic!("step {step}: claim {key}: {got:?}, model {m:?}"),
+                    }
+                }
+                2 if !tokens.is_empty() => {
+                    let t = tokens[rng.usize(..tokens.len())].clone();
+                    let answer = rng.bool().then(|| format!("answer {step}"));
+                    let got = s.complete(key, &t, TTL, answer.as_deref()).await;
+                    let entry = model.get(key);
+                    let holds = entry.is_some_and(|m| !m.done && m.token.as_ref() == Some(&t));
+                    if holds || live.is_none() {
+                        assert!(got.is_ok(), "step {step}: complete {key}: {got:?}");
+                        let token = if holds { Some(t) } else { None };
+                        model.insert(
+                            key,
+                            Model {
+                                done: true,
+                                until: now + TTL,
+                                token,
+                                answer,
+                            },
+                        );
+                    } else if live.as_ref().is_some_and(|m| m.done) {
+                        assert!(got.is_ok(), "step {step}: complete of a done {key}");
+                    } else {
+                        assert!(
+                            got.is_err(),
+                            "step {step}: a late complete of {key} refused"
+                        );
+                    }
+                }
+                _ if !tokens.is_empty() => {
+                    let t = tokens[rng.usize(..tokens.len())].clone();
+                    s.release(key, &t).await?;
+                    if model
+                        .get(key)
+                        .is_some_and(|m| !m.done && m.token.as_ref() == Some(&t))
+                    {
+                        model.remove(key);
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(s.len() <= keys.len(), "{} keys remembered", s.len());
+        assert!(
+            s.lock().slots.len() <= keys.len() + 1,
+            "freed slots are reused: {} slots",
+            s.lock().slots.len()
+        );
         Ok(())
     }
 }
